@@ -1,0 +1,158 @@
+"""The ``alquery`` command: ``serve``, ``rank`` and ``strategies``.
+
+``rank`` prints ``{"indices": [...], "scores": [...], "strategy": "..."}`` on
+stdout; server warnings go to stderr. On an error status it prints
+``STATUS_CODE: message`` on stderr and exits 1. Usage errors exit 2.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+
+from alquery.client.client import AlqueryClient, strategy_names
+from alquery.client.errors import AlqueryError
+
+# CLI flag -> keyword of AlqueryClient.rank. Each takes a .npy file.
+ARRAY_FLAGS = {
+    "--probabilities": "probabilities",
+    "--logits": "logits",
+    "--embeddings": "embeddings",
+    "--labeled-embeddings": "labeled_embeddings",
+    "--labeled-labels": "labeled_labels",
+    "--validation-probabilities": "validation_probabilities",
+    "--validation-logits": "validation_logits",
+    "--validation-labels": "validation_labels",
+    "--validation-embeddings": "validation_embeddings",
+}
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="alquery", description="Active-learning query strategies over gRPC."
+    )
+    commands = parser.add_subparsers(dest="command", required=True)
+
+    serve = commands.add_parser("serve", help="run the gRPC server")
+    serve.add_argument("--host", default="127.0.0.1", help="address to bind")
+    serve.add_argument("--port", type=int, default=50051, help="gRPC port; 0 = any")
+    serve.add_argument(
+        "--metrics-port", type=int, default=9464,
+        help="Prometheus port; 0 = any free port, -1 = no metrics endpoint",
+    )
+    serve.add_argument(
+        "--max-message-mib", type=int, default=512,
+        help="largest request accepted, in MiB (default 512)",
+    )
+    serve.add_argument("--threads", type=int, default=4, help="RPC worker threads")
+    serve.add_argument(
+        "--grace-seconds", type=float, default=30.0,
+        help="on SIGTERM, how long running requests may take to finish",
+    )
+    serve.add_argument("--log-level", default="INFO", help="DEBUG, INFO, WARNING")
+
+    rank = commands.add_parser("rank", help="rank a pool read from .npy files")
+    rank.add_argument("--target", required=True, help="server HOST:PORT")
+    rank.add_argument(
+        "--strategy", required=True, metavar="FAMILY.METHOD",
+        help="one of: " + ", ".join(strategy_names()),
+    )
+    rank.add_argument("--batch-size", type=int, required=True)
+    for flag in ARRAY_FLAGS:
+        rank.add_argument(flag, metavar="FILE.npy")
+    rank.add_argument(
+        "--param", action="append", default=[], metavar="KEY=VALUE",
+        help="strategy parameter, repeatable",
+    )
+    rank.add_argument("--seed", type=int)
+    rank.add_argument("--no-scores", action="store_true", help="omit scores")
+    rank.add_argument("--timeout", type=float, default=300.0, help="seconds")
+
+    strategies = commands.add_parser("strategies", help="list the server's strategies")
+    strategies.add_argument("--target", required=True, help="server HOST:PORT")
+    strategies.add_argument("--timeout", type=float, default=30.0, help="seconds")
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run the command line; return the exit status."""
+    parser = _parser()
+    args = parser.parse_args(argv)
+    if args.command == "serve":
+        return _serve(args, parser)
+    try:
+        if args.command == "rank":
+            output = _rank(args, parser)
+        else:
+            with AlqueryClient(args.target, timeout=args.timeout) as client:
+                output = client.strategies()
+    except AlqueryError as error:
+        sys.stderr.write(f"{error.code.name}: {error.details}\n")
+        return 1
+    sys.stdout.write(json.dumps(output) + "\n")
+    return 0
+
+
+def _serve(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
+    from alquery.server import app, logs
+
+    logs.configure(args.log_level)
+    config = app.ServerConfig(
+        host=args.host,
+        port=args.port,
+        metrics_port=None if args.metrics_port < 0 else args.metrics_port,
+        max_message_mib=args.max_message_mib,
+        threads=args.threads,
+        grace_seconds=args.grace_seconds,
+    )
+    try:
+        return app.serve(config)
+    except OSError as error:
+        parser.exit(1, f"alquery serve: {error}\n")
+
+
+def _rank(args: argparse.Namespace, parser: argparse.ArgumentParser) -> dict[str, Any]:
+    inputs: dict[str, Any] = {}
+    for flag, keyword in ARRAY_FLAGS.items():
+        path = getattr(args, keyword)
+        if path is not None:
+            inputs[keyword] = _load(path, flag, parser)
+    params = {}
+    for item in args.param:
+        key, sep, value = item.partition("=")
+        if not sep or not key:
+            parser.error(f"--param {item!r}: expected KEY=VALUE")
+        params[key] = value
+
+    with AlqueryClient(args.target, timeout=args.timeout) as client:
+        result = client.rank(
+            args.strategy,
+            args.batch_size,
+            params=params,
+            seed=args.seed,
+            return_scores=not args.no_scores,
+            **inputs,
+        )
+    for warning in result.warnings:
+        sys.stderr.write(f"warning: {warning}\n")
+    return {
+        "indices": result.indices.tolist(),
+        "scores": [] if result.scores is None else result.scores.tolist(),
+        "strategy": result.strategy,
+    }
+
+
+def _load(path: str, flag: str, parser: argparse.ArgumentParser) -> np.ndarray:
+    try:
+        return np.load(path, allow_pickle=False)
+    except (OSError, ValueError) as error:
+        parser.error(f"{flag} {path}: cannot read a .npy array ({error})")
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,273 @@
+"""A numpy-friendly Python client for the alquery query service."""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Mapping
+from typing import Any
+
+import grpc
+import numpy as np
+from google.protobuf.descriptor import FieldDescriptor
+from numpy.typing import NDArray
+
+from alquery.client.errors import AlqueryError
+from alquery.client.tensors import to_tensor
+from alquery.v1 import query_pb2, query_pb2_grpc
+
+FAMILIES = {
+    "uncertainty": query_pb2.UncertaintyStrategy,
+    "diversity": query_pb2.DiversityStrategy,
+    "credibility": query_pb2.CredibilityStrategy,
+    "hybrid": query_pb2.HybridStrategy,
+}
+MAX_RECEIVE_BYTES = 512 << 20
+
+
+def strategy_names() -> list[str]:
+    """Every "family.method" the proto defines, sorted.
+
+    A server may offer fewer; ``AlqueryClient.strategies`` says which it does.
+    """
+    names = []
+    for family, message in FAMILIES.items():
+        for enum_name, number in message.Method.items():
+            if number:
+                method = enum_name.removeprefix("METHOD_").lower()
+                names.append(f"{family}.{method}")
+    return sorted(names)
+
+
+@dataclasses.dataclass(frozen=True)
+class RankResult:
+    """The server's answer to ``rank``.
+
+    Attributes
+    ----------
+    indices : ndarray of shape (n_returned,), int64
+        Pool positions, best first.
+    scores : ndarray of shape (n_returned,), float64, or None
+        The strategy's score of each index; None when scores were not asked.
+    strategy : str
+        The strategy that ran, "family.method".
+    warnings : tuple of str
+        Notes from the server, e.g. a batch size clamped to the pool size.
+    """
+
+    indices: NDArray[np.int64]
+    scores: NDArray[np.float64] | None
+    strategy: str
+    warnings: tuple[str, ...] = ()
+
+
+def build_request(
+    strategy: str,
+    batch_size: int,
+    *,
+    probabilities: Any = None,
+    logits: Any = None,
+    embeddings: Any = None,
+    labeled_embeddings: Any = None,
+    labeled_labels: Any = None,
+    validation_probabilities: Any = None,
+    validation_logits: Any = None,
+    validation_labels: Any = None,
+    validation_embeddings: Any = None,
+    params: Mapping[str, Any] | None = None,
+    seed: int | None = None,
+    return_scores: bool = True,
+) -> query_pb2.RankRequest:
+    """Build a ``RankRequest`` from numpy arrays; see ``AlqueryClient.rank``."""
+    request = query_pb2.RankRequest(batch_size=batch_size, omit_scores=not return_scores)
+    if seed is not None:
+        request.seed = seed
+    _set_strategy(request, strategy, params or {})
+
+    _set_predictions(request.pool, "pool", probabilities, logits)
+    _set_predictions(
+        request.validation, "validation", validation_probabilities, validation_logits
+    )
+    tensors = {
+        ("pool", "embeddings"): (embeddings, False),
+        ("labeled", "embeddings"): (labeled_embeddings, False),
+        ("labeled", "labels"): (labeled_labels, True),
+        ("validation", "labels"): (validation_labels, True),
+        ("validation", "embeddings"): (validation_embeddings, False),
+    }
+    for (group, name), (values, integer) in tensors.items():
+        if values is not None:
+            tensor = to_tensor(values, f"{group}.{name}", integer=integer)
+            getattr(getattr(request, group), name).CopyFrom(tensor)
+    return request
+
+
+def _set_predictions(message: Any, group: str, probabilities: Any, logits: Any) -> None:
+    if probabilities is not None and logits is not None:
+        raise AlqueryError(
+            grpc.StatusCode.INVALID_ARGUMENT,
+            f"{group}: give probabilities or logits, not both",
+        )
+    for name, values in (("probabilities", probabilities), ("logits", logits)):
+        if values is not None:
+            getattr(message, name).CopyFrom(to_tensor(values, f"{group}.{name}"))
+
+
+def _set_strategy(
+    request: query_pb2.RankRequest, strategy: str, params: Mapping[str, Any]
+) -> None:
+    family, _, method = strategy.partition(".")
+    message = FAMILIES.get(family)
+    enum_name = "METHOD_" + method.upper()
+    if message is None or not method or enum_name not in message.Method.keys():
+        raise AlqueryError(
+            grpc.StatusCode.INVALID_ARGUMENT,
+            f"strategy: unknown {strategy!r}; valid strategies: "
+            + ", ".join(strategy_names()),
+        )
+    chosen = getattr(request, family)
+    chosen.method = message.Method.Value(enum_name)
+    for key, value in params.items():
+        _set_param(chosen, family, key, value)
+
+
+def _set_param(message: Any, family: str, key: str, value: Any) -> None:
+    fields = message.DESCRIPTOR.fields_by_name
+    known = sorted(name for name in fields if name != "method")
+    if key not in known:
+        raise AlqueryError(
+            grpc.StatusCode.INVALID_ARGUMENT,
+            f"params: {key!r} is not a {family} parameter; known: "
+            + (", ".join(known) or "none"),
+        )
+    field = fields[key]
+    try:
+        setattr(message, key, _parse(value, field))
+    except (TypeError, ValueError) as error:
+        raise AlqueryError(
+            grpc.StatusCode.INVALID_ARGUMENT,
+            f"params: {key}={value!r} is not a valid {_type_name(field)} ({error})",
+        ) from None
+
+
+def _type_name(field: FieldDescriptor) -> str:
+    if field.type == FieldDescriptor.TYPE_ENUM:
+        return "enum value"
+    if field.cpp_type in (FieldDescriptor.CPPTYPE_FLOAT, FieldDescriptor.CPPTYPE_DOUBLE):
+        return "number"
+    if field.cpp_type == FieldDescriptor.CPPTYPE_BOOL:
+        return "boolean"
+    return "integer"
+
+
+def _parse(value: Any, field: FieldDescriptor) -> Any:
+    if not isinstance(value, str):
+        return value
+    kind = _type_name(field)
+    if kind == "number":
+        return float(value)
+    if kind == "boolean":
+        if value.lower() not in ("true", "false", "1", "0"):
+            raise ValueError("expected true or false")
+        return value.lower() in ("true", "1")
+    if kind == "enum value":
+        return field.enum_type.values_by_name[value.upper()].number
+    return int(value)
+
+
+class AlqueryClient:
+    """Talk to an alquery server at ``target`` ("host:port").
+
+    Parameters
+    ----------
+    target : str
+        The server address, e.g. "127.0.0.1:50051".
+    timeout : float or None, default=300
+        Deadline in seconds for each call; None waits forever.
+
+    Examples
+    --------
+    >>> client = AlqueryClient("127.0.0.1:50051")  # doctest: +SKIP
+    >>> result = client.rank("uncertainty.margin", 10, probabilities=p)  # +SKIP
+    >>> result.indices  # doctest: +SKIP
+    """
+
+    def __init__(self, target: str, *, timeout: float | None = 300.0) -> None:
+        self._channel = grpc.insecure_channel(
+            target, options=[("grpc.max_receive_message_length", MAX_RECEIVE_BYTES)]
+        )
+        self._stub = query_pb2_grpc.QueryServiceStub(self._channel)
+        self._timeout = timeout
+
+    def close(self) -> None:
+        """Close the channel."""
+        self._channel.close()
+
+    def __enter__(self) -> AlqueryClient:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()
+
+    def rank(self, strategy: str, batch_size: int, **inputs: Any) -> RankResult:
+        """Rank the pool with ``strategy`` and return the best ``batch_size``.
+
+        Parameters
+        ----------
+        strategy : str
+            "family.method", e.g. "uncertainty.entropy" or "diversity.kcenter".
+        batch_size : int
+            How many pool samples to return; at least 1.
+        **inputs
+            Arrays (numpy or nested lists): ``probabilities`` or ``logits`` of
+            shape (n_pool, n_classes) or (n_pool, n_passes, n_classes);
+            ``embeddings`` (n_pool, n_features); ``labeled_embeddings``,
+            ``labeled_labels``; ``validation_probabilities`` or
+            ``validation_logits``, ``validation_labels``,
+            ``validation_embeddings``. And ``params`` (a mapping of strategy
+            parameters), ``seed``, ``return_scores`` (default True).
+
+        Raises
+        ------
+        AlqueryError
+            With the server's status, or INVALID_ARGUMENT for input the client
+            refuses before sending (unknown strategy, ragged rows).
+        """
+        request = build_request(strategy, batch_size, **inputs)
+        response = self._call(self._stub.Rank, request)
+        scores = np.array(response.scores, dtype=np.float64)
+        return RankResult(
+            indices=np.array(response.ranked_indices, dtype=np.int64),
+            scores=scores if not request.omit_scores else None,
+            strategy=response.strategy,
+            warnings=tuple(response.warnings),
+        )
+
+    def strategies(self) -> list[dict[str, Any]]:
+        """Return the server's strategies as dicts (name, parameters, ...)."""
+        response = self._call(self._stub.ListStrategies, query_pb2.ListStrategiesRequest())
+        return [
+            {
+                "name": info.name,
+                "family": info.family,
+                "method": info.method,
+                "description": info.description,
+                "required_inputs": list(info.required_inputs),
+                "higher_first": info.higher_first,
+                "parameters": [
+                    {
+                        "name": p.name,
+                        "type": p.type,
+                        "default": p.default,
+                        "description": p.description,
+                    }
+                    for p in info.parameters
+                ],
+            }
+            for info in response.strategies
+        ]
+
+    def _call(self, method: Any, request: Any) -> Any:
+        try:
+            return method(request, timeout=self._timeout)
+        except grpc.RpcError as error:
+            raise AlqueryError(error.code(), error.details() or "") from None

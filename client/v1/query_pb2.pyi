@@ -1,0 +1,189 @@
+from google.protobuf.internal import containers as _containers
+from google.protobuf.internal import enum_type_wrapper as _enum_type_wrapper
+from google.protobuf import descriptor as _descriptor
+from google.protobuf import message as _message
+from collections.abc import Iterable as _Iterable, Mapping as _Mapping
+from typing import ClassVar as _ClassVar, Optional as _Optional, Union as _Union
+
+DESCRIPTOR: _descriptor.FileDescriptor
+
+class DType(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
+    __slots__ = ()
+    D_TYPE_UNSPECIFIED: _ClassVar[DType]
+    D_TYPE_FLOAT32: _ClassVar[DType]
+    D_TYPE_FLOAT64: _ClassVar[DType]
+    D_TYPE_INT32: _ClassVar[DType]
+    D_TYPE_INT64: _ClassVar[DType]
+D_TYPE_UNSPECIFIED: DType
+D_TYPE_FLOAT32: DType
+D_TYPE_FLOAT64: DType
+D_TYPE_INT32: DType
+D_TYPE_INT64: DType
+
+class Tensor(_message.Message):
+    __slots__ = ("dtype", "shape", "data")
+    DTYPE_FIELD_NUMBER: _ClassVar[int]
+    SHAPE_FIELD_NUMBER: _ClassVar[int]
+    DATA_FIELD_NUMBER: _ClassVar[int]
+    dtype: DType
+    shape: _containers.RepeatedScalarFieldContainer[int]
+    data: bytes
+    def __init__(self, dtype: _Optional[_Union[DType, str]] = ..., shape: _Optional[_Iterable[int]] = ..., data: _Optional[bytes] = ...) -> None: ...
+
+class Pool(_message.Message):
+    __slots__ = ("probabilities", "logits", "embeddings")
+    PROBABILITIES_FIELD_NUMBER: _ClassVar[int]
+    LOGITS_FIELD_NUMBER: _ClassVar[int]
+    EMBEDDINGS_FIELD_NUMBER: _ClassVar[int]
+    probabilities: Tensor
+    logits: Tensor
+    embeddings: Tensor
+    def __init__(self, probabilities: _Optional[_Union[Tensor, _Mapping]] = ..., logits: _Optional[_Union[Tensor, _Mapping]] = ..., embeddings: _Optional[_Union[Tensor, _Mapping]] = ...) -> None: ...
+
+class LabeledSet(_message.Message):
+    __slots__ = ("embeddings", "labels")
+    EMBEDDINGS_FIELD_NUMBER: _ClassVar[int]
+    LABELS_FIELD_NUMBER: _ClassVar[int]
+    embeddings: Tensor
+    labels: Tensor
+    def __init__(self, embeddings: _Optional[_Union[Tensor, _Mapping]] = ..., labels: _Optional[_Union[Tensor, _Mapping]] = ...) -> None: ...
+
+class ValidationSet(_message.Message):
+    __slots__ = ("probabilities", "logits", "labels", "embeddings")
+    PROBABILITIES_FIELD_NUMBER: _ClassVar[int]
+    LOGITS_FIELD_NUMBER: _ClassVar[int]
+    LABELS_FIELD_NUMBER: _ClassVar[int]
+    EMBEDDINGS_FIELD_NUMBER: _ClassVar[int]
+    probabilities: Tensor
+    logits: Tensor
+    labels: Tensor
+    embeddings: Tensor
+    def __init__(self, probabilities: _Optional[_Union[Tensor, _Mapping]] = ..., logits: _Optional[_Union[Tensor, _Mapping]] = ..., labels: _Optional[_Union[Tensor, _Mapping]] = ..., embeddings: _Optional[_Union[Tensor, _Mapping]] = ...) -> None: ...
+
+class UncertaintyStrategy(_message.Message):
+    __slots__ = ("method",)
+    class Method(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
+        __slots__ = ()
+        METHOD_UNSPECIFIED: _ClassVar[UncertaintyStrategy.Method]
+        METHOD_LEAST_CONFIDENCE: _ClassVar[UncertaintyStrategy.Method]
+        METHOD_MARGIN: _ClassVar[UncertaintyStrategy.Method]
+        METHOD_ENTROPY: _ClassVar[UncertaintyStrategy.Method]
+    METHOD_UNSPECIFIED: UncertaintyStrategy.Method
+    METHOD_LEAST_CONFIDENCE: UncertaintyStrategy.Method
+    METHOD_MARGIN: UncertaintyStrategy.Method
+    METHOD_ENTROPY: UncertaintyStrategy.Method
+    METHOD_FIELD_NUMBER: _ClassVar[int]
+    method: UncertaintyStrategy.Method
+    def __init__(self, method: _Optional[_Union[UncertaintyStrategy.Method, str]] = ...) -> None: ...
+
+class DiversityStrategy(_message.Message):
+    __slots__ = ("method",)
+    class Method(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
+        __slots__ = ()
+        METHOD_UNSPECIFIED: _ClassVar[DiversityStrategy.Method]
+        METHOD_KCENTER: _ClassVar[DiversityStrategy.Method]
+    METHOD_UNSPECIFIED: DiversityStrategy.Method
+    METHOD_KCENTER: DiversityStrategy.Method
+    METHOD_FIELD_NUMBER: _ClassVar[int]
+    method: DiversityStrategy.Method
+    def __init__(self, method: _Optional[_Union[DiversityStrategy.Method, str]] = ...) -> None: ...
+
+class CredibilityStrategy(_message.Message):
+    __slots__ = ("method", "n_neighbors")
+    class Method(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
+        __slots__ = ()
+        METHOD_UNSPECIFIED: _ClassVar[CredibilityStrategy.Method]
+        METHOD_VALIDATION_KNN: _ClassVar[CredibilityStrategy.Method]
+    METHOD_UNSPECIFIED: CredibilityStrategy.Method
+    METHOD_VALIDATION_KNN: CredibilityStrategy.Method
+    METHOD_FIELD_NUMBER: _ClassVar[int]
+    N_NEIGHBORS_FIELD_NUMBER: _ClassVar[int]
+    method: CredibilityStrategy.Method
+    n_neighbors: int
+    def __init__(self, method: _Optional[_Union[CredibilityStrategy.Method, str]] = ..., n_neighbors: _Optional[int] = ...) -> None: ...
+
+class HybridStrategy(_message.Message):
+    __slots__ = ("method",)
+    class Method(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
+        __slots__ = ()
+        METHOD_UNSPECIFIED: _ClassVar[HybridStrategy.Method]
+    METHOD_UNSPECIFIED: HybridStrategy.Method
+    METHOD_FIELD_NUMBER: _ClassVar[int]
+    method: HybridStrategy.Method
+    def __init__(self, method: _Optional[_Union[HybridStrategy.Method, str]] = ...) -> None: ...
+
+class RankRequest(_message.Message):
+    __slots__ = ("pool", "labeled", "validation", "uncertainty", "diversity", "credibility", "hybrid", "batch_size", "seed", "omit_scores")
+    POOL_FIELD_NUMBER: _ClassVar[int]
+    LABELED_FIELD_NUMBER: _ClassVar[int]
+    VALIDATION_FIELD_NUMBER: _ClassVar[int]
+    UNCERTAINTY_FIELD_NUMBER: _ClassVar[int]
+    DIVERSITY_FIELD_NUMBER: _ClassVar[int]
+    CREDIBILITY_FIELD_NUMBER: _ClassVar[int]
+    HYBRID_FIELD_NUMBER: _ClassVar[int]
+    BATCH_SIZE_FIELD_NUMBER: _ClassVar[int]
+    SEED_FIELD_NUMBER: _ClassVar[int]
+    OMIT_SCORES_FIELD_NUMBER: _ClassVar[int]
+    pool: Pool
+    labeled: LabeledSet
+    validation: ValidationSet
+    uncertainty: UncertaintyStrategy
+    diversity: DiversityStrategy
+    credibility: CredibilityStrategy
+    hybrid: HybridStrategy
+    batch_size: int
+    seed: int
+    omit_scores: bool
+    def __init__(self, pool: _Optional[_Union[Pool, _Mapping]] = ..., labeled: _Optional[_Union[LabeledSet, _Mapping]] = ..., validation: _Optional[_Union[ValidationSet, _Mapping]] = ..., uncertainty: _Optional[_Union[UncertaintyStrategy, _Mapping]] = ..., diversity: _Optional[_Union[DiversityStrategy, _Mapping]] = ..., credibility: _Optional[_Union[CredibilityStrategy, _Mapping]] = ..., hybrid: _Optional[_Union[HybridStrategy, _Mapping]] = ..., batch_size: _Optional[int] = ..., seed: _Optional[int] = ..., omit_scores: _Optional[bool] = ...) -> None: ...
+
+class RankResponse(_message.Message):
+    __slots__ = ("ranked_indices", "scores", "strategy", "warnings")
+    RANKED_INDICES_FIELD_NUMBER: _ClassVar[int]
+    SCORES_FIELD_NUMBER: _ClassVar[int]
+    STRATEGY_FIELD_NUMBER: _ClassVar[int]
+    WARNINGS_FIELD_NUMBER: _ClassVar[int]
+    ranked_indices: _containers.RepeatedScalarFieldContainer[int]
+    scores: _containers.RepeatedScalarFieldContainer[float]
+    strategy: str
+    warnings: _containers.RepeatedScalarFieldContainer[str]
+    def __init__(self, ranked_indices: _Optional[_Iterable[int]] = ..., scores: _Optional[_Iterable[float]] = ..., strategy: _Optional[str] = ..., warnings: _Optional[_Iterable[str]] = ...) -> None: ...
+
+class ListStrategiesRequest(_message.Message):
+    __slots__ = ()
+    def __init__(self) -> None: ...
+
+class ParameterInfo(_message.Message):
+    __slots__ = ("name", "type", "default", "description")
+    NAME_FIELD_NUMBER: _ClassVar[int]
+    TYPE_FIELD_NUMBER: _ClassVar[int]
+    DEFAULT_FIELD_NUMBER: _ClassVar[int]
+    DESCRIPTION_FIELD_NUMBER: _ClassVar[int]
+    name: str
+    type: str
+    default: str
+    description: str
+    def __init__(self, name: _Optional[str] = ..., type: _Optional[str] = ..., default: _Optional[str] = ..., description: _Optional[str] = ...) -> None: ...
+
+class StrategyInfo(_message.Message):
+    __slots__ = ("name", "family", "method", "description", "required_inputs", "parameters", "higher_first")
+    NAME_FIELD_NUMBER: _ClassVar[int]
+    FAMILY_FIELD_NUMBER: _ClassVar[int]
+    METHOD_FIELD_NUMBER: _ClassVar[int]
+    DESCRIPTION_FIELD_NUMBER: _ClassVar[int]
+    REQUIRED_INPUTS_FIELD_NUMBER: _ClassVar[int]
+    PARAMETERS_FIELD_NUMBER: _ClassVar[int]
+    HIGHER_FIRST_FIELD_NUMBER: _ClassVar[int]
+    name: str
+    family: str
+    method: str
+    description: str
+    required_inputs: _containers.RepeatedScalarFieldContainer[str]
+    parameters: _containers.RepeatedCompositeFieldContainer[ParameterInfo]
+    higher_first: bool
+    def __init__(self, name: _Optional[str] = ..., family: _Optional[str] = ..., method: _Optional[str] = ..., description: _Optional[str] = ..., required_inputs: _Optional[_Iterable[str]] = ..., parameters: _Optional[_Iterable[_Union[ParameterInfo, _Mapping]]] = ..., higher_first: _Optional[bool] = ...) -> None: ...
+
+class ListStrategiesResponse(_message.Message):
+    __slots__ = ("strategies",)
+    STRATEGIES_FIELD_NUMBER: _ClassVar[int]
+    strategies: _containers.RepeatedCompositeFieldContainer[StrategyInfo]
+    def __init__(self, strategies: _Optional[_Iterable[_Union[StrategyInfo, _Mapping]]] = ...) -> None: ...

@@ -1,0 +1,127 @@
+"""Assemble the gRPC server (query service, health, reflection, metrics) and run it."""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+import signal
+import threading
+from concurrent import futures
+
+import grpc
+from grpc_health.v1 import health, health_pb2, health_pb2_grpc
+from grpc_reflection.v1alpha import reflection
+from prometheus_client import CollectorRegistry, start_http_server
+
+from alquery.server.interceptors import QUERY_SERVICE, ObservingInterceptor
+from alquery.server.metrics import Metrics
+from alquery.server.servicer import QueryServicer
+from alquery.v1 import query_pb2_grpc
+
+logger = logging.getLogger("alquery.server.app")
+
+MIB = 1 << 20
+DEFAULT_MAX_MESSAGE_MIB = 512
+"""Large enough for a 100,000 x 768 float32 pool (293 MiB) with its
+probabilities and a labeled set."""
+
+
+@dataclasses.dataclass(frozen=True)
+class ServerConfig:
+    """Settings of one server process."""
+
+    host: str = "127.0.0.1"
+    port: int = 50051
+    metrics_port: int | None = 9464
+    max_message_mib: int = DEFAULT_MAX_MESSAGE_MIB
+    threads: int = 4
+    grace_seconds: float = 30.0
+
+
+@dataclasses.dataclass
+class RunningServer:
+    """A started server: its gRPC server, bound ports and health servicer."""
+
+    grpc_server: grpc.Server
+    port: int
+    metrics_port: int | None
+    health: health.HealthServicer
+    metrics: Metrics
+    _metrics_http: object | None
+
+    def stop(self, grace_seconds: float) -> None:
+        """Refuse new RPCs, let running ones finish for up to the grace period."""
+        self.health.enter_graceful_shutdown()
+        self.grpc_server.stop(grace_seconds).wait()
+        if self._metrics_http is not None:
+            self._metrics_http.shutdown()
+            self._metrics_http.server_close()
+
+
+def start(config: ServerConfig) -> RunningServer:
+    """Start serving per ``config``; port 0 picks a free port (see ``.port``).
+
+    Raises
+    ------
+    OSError
+        When a port cannot be bound.
+    """
+    metrics = Metrics(CollectorRegistry())
+    max_bytes = config.max_message_mib * MIB
+    server = grpc.server(
+        futures.ThreadPoolExecutor(
+            max_workers=config.threads, thread_name_prefix="alquery-rpc"
+        ),
+        interceptors=[ObservingInterceptor(metrics)],
+        options=[
+            ("grpc.max_receive_message_length", max_bytes),
+            ("grpc.max_send_message_length", max_bytes),
+            # One process owns its port; a second server on it is an error.
+            ("grpc.so_reuseport", 0),
+        ],
+    )
+    query_pb2_grpc.add_QueryServiceServicer_to_server(QueryServicer(metrics), server)
+
+    health_servicer = health.HealthServicer()
+    health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
+    for service in ("", QUERY_SERVICE):
+        health_servicer.set(service, health_pb2.HealthCheckResponse.SERVING)
+    reflection.enable_server_reflection(
+        (QUERY_SERVICE, health.SERVICE_NAME, reflection.SERVICE_NAME), server
+    )
+
+    address = f"[{config.host}]" if ":" in config.host else config.host
+    try:
+        port = server.add_insecure_port(f"{address}:{config.port}")
+    except RuntimeError as error:
+        raise OSError(f"cannot listen on {address}:{config.port}: {error}") from error
+    if port == 0:
+        raise OSError(f"cannot listen on {address}:{config.port}")
+
+    metrics_http, metrics_port = None, None
+    if config.metrics_port is not None:
+        metrics_http, _ = start_http_server(
+            config.metrics_port, addr=config.host, registry=metrics.registry
+        )
+        metrics_port = metrics_http.server_port
+    server.start()
+    logger.info(
+        "serving port=%d metrics_port=%s max_message_mib=%d threads=%d",
+        port, metrics_port, config.max_message_mib, config.threads,
+    )
+    return RunningServer(
+        server, port, metrics_port, health_servicer, metrics, metrics_http
+    )
+
+
+def serve(config: ServerConfig) -> int:
+    """Run until SIGTERM or SIGINT, then shut down gracefully; return 0."""
+    running = start(config)
+    stop = threading.Event()
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(signum, lambda *_: stop.set())
+    stop.wait()
+    logger.info("shutting down grace_seconds=%.1f", config.grace_seconds)
+    running.stop(config.grace_seconds)
+    logger.info("stopped")
+    return 0

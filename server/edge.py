@@ -1,0 +1,274 @@
+"""The request edge: turn a ``RankRequest`` into a checked, immutable ``Query``.
+
+Every rule is checked here, once, before any strategy runs: the strategy
+exists, the batch size is in range, each tensor decodes, the tensors agree
+with each other, and the strategy's inputs and parameters are present and in
+range. Strategies trust a ``Query`` and check nothing again.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Mapping
+from typing import Any
+
+import numpy as np
+from numpy.typing import NDArray
+
+from alquery.server import probabilities as probs
+from alquery.server import registry
+from alquery.server.errors import InvalidRequestError
+from alquery.server.tensors import decode
+from alquery.v1 import query_pb2
+
+PREDICTION_NDIMS = (2, 3)
+
+
+@dataclasses.dataclass(frozen=True)
+class Query:
+    """A checked request. Arrays are read-only; absent inputs are None.
+
+    Probabilities have shape (n, n_classes) or (n, n_passes, n_classes) and
+    are float64 (logits have already gone through the softmax). Indices in
+    ``ranked_indices`` of a result are pool positions.
+    """
+
+    strategy: registry.Strategy
+    batch_size: int
+    n_pool: int
+    seed: int | None
+    params: Mapping[str, Any]
+    omit_scores: bool
+    warnings: tuple[str, ...]
+    pool_probabilities: NDArray[np.float64] | None = None
+    pool_embeddings: NDArray | None = None
+    labeled_embeddings: NDArray | None = None
+    labeled_labels: NDArray | None = None
+    validation_probabilities: NDArray[np.float64] | None = None
+    validation_labels: NDArray | None = None
+    validation_embeddings: NDArray | None = None
+
+
+def strategy_name(request: query_pb2.RankRequest) -> str:
+    """Return the "family.method" a request asks for, or "" when unreadable.
+
+    Used for logs and metrics before the request is checked, so it never
+    raises.
+    """
+    family = request.WhichOneof("strategy")
+    if family is None:
+        return ""
+    method = getattr(request, family).method
+    enum = registry.FAMILY_MESSAGES[family].Method
+    if method not in enum.values() or method == 0:
+        return ""
+    return f"{family}.{enum.Name(method).removeprefix('METHOD_').lower()}"
+
+
+def build_query(request: query_pb2.RankRequest) -> Query:
+    """Check ``request`` and return it as a ``Query``.
+
+    Raises
+    ------
+    InvalidRequestError
+        Naming the field, what was wrong and what was expected.
+    """
+    strategy = _resolve_strategy(request)
+    if request.batch_size < 1:
+        raise InvalidRequestError(
+            f"batch_size: got {request.batch_size}; it must be at least 1"
+        )
+    arrays = _decode_arrays(request)
+    _check_agreement(arrays, request)
+    n_pool = _pool_size(arrays, strategy)
+    _check_required(arrays, strategy)
+
+    warnings = []
+    batch_size = request.batch_size
+    if batch_size > n_pool:
+        warnings.append(
+            f"batch_size={batch_size} exceeds the pool size n_pool={n_pool}; "
+            f"returning all {n_pool} pool samples ranked"
+        )
+        batch_size = n_pool
+
+    partial = Query(
+        strategy=strategy,
+        batch_size=batch_size,
+        n_pool=n_pool,
+        seed=request.seed if request.HasField("seed") else None,
+        params={},
+        omit_scores=request.omit_scores,
+        warnings=tuple(warnings),
+        **arrays,
+    )
+    params = _resolve_params(getattr(request, strategy.family), partial)
+    return dataclasses.replace(partial, params=params)
+
+
+def _resolve_strategy(request: query_pb2.RankRequest) -> registry.Strategy:
+    family = request.WhichOneof("strategy")
+    if family is None:
+        raise InvalidRequestError(
+            "strategy: not set; set one of uncertainty, diversity, "
+            f"credibility or hybrid. Valid strategies: {_valid_names()}"
+        )
+    method = getattr(request, family).method
+    enum = registry.FAMILY_MESSAGES[family].Method
+    field = f"{family}.method"
+    if method not in enum.values():
+        raise InvalidRequestError(
+            f"{field}: unknown value {method}; valid strategies: {_valid_names()}"
+        )
+    name = strategy_name(request)
+    strategy = registry.lookup(name) if name else None
+    if strategy is None:
+        shown = enum.Name(method)
+        raise InvalidRequestError(
+            f"{field}: {shown} is not a strategy this server offers; "
+            f"valid strategies: {_valid_names()}"
+        )
+    return strategy
+
+
+def _valid_names() -> str:
+    return ", ".join(s.name for s in registry.all_strategies())
+
+
+def _decode_predictions(message: Any, prefix: str) -> NDArray[np.float64] | None:
+    kind = message.WhichOneof("predictions")
+    if kind is None:
+        return None
+    field = f"{prefix}.{kind}"
+    array = decode(getattr(message, kind), field, ndims=PREDICTION_NDIMS)
+    if array.shape[-1] < 2:
+        raise InvalidRequestError(
+            f"{field}: has {array.shape[-1]} class; at least 2 classes are "
+            "needed (send a binary model's output as two columns, 1 - p and p)"
+        )
+    if kind == "logits":
+        return probs.softmax(array)
+    probs.check_probabilities(array, field)
+    return np.asarray(array, dtype=np.float64)
+
+
+def _decode_arrays(request: query_pb2.RankRequest) -> dict[str, NDArray | None]:
+    def optional(message: Any, name: str, field: str, **kwargs: Any) -> NDArray | None:
+        if not message.HasField(name):
+            return None
+        return decode(getattr(message, name), field, **kwargs)
+
+    pool, labeled, validation = request.pool, request.labeled, request.validation
+    return {
+        "pool_probabilities": _decode_predictions(pool, "pool"),
+        "pool_embeddings": optional(pool, "embeddings", "pool.embeddings", ndims=(2,)),
+        "labeled_embeddings": optional(
+            labeled, "embeddings", "labeled.embeddings", ndims=(2,)
+        ),
+        "labeled_labels": optional(
+            labeled, "labels", "labeled.labels", ndims=(1,), integer=True
+        ),
+        "validation_probabilities": _decode_predictions(validation, "validation"),
+        "validation_labels": optional(
+            validation, "labels", "validation.labels", ndims=(1,), integer=True
+        ),
+        "validation_embeddings": optional(
+            validation, "embeddings", "validation.embeddings", ndims=(2,)
+        ),
+    }
+
+
+# Inputs that must have one row each per sample of the same set.
+_ROW_GROUPS = {
+    "pool": ("pool_probabilities", "pool_embeddings"),
+    "labeled": ("labeled_embeddings", "labeled_labels"),
+    "validation": (
+        "validation_probabilities",
+        "validation_labels",
+        "validation_embeddings",
+    ),
+}
+_EMBEDDINGS = ("pool_embeddings", "labeled_embeddings", "validation_embeddings")
+
+
+def input_field(key: str, request: query_pb2.RankRequest | None = None) -> str:
+    """Return the request field that fills ``Query`` attribute ``key``.
+
+    Predictions come from ``probabilities`` or ``logits``; with a request the
+    one actually sent is named, without one both are.
+    """
+    group, _, name = key.partition("_")
+    if name != "probabilities":
+        return f"{group}.{name}"
+    kind = getattr(request, group).WhichOneof("predictions") if request else None
+    if kind is None:
+        return f"{group}.probabilities or {group}.logits"
+    return f"{group}.{kind}"
+
+
+def _check_agreement(
+    arrays: dict[str, NDArray | None], request: query_pb2.RankRequest
+) -> None:
+    def same(keys: tuple[str, ...], axis: int, what: str) -> None:
+        present = [key for key in keys if arrays[key] is not None]
+        for key in present[1:]:
+            first, other = arrays[present[0]].shape[axis], arrays[key].shape[axis]
+            if other != first:
+                raise InvalidRequestError(
+                    f"{input_field(present[0], request)} has {first} {what} but "
+                    f"{input_field(key, request)} has {other}; they must agree"
+                )
+
+    for keys in _ROW_GROUPS.values():
+        same(keys, axis=0, what="rows")
+    same(_EMBEDDINGS, axis=1, what="features")
+    same(("pool_probabilities", "validation_probabilities"), axis=-1, what="classes")
+    for key in ("labeled_labels", "validation_labels"):
+        _check_labels(arrays, key)
+
+
+def _check_labels(arrays: dict[str, NDArray | None], key: str) -> None:
+    labels = arrays[key]
+    if labels is None:
+        return
+    predictions = arrays["pool_probabilities"]
+    if predictions is None:
+        predictions = arrays["validation_probabilities"]
+    n_classes = predictions.shape[-1] if predictions is not None else None
+    low, high = int(labels.min()), int(labels.max())
+    if low < 0 or (n_classes is not None and high >= n_classes):
+        bound = f"[0, {n_classes})" if n_classes is not None else "0 or more"
+        bad = low if low < 0 else high
+        row = int(np.flatnonzero(labels == bad)[0])
+        raise InvalidRequestError(
+            f"{input_field(key)}: row {row} holds class {bad}; labels must be in {bound}"
+        )
+
+
+def _pool_size(arrays: dict[str, NDArray | None], strategy: registry.Strategy) -> int:
+    for key in _ROW_GROUPS["pool"]:
+        if arrays[key] is not None:
+            return len(arrays[key])
+    needs = ", ".join(input_field(k) for k in strategy.required_inputs)
+    raise InvalidRequestError(f"pool: empty; {strategy.name} needs {needs}")
+
+
+def _check_required(
+    arrays: dict[str, NDArray | None], strategy: registry.Strategy
+) -> None:
+    for key in strategy.required_inputs:
+        if arrays[key] is None:
+            needs = ", ".join(input_field(k) for k in strategy.required_inputs)
+            raise InvalidRequestError(
+                f"{input_field(key)}: missing; {strategy.name} needs {needs}"
+            )
+
+
+def _resolve_params(message: Any, query: Query) -> dict[str, Any]:
+    params = {}
+    for parameter in query.strategy.parameters:
+        value = getattr(message, parameter.name) if message.HasField(
+            parameter.name
+        ) else None
+        params[parameter.name] = parameter.resolve(value, query)
+    return params

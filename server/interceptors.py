@@ -1,0 +1,155 @@
+"""One interceptor for every RPC: metrics, and the one log line per request.
+
+Handlers fill in the ``CallRecord`` of the current call (strategy, pool size,
+batch size); the interceptor writes the line once the status is known.
+"""
+
+from __future__ import annotations
+
+import contextvars
+import dataclasses
+import logging
+import time
+from collections.abc import Callable, Iterator
+from typing import Any
+
+import grpc
+
+from alquery.server.metrics import Metrics
+
+logger = logging.getLogger("alquery.server.requests")
+
+QUERY_SERVICE = "alquery.v1.QueryService"
+
+
+@dataclasses.dataclass
+class CallRecord:
+    """What a handler knows about the call it serves, for the log line."""
+
+    strategy: str = ""
+    n_pool: int | None = None
+    batch_size: int | None = None
+
+
+_current: contextvars.ContextVar[CallRecord] = contextvars.ContextVar("call")
+
+
+def current_call() -> CallRecord:
+    """Return the record of the call being served (a fresh one outside calls)."""
+    try:
+        return _current.get()
+    except LookupError:
+        return CallRecord()
+
+
+class _Call:
+    """Book-keeping for one RPC from start to status."""
+
+    def __init__(self, metrics: Metrics, labels: tuple[str, str, str]) -> None:
+        self.metrics = metrics
+        self.labels = labels
+        self.record = CallRecord()
+        self.start = time.perf_counter()
+        metrics.started.labels(*labels).inc()
+
+    def finish(self, context: grpc.ServicerContext, error: bool) -> None:
+        code = context.code()
+        if code is None:
+            code = grpc.StatusCode.UNKNOWN if error else grpc.StatusCode.OK
+        seconds = time.perf_counter() - self.start
+        self.metrics.handled.labels(*self.labels, code.name).inc()
+        self.metrics.handling_seconds.labels(*self.labels).observe(seconds)
+        _, service, method = self.labels
+        level = logging.INFO if service == QUERY_SERVICE else logging.DEBUG
+        logger.log(
+            level,
+            "request method=%s strategy=%s n_pool=%s batch_size=%s status=%s "
+            "duration_ms=%.1f",
+            method,
+            self.record.strategy or "-",
+            "-" if self.record.n_pool is None else self.record.n_pool,
+            "-" if self.record.batch_size is None else self.record.batch_size,
+            code.name,
+            seconds * 1000.0,
+        )
+
+
+class ObservingInterceptor(grpc.ServerInterceptor):
+    """Counts, times and logs every RPC the server handles."""
+
+    def __init__(self, metrics: Metrics) -> None:
+        self._metrics = metrics
+
+    def intercept_service(
+        self,
+        continuation: Callable[[grpc.HandlerCallDetails], grpc.RpcMethodHandler],
+        handler_call_details: grpc.HandlerCallDetails,
+    ) -> grpc.RpcMethodHandler | None:
+        handler = continuation(handler_call_details)
+        if handler is None:
+            return None
+        service, _, method = handler_call_details.method.lstrip("/").rpartition("/")
+        streams = (handler.request_streaming, handler.response_streaming)
+        grpc_type = {
+            (False, False): "unary",
+            (True, False): "client_stream",
+            (False, True): "server_stream",
+            (True, True): "bidi_stream",
+        }[streams]
+        labels = (grpc_type, service, method)
+        return _wrap(handler, lambda: _Call(self._metrics, labels))
+
+
+def _wrap(handler: grpc.RpcMethodHandler, begin: Callable[[], _Call]) -> Any:
+    if handler.request_streaming and handler.response_streaming:
+        behavior, factory = handler.stream_stream, grpc.stream_stream_rpc_method_handler
+    elif handler.request_streaming:
+        behavior, factory = handler.stream_unary, grpc.stream_unary_rpc_method_handler
+    elif handler.response_streaming:
+        behavior, factory = handler.unary_stream, grpc.unary_stream_rpc_method_handler
+    else:
+        behavior, factory = handler.unary_unary, grpc.unary_unary_rpc_method_handler
+
+    def counted(requests: Iterator[Any], call: _Call) -> Iterator[Any]:
+        for request in requests:
+            call.metrics.received.labels(*call.labels).inc()
+            yield request
+
+    def run(request: Any, context: grpc.ServicerContext) -> Any:
+        call = begin()
+        if handler.request_streaming:
+            request = counted(request, call)
+        else:
+            call.metrics.received.labels(*call.labels).inc()
+        token = _current.set(call.record)
+        try:
+            result = behavior(request, context)
+        except BaseException:
+            call.finish(context, error=True)
+            raise
+        finally:
+            _current.reset(token)
+        if handler.response_streaming:
+            return _streamed(result, call, context)
+        call.metrics.sent.labels(*call.labels).inc()
+        call.finish(context, error=False)
+        return result
+
+    return factory(
+        run,
+        request_deserializer=handler.request_deserializer,
+        response_serializer=handler.response_serializer,
+    )
+
+
+def _streamed(
+    responses: Iterator[Any], call: _Call, context: grpc.ServicerContext
+) -> Iterator[Any]:
+    error = True
+    try:
+        for response in responses:
+            call.metrics.sent.labels(*call.labels).inc()
+            yield response
+        error = False
+    finally:
+        call.finish(context, error=error)

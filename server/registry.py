@@ -1,0 +1,110 @@
+"""The strategy registry: every strategy the server offers, by "family.method".
+
+Adding a strategy is one function in its family's module and one ``register``
+call there. A strategy either returns per-sample scores, which the shared
+selection step ranks, or (batch-aware methods such as k-center) picks its
+batch itself.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+from numpy.typing import NDArray
+
+from alquery.v1 import query_pb2
+
+if TYPE_CHECKING:
+    from alquery.server.edge import Query
+
+FAMILY_MESSAGES = {
+    "uncertainty": query_pb2.UncertaintyStrategy,
+    "diversity": query_pb2.DiversityStrategy,
+    "credibility": query_pb2.CredibilityStrategy,
+    "hybrid": query_pb2.HybridStrategy,
+}
+
+
+@dataclasses.dataclass(frozen=True)
+class Ranking:
+    """Pool positions, best first, and the score of each, aligned."""
+
+    ranked_indices: NDArray[np.int64]
+    scores: NDArray[np.float64]
+
+
+@dataclasses.dataclass(frozen=True)
+class Parameter:
+    """A strategy parameter: an optional field of the family's message.
+
+    ``resolve`` receives the field's value (None when unset) and the decoded
+    query, and returns the value to use or raises ``InvalidRequestError``.
+    """
+
+    name: str
+    type: str
+    default: str
+    description: str
+    resolve: Callable[[Any, "Query"], Any]
+
+
+@dataclasses.dataclass(frozen=True)
+class Strategy:
+    """One registered strategy.
+
+    Exactly one of ``score`` (returns scores of shape (n_pool,)) and ``pick``
+    (returns a ``Ranking`` of at most ``query.batch_size`` samples) is set.
+    """
+
+    family: str
+    method: str
+    description: str
+    required_inputs: tuple[str, ...]
+    higher_first: bool
+    parameters: tuple[Parameter, ...] = ()
+    score: Callable[["Query"], NDArray[np.float64]] | None = None
+    pick: Callable[["Query"], Ranking] | None = None
+
+    @property
+    def name(self) -> str:
+        return f"{self.family}.{self.method}"
+
+
+_STRATEGIES: dict[str, Strategy] = {}
+
+
+def register(strategy: Strategy) -> Strategy:
+    """Add ``strategy`` to the registry; its method must exist in the proto."""
+    if (strategy.score is None) == (strategy.pick is None):
+        raise TypeError(f"{strategy.name}: set exactly one of score and pick")
+    message = FAMILY_MESSAGES[strategy.family]
+    enum_name = "METHOD_" + strategy.method.upper()
+    if enum_name not in message.Method.keys():
+        raise TypeError(f"{strategy.name}: {message.__name__} has no {enum_name}")
+    for parameter in strategy.parameters:
+        if parameter.name not in message.DESCRIPTOR.fields_by_name:
+            raise TypeError(f"{strategy.name}: no field {parameter.name}")
+    if strategy.name in _STRATEGIES:
+        raise TypeError(f"{strategy.name} is registered twice")
+    _STRATEGIES[strategy.name] = strategy
+    return strategy
+
+
+def lookup(name: str) -> Strategy | None:
+    """Return the strategy registered as ``name`` ("family.method"), if any."""
+    _load()
+    return _STRATEGIES.get(name)
+
+
+def all_strategies() -> list[Strategy]:
+    """Return every registered strategy, sorted by name."""
+    _load()
+    return [_STRATEGIES[name] for name in sorted(_STRATEGIES)]
+
+
+def _load() -> None:
+    # The family modules register themselves on import.
+    import alquery.server.strategies  # noqa: F401

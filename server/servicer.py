@@ -1,0 +1,81 @@
+"""The ``alquery.v1.QueryService`` RPCs: decode, rank, encode."""
+
+from __future__ import annotations
+
+import logging
+import time
+
+import grpc
+
+from alquery.server import edge, registry
+from alquery.server.errors import INTERNAL_MESSAGE, AlqueryError, status_for
+from alquery.server.interceptors import current_call
+from alquery.server.metrics import Metrics
+from alquery.server.ranking import rank
+from alquery.v1 import query_pb2, query_pb2_grpc
+
+logger = logging.getLogger("alquery.server.servicer")
+
+
+class QueryServicer(query_pb2_grpc.QueryServiceServicer):
+    """Serves ``Rank`` and ``ListStrategies``."""
+
+    def __init__(self, metrics: Metrics) -> None:
+        self._metrics = metrics
+
+    def Rank(
+        self, request: query_pb2.RankRequest, context: grpc.ServicerContext
+    ) -> query_pb2.RankResponse:
+        record = current_call()
+        record.strategy = edge.strategy_name(request)
+        try:
+            response = self._rank(request, record)
+        except AlqueryError as error:
+            code, details = status_for(error)
+        except Exception:
+            logger.exception("Rank failed on an unexpected error")
+            code, details = grpc.StatusCode.INTERNAL, INTERNAL_MESSAGE
+        else:
+            return response
+        context.abort(code, details)
+
+    def _rank(self, request: query_pb2.RankRequest, record) -> query_pb2.RankResponse:
+        query = edge.build_query(request)
+        record.n_pool, record.batch_size = query.n_pool, query.batch_size
+
+        start = time.perf_counter()
+        ranking = rank(query)
+        name = query.strategy.name
+        self._metrics.strategy_seconds.labels(name).observe(time.perf_counter() - start)
+        self._metrics.pool_size.labels(name).observe(query.n_pool)
+
+        return query_pb2.RankResponse(
+            ranked_indices=ranking.ranked_indices.tolist(),
+            scores=[] if query.omit_scores else ranking.scores.tolist(),
+            strategy=name,
+            warnings=query.warnings,
+        )
+
+    def ListStrategies(
+        self, request: query_pb2.ListStrategiesRequest, context: grpc.ServicerContext
+    ) -> query_pb2.ListStrategiesResponse:
+        return query_pb2.ListStrategiesResponse(
+            strategies=[_describe(s) for s in registry.all_strategies()]
+        )
+
+
+def _describe(strategy: registry.Strategy) -> query_pb2.StrategyInfo:
+    return query_pb2.StrategyInfo(
+        name=strategy.name,
+        family=strategy.family,
+        method=strategy.method,
+        description=strategy.description,
+        required_inputs=[edge.input_field(key) for key in strategy.required_inputs],
+        parameters=[
+            query_pb2.ParameterInfo(
+                name=p.name, type=p.type, default=p.default, description=p.description
+            )
+            for p in strategy.parameters
+        ],
+        higher_first=strategy.higher_first,
+    )

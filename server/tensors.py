@@ -1,0 +1,110 @@
+"""Decode wire tensors into read-only numpy arrays, checking every rule first.
+
+Nothing here calls numpy on data it has not checked: the byte length is
+compared with the shape using Python integers before ``np.frombuffer`` runs,
+so no malformed tensor can make numpy raise.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+from numpy.typing import NDArray
+
+from alquery.server.errors import InvalidRequestError
+from alquery.v1 import query_pb2
+
+FLOAT_DTYPES = {
+    query_pb2.D_TYPE_FLOAT32: np.dtype("<f4"),
+    query_pb2.D_TYPE_FLOAT64: np.dtype("<f8"),
+}
+INT_DTYPES = {
+    query_pb2.D_TYPE_INT32: np.dtype("<i4"),
+    query_pb2.D_TYPE_INT64: np.dtype("<i8"),
+}
+
+
+def _dtype_names(dtypes: dict[int, np.dtype]) -> str:
+    return " or ".join(query_pb2.DType.Name(code) for code in dtypes)
+
+
+def decode(
+    tensor: query_pb2.Tensor,
+    field: str,
+    *,
+    ndims: tuple[int, ...],
+    integer: bool = False,
+) -> NDArray:
+    """Return ``tensor`` as a read-only array that shares the message's bytes.
+
+    Parameters
+    ----------
+    tensor : Tensor
+        The wire tensor.
+    field : str
+        Its path in the request, e.g. ``"pool.embeddings"``, used in messages.
+    ndims : tuple of int
+        The numbers of axes accepted.
+    integer : bool, default=False
+        Whether the tensor holds integer labels rather than floats.
+
+    Raises
+    ------
+    InvalidRequestError
+        On an unknown or wrong dtype, a wrong number of axes, an axis below 1,
+        a byte length that does not match the shape, or (floats) a value that
+        is NaN or infinite.
+    """
+    allowed = INT_DTYPES if integer else FLOAT_DTYPES
+    dtype = allowed.get(tensor.dtype)
+    if dtype is None:
+        shown = (
+            query_pb2.DType.Name(tensor.dtype)
+            if tensor.dtype in query_pb2.DType.values()
+            else f"unknown value {tensor.dtype}"
+        )
+        raise InvalidRequestError(
+            f"{field}.dtype: {shown} is not accepted here; "
+            f"expected {_dtype_names(allowed)}"
+        )
+
+    shape = tuple(tensor.shape)
+    if len(shape) not in ndims:
+        expected = " or ".join(str(n) for n in ndims)
+        raise InvalidRequestError(
+            f"{field}.shape: {list(shape)[:8]} has {len(shape)} axes; "
+            f"expected {expected}"
+        )
+    for axis, size in enumerate(shape):
+        if size < 1:
+            raise InvalidRequestError(
+                f"{field}.shape: axis {axis} has size {size}; "
+                "every axis must be at least 1"
+            )
+
+    expected_bytes = math.prod(shape) * dtype.itemsize
+    if len(tensor.data) != expected_bytes:
+        raise InvalidRequestError(
+            f"{field}.data: has {len(tensor.data)} bytes, but shape "
+            f"{list(shape)} with dtype {query_pb2.DType.Name(tensor.dtype)} "
+            f"needs {expected_bytes}"
+        )
+
+    array = np.frombuffer(tensor.data, dtype=dtype).reshape(shape)
+    if not integer:
+        _check_finite(array, field)
+    return array
+
+
+def _check_finite(array: NDArray, field: str) -> None:
+    finite = np.isfinite(array)
+    if finite.all():
+        return
+    bad_row = int(np.argmin(finite.reshape(len(array), -1).all(axis=1)))
+    row = array[bad_row].ravel()
+    bad_value = row[~np.isfinite(row)][0]
+    kind = "NaN" if np.isnan(bad_value) else "an infinite value"
+    raise InvalidRequestError(
+        f"{field}: row {bad_row} contains {kind}; every value must be finite"
+    )
