@@ -270,4 +270,12 @@ class AlqueryClient:
         try:
             return method(request, timeout=self._timeout)
         except grpc.RpcError as error:
-            raise AlqueryError(error.code(), error.details() or "") from None
+            details = error.details() or ""
+            if error.code() == grpc.StatusCode.RESOURCE_EXHAUSTED and (
+                "larger than max" in details
+            ):
+                details += (
+                    f"; this request is {request.ByteSize()} bytes: send fewer "
+                    "samples, or start the server with a larger --max-message-mib"
+                )
+            raise AlqueryError(error.code(), details) from None

@@ -15,8 +15,7 @@ from prometheus_client import CollectorRegistry, start_http_server
 
 from alquery.server.interceptors import QUERY_SERVICE, ObservingInterceptor
 from alquery.server.metrics import Metrics
-from alquery.server.servicer import QueryServicer
-from alquery.v1 import query_pb2_grpc
+from alquery.server.servicer import QueryServicer, add_to_server
 
 logger = logging.getLogger("alquery.server.app")
 
@@ -80,7 +79,7 @@ def start(config: ServerConfig) -> RunningServer:
             ("grpc.so_reuseport", 0),
         ],
     )
-    query_pb2_grpc.add_QueryServiceServicer_to_server(QueryServicer(metrics), server)
+    add_to_server(QueryServicer(metrics), server)
 
     health_servicer = health.HealthServicer()
     health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)

@@ -6,13 +6,56 @@ import logging
 import time
 
 import grpc
+from google.protobuf.message import DecodeError
 
 from alquery.server import edge, registry
 from alquery.server.errors import INTERNAL_MESSAGE, AlqueryError, status_for
-from alquery.server.interceptors import current_call
+from alquery.server.interceptors import QUERY_SERVICE, current_call
 from alquery.server.metrics import Metrics
 from alquery.server.ranking import rank
 from alquery.v1 import query_pb2, query_pb2_grpc
+
+_RESPONSES = {
+    "Rank": (query_pb2.RankRequest, query_pb2.RankResponse),
+    "ListStrategies": (
+        query_pb2.ListStrategiesRequest,
+        query_pb2.ListStrategiesResponse,
+    ),
+}
+
+
+def add_to_server(servicer: "QueryServicer", server: grpc.Server) -> None:
+    """Register ``servicer``'s RPCs, parsing each request inside the handler.
+
+    The generated registration parses requests before the handler runs, and a
+    message that does not parse then comes back as INTERNAL. Parsing here
+    answers INVALID_ARGUMENT instead, naming the message type.
+    """
+
+    def parsing(method, request_type):
+        def handle(raw: bytes, context: grpc.ServicerContext):
+            try:
+                request = request_type.FromString(raw)
+            except DecodeError as error:
+                context.abort(
+                    grpc.StatusCode.INVALID_ARGUMENT,
+                    f"request: not a valid {request_type.DESCRIPTOR.full_name} "
+                    f"message ({error})",
+                )
+            return method(request, context)
+
+        return handle
+
+    handlers = {
+        name: grpc.unary_unary_rpc_method_handler(
+            parsing(getattr(servicer, name), request_type),
+            response_serializer=response_type.SerializeToString,
+        )
+        for name, (request_type, response_type) in _RESPONSES.items()
+    }
+    server.add_generic_rpc_handlers(
+        (grpc.method_handlers_generic_handler(QUERY_SERVICE, handlers),)
+    )
 
 logger = logging.getLogger("alquery.server.servicer")
 

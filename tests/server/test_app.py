@@ -1,0 +1,196 @@
+"""The assembled server: health, reflection, metrics, limits, logs and shutdown."""
+
+import logging
+import os
+import re
+import signal
+import subprocess
+import sys
+import threading
+import time
+import urllib.request
+
+import grpc
+import numpy as np
+import pytest
+from grpc_health.v1 import health_pb2, health_pb2_grpc
+from grpc_reflection.v1alpha.proto_reflection_descriptor_database import (
+    ProtoReflectionDescriptorDatabase,
+)
+from prometheus_client.parser import text_string_to_metric_families
+
+from alquery.server import app
+from alquery.v1 import query_pb2, query_pb2_grpc
+from conftest import tensor
+
+U = query_pb2.UncertaintyStrategy
+
+
+def margin_request(batch_size):
+    return query_pb2.RankRequest(
+        pool=query_pb2.Pool(probabilities=tensor([[0.6, 0.4], [0.9, 0.1]])),
+        uncertainty=U(method=U.METHOD_MARGIN),
+        batch_size=batch_size,
+    )
+
+
+def test_health_reports_serving_for_the_server_and_the_service(channel):
+    health = health_pb2_grpc.HealthStub(channel)
+    for service in ("", "alquery.v1.QueryService"):
+        response = health.Check(health_pb2.HealthCheckRequest(service=service))
+        assert response.status == health_pb2.HealthCheckResponse.SERVING
+
+
+def test_reflection_lists_the_query_service_and_describes_rank(channel):
+    database = ProtoReflectionDescriptorDatabase(channel)
+    services = set(database.get_services())
+    assert {"alquery.v1.QueryService", "grpc.health.v1.Health"} <= services
+    method = database.FindFileContainingSymbol("alquery.v1.QueryService")
+    assert method.package == "alquery.v1"
+
+
+def scrape(server):
+    url = f"http://127.0.0.1:{server.metrics_port}/metrics"
+    with urllib.request.urlopen(url, timeout=10) as response:
+        text = response.read().decode()
+    samples = {}
+    for family in text_string_to_metric_families(text):
+        for sample in family.samples:
+            key = (sample.name, tuple(sorted(sample.labels.items())))
+            samples[key] = sample.value
+    return samples
+
+
+def handled(samples, code):
+    labels = (
+        ("grpc_code", code),
+        ("grpc_method", "Rank"),
+        ("grpc_service", "alquery.v1.QueryService"),
+        ("grpc_type", "unary"),
+    )
+    return samples.get(("grpc_server_handled_total", labels), 0.0)
+
+
+def test_metrics_endpoint_counts_calls_by_code(server, stub):
+    before = scrape(server)
+    for _ in range(3):
+        stub.Rank(margin_request(1))
+    for _ in range(2):
+        with pytest.raises(grpc.RpcError):
+            stub.Rank(margin_request(0))
+    after = scrape(server)
+
+    assert handled(after, "OK") - handled(before, "OK") == 3
+    assert handled(after, "INVALID_ARGUMENT") - handled(before, "INVALID_ARGUMENT") == 2
+    started = (
+        "grpc_server_started_total",
+        (
+            ("grpc_method", "Rank"),
+            ("grpc_service", "alquery.v1.QueryService"),
+            ("grpc_type", "unary"),
+        ),
+    )
+    assert after[started] - before.get(started, 0) == 5
+    pool_count = ("alquery_pool_size_count", (("strategy", "uncertainty.margin"),))
+    assert after[pool_count] - before.get(pool_count, 0) == 3
+    seconds = ("alquery_strategy_seconds_count", (("strategy", "uncertainty.margin"),))
+    assert after[seconds] - before.get(seconds, 0) == 3
+    assert any(name == "grpc_server_handling_seconds_bucket" for name, _ in after)
+
+
+def test_one_info_line_per_request_with_fixed_fields(stub, caplog):
+    with caplog.at_level(logging.INFO, logger="alquery.server.requests"):
+        stub.Rank(margin_request(1))
+        with pytest.raises(grpc.RpcError):
+            stub.Rank(margin_request(-5))
+    lines = [r.getMessage() for r in caplog.records if r.name == "alquery.server.requests"]
+    assert len(lines) == 2
+    pattern = (
+        r"request method=Rank strategy=uncertainty\.margin n_pool=(\S+) "
+        r"batch_size=(\S+) status=(\w+) duration_ms=\d+\.\d"
+    )
+    first, second = (re.fullmatch(pattern, line) for line in lines)
+    assert first.groups() == ("2", "1", "OK")
+    assert second.groups() == ("-", "-", "INVALID_ARGUMENT")
+
+
+def test_message_over_the_limit_gets_resource_exhausted_and_server_goes_on():
+    running = app.start(app.ServerConfig(port=0, metrics_port=None, max_message_mib=1))
+    try:
+        with grpc.insecure_channel(f"127.0.0.1:{running.port}") as channel:
+            stub = query_pb2_grpc.QueryServiceStub(channel)
+            big = np.full((70_000, 2), 0.5)  # 1.1 MiB of float64
+            request = query_pb2.RankRequest(
+                pool=query_pb2.Pool(probabilities=tensor(big)),
+                uncertainty=U(method=U.METHOD_MARGIN),
+                batch_size=1,
+            )
+            with pytest.raises(grpc.RpcError) as raised:
+                stub.Rank(request)
+            assert raised.value.code() == grpc.StatusCode.RESOURCE_EXHAUSTED
+            assert "larger than max" in raised.value.details()
+            assert list(stub.Rank(margin_request(1)).ranked_indices) == [0]
+    finally:
+        running.stop(grace_seconds=1)
+
+
+def _start_cli_server(*extra):
+    env = dict(os.environ, PYTHONUNBUFFERED="1")
+    process = subprocess.Popen(
+        [sys.executable, "-m", "alquery.client.cli", "serve", "--port", "0",
+         "--metrics-port", "-1", *extra],
+        stderr=subprocess.PIPE,
+        text=True,
+        env=env,
+    )
+    lines = []
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        line = process.stderr.readline()
+        lines.append(line)
+        match = re.search(r"serving port=(\d+)", line)
+        if match:
+            return process, int(match.group(1)), lines
+        if not line and process.poll() is not None:
+            break
+    process.kill()
+    raise AssertionError("server did not start: " + "".join(lines))
+
+
+def test_sigterm_finishes_the_request_in_flight_and_exits_cleanly():
+    process, port, lines = _start_cli_server("--grace-seconds", "20")
+    try:
+        channel = grpc.insecure_channel(f"127.0.0.1:{port}")
+        stub = query_pb2_grpc.QueryServiceStub(channel)
+        stub.Rank(margin_request(1), timeout=30)  # the server is up
+
+        # A k-center request that takes seconds, sent before the signal.
+        rng = np.random.default_rng(0)
+        embeddings = rng.normal(size=(100_000, 64)).astype(np.float32)
+        slow = query_pb2.RankRequest(
+            pool=query_pb2.Pool(embeddings=tensor(embeddings, query_pb2.D_TYPE_FLOAT32)),
+            diversity=query_pb2.DiversityStrategy(
+                method=query_pb2.DiversityStrategy.METHOD_KCENTER
+            ),
+            batch_size=1000,
+        )
+        outcome = {}
+
+        def call():
+            outcome["response"] = stub.Rank(slow, timeout=60)
+
+        thread = threading.Thread(target=call)
+        thread.start()
+        time.sleep(0.5)
+        process.send_signal(signal.SIGTERM)
+        thread.join(60)
+        assert len(outcome["response"].ranked_indices) == 1000
+        assert process.wait(timeout=30) == 0
+        channel.close()
+    finally:
+        if process.poll() is None:
+            process.kill()
+    rest = process.stderr.read()
+    # The slow request was still running when the signal arrived: its log
+    # line comes after the shutdown began.
+    assert re.search(r"shutting down.*batch_size=1000 status=OK.*stopped", rest, re.S)
