@@ -1,11 +1,8 @@
 """The assembled server: health, reflection, metrics, limits, logs and shutdown."""
 
 import logging
-import os
 import re
 import signal
-import subprocess
-import sys
 import threading
 import time
 import urllib.request
@@ -19,6 +16,7 @@ from grpc_reflection.v1alpha.proto_reflection_descriptor_database import (
 )
 from prometheus_client.parser import text_string_to_metric_families
 
+from alquery.client.local import LocalServer
 from alquery.server import app
 from alquery.v1 import query_pb2, query_pb2_grpc
 from conftest import tensor
@@ -134,33 +132,10 @@ def test_message_over_the_limit_gets_resource_exhausted_and_server_goes_on():
         running.stop(grace_seconds=1)
 
 
-def _start_cli_server(*extra):
-    env = dict(os.environ, PYTHONUNBUFFERED="1")
-    process = subprocess.Popen(
-        [sys.executable, "-m", "alquery.client.cli", "serve", "--port", "0",
-         "--metrics-port", "-1", *extra],
-        stderr=subprocess.PIPE,
-        text=True,
-        env=env,
-    )
-    lines = []
-    deadline = time.monotonic() + 30
-    while time.monotonic() < deadline:
-        line = process.stderr.readline()
-        lines.append(line)
-        match = re.search(r"serving port=(\d+)", line)
-        if match:
-            return process, int(match.group(1)), lines
-        if not line and process.poll() is not None:
-            break
-    process.kill()
-    raise AssertionError("server did not start: " + "".join(lines))
-
-
 def test_sigterm_finishes_the_request_in_flight_and_exits_cleanly():
-    process, port, lines = _start_cli_server("--grace-seconds", "20")
+    server = LocalServer(["--grace-seconds", "20"]).start()
     try:
-        channel = grpc.insecure_channel(f"127.0.0.1:{port}")
+        channel = grpc.insecure_channel(server.target)
         stub = query_pb2_grpc.QueryServiceStub(channel)
         stub.Rank(margin_request(1), timeout=30)  # the server is up
 
@@ -182,15 +157,14 @@ def test_sigterm_finishes_the_request_in_flight_and_exits_cleanly():
         thread = threading.Thread(target=call)
         thread.start()
         time.sleep(0.5)
-        process.send_signal(signal.SIGTERM)
+        server.process.send_signal(signal.SIGTERM)
         thread.join(60)
         assert len(outcome["response"].ranked_indices) == 1000
-        assert process.wait(timeout=30) == 0
+        assert server.stop() == 0
         channel.close()
     finally:
-        if process.poll() is None:
-            process.kill()
-    rest = process.stderr.read()
+        server.stop()
+    log = "".join(server.log)
     # The slow request was still running when the signal arrived: its log
     # line comes after the shutdown began.
-    assert re.search(r"shutting down.*batch_size=1000 status=OK.*stopped", rest, re.S)
+    assert re.search(r"shutting down.*batch_size=1000 status=OK.*stopped", log, re.S)

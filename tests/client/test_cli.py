@@ -1,0 +1,141 @@
+"""The ``alquery`` command line against a real server."""
+
+import json
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+from alquery.client import cli
+
+
+@pytest.fixture
+def files(tmp_path):
+    def save(name, values, dtype=None):
+        path = tmp_path / f"{name}.npy"
+        np.save(path, np.asarray(values, dtype=dtype))
+        return str(path)
+
+    return save
+
+
+def run(capsys, *argv):
+    status = cli.main(list(argv))
+    out, err = capsys.readouterr()
+    return status, out, err
+
+
+def test_rank_prints_indices_scores_and_strategy_as_json(target, files, capsys):
+    probabilities = files("p", [[0.7, 0.3], [0.55, 0.45], [0.9, 0.1]])
+    status, out, _ = run(
+        capsys, "rank", "--target", target, "--strategy",
+        "uncertainty.least_confidence", "--batch-size", "2",
+        "--probabilities", probabilities,
+    )
+    assert status == 0
+    answer = json.loads(out)
+    assert answer["indices"] == [1, 0]
+    assert answer["scores"] == pytest.approx([0.45, 0.3])
+    assert answer["strategy"] == "uncertainty.least_confidence"
+    assert set(answer) == {"indices", "scores", "strategy"}
+
+
+def test_three_axis_file_is_read_as_passes(target, files, capsys):
+    # Sample 0's two passes disagree (mean 0.5/0.5); sample 1's agree.
+    passes = files("passes", [[[0.9, 0.1], [0.1, 0.9]], [[0.8, 0.2], [0.8, 0.2]]])
+    status, out, _ = run(
+        capsys, "rank", "--target", target, "--strategy", "uncertainty.margin",
+        "--batch-size", "2", "--probabilities", passes,
+    )
+    assert status == 0
+    assert json.loads(out)["indices"] == [0, 1]
+
+
+def test_params_and_all_validation_flags(target, files, capsys):
+    status, out, _ = run(
+        capsys, "rank", "--target", target,
+        "--strategy", "credibility.validation_knn", "--batch-size", "3",
+        "--embeddings", files("e", [[0.4], [9.0], [5.4]]),
+        "--validation-probabilities", files("vp", [[0.9, 0.1], [0.8, 0.2], [0.5, 0.5]]),
+        "--validation-labels", files("vl", [0, 0, 1], np.int64),
+        "--validation-embeddings", files("ve", [[0.0], [1.0], [10.0]]),
+        "--param", "n_neighbors=2",
+    )
+    assert status == 0
+    assert json.loads(out)["indices"] == [1, 2, 0]
+
+
+def test_kcenter_with_labeled_embeddings(target, files, capsys):
+    status, out, _ = run(
+        capsys, "rank", "--target", target, "--strategy", "diversity.kcenter",
+        "--batch-size", "2",
+        "--embeddings", files("e", [[0.0, 0.0], [5.0, 0.0], [1.0, 0.0], [10.0, 0.0]]),
+        "--labeled-embeddings", files("l", [[0.0, 0.0]]),
+    )
+    assert status == 0
+    assert json.loads(out)["indices"] == [3, 1]
+
+
+def test_error_status_goes_to_stderr_with_nonzero_exit(target, files, capsys):
+    probabilities = files("p", [[0.7, 0.3]])
+    status, out, err = run(
+        capsys, "rank", "--target", target, "--strategy", "uncertainty.margin",
+        "--batch-size", "0", "--probabilities", probabilities,
+    )
+    assert status == 1
+    assert out == ""
+    assert err.startswith("INVALID_ARGUMENT: batch_size: got 0")
+
+
+def test_clamped_batch_warns_on_stderr(target, files, capsys):
+    status, out, err = run(
+        capsys, "rank", "--target", target, "--strategy", "uncertainty.margin",
+        "--batch-size", "5", "--probabilities", files("p", [[0.7, 0.3]]),
+    )
+    assert status == 0 and json.loads(out)["indices"] == [0]
+    assert "warning: batch_size=5 exceeds the pool size" in err
+
+
+@pytest.mark.parametrize(
+    "argv, message",
+    [
+        (["--strategy", "uncertainty.entrophy"], "INVALID_ARGUMENT: strategy: unknown"),
+        (["--param", "k=3"], "INVALID_ARGUMENT: params: 'k' is not a uncertainty"),
+    ],
+)
+def test_client_side_refusals_use_the_same_format(target, files, capsys, argv, message):
+    base = ["rank", "--target", target, "--strategy", "uncertainty.margin",
+            "--batch-size", "1", "--probabilities", files("p", [[0.7, 0.3]])]
+    status, _, err = run(capsys, *base, *argv)
+    assert status == 1
+    assert err.startswith(message)
+
+
+def test_unreadable_file_is_a_usage_error(target, tmp_path, capsys):
+    with pytest.raises(SystemExit) as raised:
+        cli.main(["rank", "--target", target, "--strategy", "uncertainty.margin",
+                  "--batch-size", "1", "--probabilities", str(tmp_path / "nope.npy")])
+    assert raised.value.code == 2
+    assert "--probabilities" in capsys.readouterr().err
+
+
+def test_strategies_command_through_the_installed_entry_point(target):
+    done = subprocess.run(
+        [sys.executable, "-m", "alquery.client.cli", "strategies", "--target", target],
+        capture_output=True, text=True, timeout=60, check=True,
+    )
+    listed = json.loads(done.stdout)
+    names = {item["name"] for item in listed}
+    assert "diversity.kcenter" in names and "credibility.validation_knn" in names
+    assert all("parameters" in item for item in listed)
+
+
+def test_unreachable_server_is_reported_as_unavailable(files, capsys):
+    status, _, err = run(
+        capsys, "rank", "--target", "127.0.0.1:1", "--strategy", "uncertainty.margin",
+        "--batch-size", "1", "--probabilities", files("p", [[0.7, 0.3]]),
+        "--timeout", "5",
+    )
+    assert status == 1
+    assert err.startswith("UNAVAILABLE: ")

@@ -1,0 +1,76 @@
+"""The numpy-friendly Python client against a real server."""
+
+import grpc
+import numpy as np
+import pytest
+
+from alquery.client import AlqueryClient, AlqueryError, strategy_names
+from alquery.server import app
+
+
+def test_rank_returns_numpy_arrays(client):
+    result = client.rank(
+        "uncertainty.entropy", 2, probabilities=np.array([[0.5, 0.5], [0.9, 0.1]])
+    )
+    assert result.indices.dtype == np.int64 and result.indices.tolist() == [0, 1]
+    assert result.scores.dtype == np.float64
+    np.testing.assert_allclose(result.scores[0], np.log(2))
+    assert result.strategy == "uncertainty.entropy"
+
+
+def test_scores_can_be_left_out(client):
+    result = client.rank(
+        "uncertainty.margin", 1, probabilities=[[0.5, 0.5]], return_scores=False
+    )
+    assert result.indices.tolist() == [0] and result.scores is None
+
+
+def test_params_accept_numbers_and_strings(client):
+    common = dict(
+        embeddings=[[0.4], [9.0], [5.4]],
+        validation_logits=[[2.0, 0.0], [1.0, 0.0], [0.0, 0.0]],
+        validation_labels=[0, 0, 1],
+        validation_embeddings=[[0.0], [1.0], [10.0]],
+    )
+    as_int = client.rank("credibility.validation_knn", 3, params={"n_neighbors": 1}, **common)
+    as_text = client.rank(
+        "credibility.validation_knn", 3, params={"n_neighbors": "1"}, **common
+    )
+    assert as_int.indices.tolist() == as_text.indices.tolist() == [1, 2, 0]
+
+
+def test_probabilities_and_logits_together_are_refused(client):
+    with pytest.raises(AlqueryError, match="pool: give probabilities or logits"):
+        client.rank("uncertainty.margin", 1, probabilities=[[0.5, 0.5]], logits=[[0, 0]])
+
+
+def test_bad_param_value_is_refused_naming_it(client):
+    with pytest.raises(AlqueryError, match="params: n_neighbors='many'"):
+        client.rank(
+            "credibility.validation_knn", 1, embeddings=[[0.0]],
+            params={"n_neighbors": "many"},
+        )
+
+
+def test_strategy_names_come_from_the_proto():
+    names = strategy_names()
+    assert "uncertainty.least_confidence" in names
+    assert not any(name.endswith("unspecified") for name in names)
+
+
+def test_strategies_lists_the_servers_offer(client):
+    listed = {item["name"]: item for item in client.strategies()}
+    assert listed["uncertainty.margin"]["higher_first"] is False
+    assert listed["credibility.validation_knn"]["parameters"][0]["name"] == "n_neighbors"
+
+
+def test_too_large_request_explains_the_limit():
+    running = app.start(app.ServerConfig(port=0, metrics_port=None, max_message_mib=1))
+    try:
+        with AlqueryClient(f"127.0.0.1:{running.port}", timeout=30) as client:
+            with pytest.raises(AlqueryError) as raised:
+                client.rank("uncertainty.margin", 1, probabilities=np.full((70_000, 2), 0.5))
+        assert raised.value.code == grpc.StatusCode.RESOURCE_EXHAUSTED
+        assert "--max-message-mib" in raised.value.details
+    finally:
+        running.stop(grace_seconds=1)
