@@ -44,6 +44,7 @@ class LocalServer:
         self._process: subprocess.Popen[str] | None = None
         self._drain: threading.Thread | None = None
         self._ready = threading.Event()
+        self._terminated = False
 
     @property
     def target(self) -> str:
@@ -73,11 +74,21 @@ class LocalServer:
                 )
         return self
 
+    def terminate(self) -> None:
+        """Send SIGTERM once; the server then shuts down gracefully.
+
+        A second SIGTERM could land while the interpreter is exiting, when
+        Python has put back the default handler, and kill it.
+        """
+        if not self._terminated and self.process.poll() is None:
+            self.process.send_signal(signal.SIGTERM)
+        self._terminated = True
+
     def stop(self, timeout: float = 60.0) -> int:
-        """Send SIGTERM, wait for the exit (kill after ``timeout``); return its code."""
+        """SIGTERM, wait for the exit (kill after ``timeout``); return its code."""
         process = self.process
         if process.poll() is None:
-            process.send_signal(signal.SIGTERM)
+            self.terminate()
             try:
                 process.wait(timeout)
             except subprocess.TimeoutExpired:

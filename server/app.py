@@ -115,10 +115,10 @@ def start(config: ServerConfig) -> RunningServer:
 
 def serve(config: ServerConfig) -> int:
     """Run until SIGTERM or SIGINT, then shut down gracefully; return 0."""
-    running = start(config)
     stop = threading.Event()
     for signum in (signal.SIGTERM, signal.SIGINT):
         signal.signal(signum, lambda *_: stop.set())
+    running = start(config)
     stop.wait()
     logger.info("shutting down grace_seconds=%.1f", config.grace_seconds)
     running.stop(config.grace_seconds)
