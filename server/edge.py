@@ -22,6 +22,9 @@ from alquery.server.tensors import decode
 from alquery.v1 import query_pb2
 
 PREDICTION_NDIMS = (2, 3)
+DEFAULT_SEED = 0
+"""The seed stochastic strategies use when a request sends none, so that the
+same request always gets the same answer."""
 
 
 @dataclasses.dataclass(frozen=True)
@@ -40,6 +43,8 @@ class Query:
     params: Mapping[str, Any]
     omit_scores: bool
     warnings: tuple[str, ...]
+    selection_mode: int = query_pb2.Selection.MODE_TOP_K
+    temperature: float = 1.0
     pool_probabilities: NDArray[np.float64] | None = None
     pool_embeddings: NDArray | None = None
     labeled_embeddings: NDArray | None = None
@@ -47,6 +52,11 @@ class Query:
     validation_probabilities: NDArray[np.float64] | None = None
     validation_labels: NDArray | None = None
     validation_embeddings: NDArray | None = None
+    target_probabilities: NDArray[np.float64] | None = None
+
+    def random_generator(self) -> np.random.Generator:
+        """A generator seeded with the request's seed, or ``DEFAULT_SEED``."""
+        return np.random.default_rng(DEFAULT_SEED if self.seed is None else self.seed)
 
 
 def strategy_name(request: query_pb2.RankRequest) -> str:
@@ -78,10 +88,12 @@ def build_query(request: query_pb2.RankRequest) -> Query:
         raise InvalidRequestError(
             f"batch_size: got {request.batch_size}; it must be at least 1"
         )
+    mode, temperature = _resolve_selection(request.selection)
     arrays = _decode_arrays(request)
     _check_agreement(arrays, request)
     n_pool = _pool_size(arrays, strategy)
     _check_required(arrays, strategy)
+    _check_passes(arrays, strategy, request)
 
     warnings = []
     batch_size = request.batch_size
@@ -100,6 +112,8 @@ def build_query(request: query_pb2.RankRequest) -> Query:
         params={},
         omit_scores=request.omit_scores,
         warnings=tuple(warnings),
+        selection_mode=mode,
+        temperature=temperature,
         **arrays,
     )
     params = _resolve_params(getattr(request, strategy.family), partial)
@@ -175,6 +189,7 @@ def _decode_arrays(request: query_pb2.RankRequest) -> dict[str, NDArray | None]:
         "validation_embeddings": optional(
             validation, "embeddings", "validation.embeddings", ndims=(2,)
         ),
+        "target_probabilities": _decode_predictions(request.target, "target"),
     }
 
 
@@ -222,7 +237,8 @@ def _check_agreement(
     for keys in _ROW_GROUPS.values():
         same(keys, axis=0, what="rows")
     same(_EMBEDDINGS, axis=1, what="features")
-    same(("pool_probabilities", "validation_probabilities"), axis=-1, what="classes")
+    predictions = ("pool_probabilities", "validation_probabilities", "target_probabilities")
+    same(predictions, axis=-1, what="classes")
     for key in ("labeled_labels", "validation_labels"):
         _check_labels(arrays, key)
 
@@ -262,6 +278,48 @@ def _check_required(
             raise InvalidRequestError(
                 f"{input_field(key)}: missing; {strategy.name} needs {needs}"
             )
+
+
+def _check_passes(
+    arrays: dict[str, NDArray | None],
+    strategy: registry.Strategy,
+    request: query_pb2.RankRequest,
+) -> None:
+    pool, target = arrays["pool_probabilities"], arrays["target_probabilities"]
+    if target is not None and pool is not None:
+        pool_passes = pool.shape[1] if pool.ndim == 3 else 1
+        target_passes = target.shape[1] if target.ndim == 3 else 1
+        if pool_passes != target_passes:
+            raise InvalidRequestError(
+                f"{input_field('target_probabilities', request)} has "
+                f"{target_passes} passes but {input_field('pool_probabilities', request)}"
+                f" has {pool_passes}; the target needs the same passes as the pool"
+            )
+    if strategy.min_passes > 1 and pool is not None:
+        passes = pool.shape[1] if pool.ndim == 3 else 1
+        if passes < strategy.min_passes:
+            raise InvalidRequestError(
+                f"{input_field('pool_probabilities', request)}: {strategy.name} "
+                f"needs at least {strategy.min_passes} passes, shape (n_pool, "
+                f"n_passes, n_classes); got shape {list(pool.shape)}"
+            )
+
+
+def _resolve_selection(selection: query_pb2.Selection) -> tuple[int, float]:
+    modes = query_pb2.Selection.Mode
+    if selection.mode not in modes.values():
+        raise InvalidRequestError(
+            f"selection.mode: unknown value {selection.mode}; expected one of "
+            + ", ".join(name for name in modes.keys() if not name.endswith("UNSPECIFIED"))
+        )
+    mode = selection.mode or query_pb2.Selection.MODE_TOP_K
+    temperature = selection.temperature if selection.HasField("temperature") else 1.0
+    if not (np.isfinite(temperature) and temperature > 0):
+        raise InvalidRequestError(
+            f"selection.temperature: got {temperature}; it must be a finite "
+            "number above 0"
+        )
+    return mode, temperature
 
 
 def _resolve_params(message: Any, query: Query) -> dict[str, Any]:

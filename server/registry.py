@@ -57,6 +57,9 @@ class Strategy:
 
     Exactly one of ``score`` (returns scores of shape (n_pool,)) and ``pick``
     (returns a ``Ranking`` of at most ``query.batch_size`` samples) is set.
+    ``required_inputs`` names ``Query`` attributes that must be present;
+    ``min_passes`` > 1 asks for pool predictions with that many passes or
+    more, shape (n_pool, n_passes, n_classes).
     """
 
     family: str
@@ -65,6 +68,7 @@ class Strategy:
     required_inputs: tuple[str, ...]
     higher_first: bool
     parameters: tuple[Parameter, ...] = ()
+    min_passes: int = 1
     score: Callable[["Query"], NDArray[np.float64]] | None = None
     pick: Callable[["Query"], Ranking] | None = None
 

@@ -6,6 +6,7 @@ import numpy as np
 from numpy.typing import NDArray
 
 from alquery.server.registry import Ranking
+from alquery.v1 import query_pb2
 
 
 def top_k(scores: NDArray, batch_size: int, *, higher_first: bool) -> Ranking:
@@ -37,3 +38,64 @@ def top_k(scores: NDArray, batch_size: int, *, higher_first: bool) -> Ranking:
         candidates = np.arange(n_pool)
     order = candidates[np.argsort(keys[candidates], kind="stable")][:batch_size]
     return Ranking(ranked_indices=order.astype(np.int64), scores=scores[order])
+
+
+def sample(
+    scores: NDArray,
+    batch_size: int,
+    *,
+    higher_first: bool,
+    mode: int,
+    temperature: float,
+    rng: np.random.Generator,
+) -> Ranking:
+    """Draw ``batch_size`` pool positions without replacement, weighted by score.
+
+    The stochastic batch modes of Kirsch et al. (2023). With the utility
+    u_i = s_i when higher scores rank first and u_i = -s_i otherwise, and
+    T = ``temperature``:
+
+    - ``MODE_SOFTMAX``: w_i = exp(u_i / T).
+    - ``MODE_POWER``: w_i = v_i ^ (1 / T), where v_i = s_i when higher ranks
+      first and every score is at least 0 (entropy, BALD, ...), and
+      v_i = u_i - min_j u_j otherwise, so the worst sample gets weight 0.
+    - ``MODE_RANK``: w_i = r_i ^ (-1 / T), where r_i is the 1-based position
+      of sample i in the top-k order (ties to the lower position).
+
+    Returns the draws in draw order with their strategy scores.
+
+    Notes
+    -----
+    Sampling without replacement uses the Gumbel-top-k trick: the batch is
+    the top ``batch_size`` of log w_i + G_i with G_i ~ Gumbel(0, 1) drawn
+    from ``rng``, which equals drawing one sample at a time with probability
+    proportional to w among those not yet drawn. Weight-0 samples come last,
+    lower position first. Reproducible from the seed that made ``rng``. The
+    draw is O(n_pool) plus O(n_pool log n_pool) for the rank mode.
+
+    References
+    ----------
+    Kirsch, Farquhar, Atighehchian, Jesson, Branchaud-Charron & Gal,
+    "Stochastic Batch Acquisition: A Simple Baseline for Deep Active
+    Learning", TMLR 2023.
+    """
+    modes = query_pb2.Selection
+    utility = np.asarray(scores if higher_first else -scores, dtype=np.float64)
+    with np.errstate(divide="ignore"):
+        if mode == modes.MODE_SOFTMAX:
+            log_weight = utility / temperature
+        elif mode == modes.MODE_POWER:
+            base = utility if higher_first and utility.min() >= 0 else (
+                utility - utility.min()
+            )
+            log_weight = np.log(base) / temperature
+        elif mode == modes.MODE_RANK:
+            order = np.argsort(-utility, kind="stable")
+            ranks = np.empty(len(utility))
+            ranks[order] = np.arange(1, len(utility) + 1)
+            log_weight = -np.log(ranks) / temperature
+        else:
+            raise ValueError(f"not a sampling mode: {mode}")
+    keys = log_weight + rng.gumbel(size=len(utility))
+    drawn = top_k(keys, batch_size, higher_first=True).ranked_indices
+    return Ranking(ranked_indices=drawn, scores=scores[drawn])

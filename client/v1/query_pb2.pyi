@@ -68,10 +68,30 @@ class UncertaintyStrategy(_message.Message):
         METHOD_LEAST_CONFIDENCE: _ClassVar[UncertaintyStrategy.Method]
         METHOD_MARGIN: _ClassVar[UncertaintyStrategy.Method]
         METHOD_ENTROPY: _ClassVar[UncertaintyStrategy.Method]
+        METHOD_RATIO_OF_CONFIDENCE: _ClassVar[UncertaintyStrategy.Method]
+        METHOD_BALD: _ClassVar[UncertaintyStrategy.Method]
+        METHOD_VARIATION_RATIOS: _ClassVar[UncertaintyStrategy.Method]
+        METHOD_MEAN_STD: _ClassVar[UncertaintyStrategy.Method]
+        METHOD_VOTE_ENTROPY: _ClassVar[UncertaintyStrategy.Method]
+        METHOD_CONSENSUS_ENTROPY: _ClassVar[UncertaintyStrategy.Method]
+        METHOD_KL_MEAN: _ClassVar[UncertaintyStrategy.Method]
+        METHOD_KL_MAX: _ClassVar[UncertaintyStrategy.Method]
+        METHOD_BATCHBALD: _ClassVar[UncertaintyStrategy.Method]
+        METHOD_EPIG: _ClassVar[UncertaintyStrategy.Method]
     METHOD_UNSPECIFIED: UncertaintyStrategy.Method
     METHOD_LEAST_CONFIDENCE: UncertaintyStrategy.Method
     METHOD_MARGIN: UncertaintyStrategy.Method
     METHOD_ENTROPY: UncertaintyStrategy.Method
+    METHOD_RATIO_OF_CONFIDENCE: UncertaintyStrategy.Method
+    METHOD_BALD: UncertaintyStrategy.Method
+    METHOD_VARIATION_RATIOS: UncertaintyStrategy.Method
+    METHOD_MEAN_STD: UncertaintyStrategy.Method
+    METHOD_VOTE_ENTROPY: UncertaintyStrategy.Method
+    METHOD_CONSENSUS_ENTROPY: UncertaintyStrategy.Method
+    METHOD_KL_MEAN: UncertaintyStrategy.Method
+    METHOD_KL_MAX: UncertaintyStrategy.Method
+    METHOD_BATCHBALD: UncertaintyStrategy.Method
+    METHOD_EPIG: UncertaintyStrategy.Method
     METHOD_FIELD_NUMBER: _ClassVar[int]
     method: UncertaintyStrategy.Method
     def __init__(self, method: _Optional[_Union[UncertaintyStrategy.Method, str]] = ...) -> None: ...
@@ -82,8 +102,22 @@ class DiversityStrategy(_message.Message):
         __slots__ = ()
         METHOD_UNSPECIFIED: _ClassVar[DiversityStrategy.Method]
         METHOD_KCENTER: _ClassVar[DiversityStrategy.Method]
+        METHOD_KMEANS: _ClassVar[DiversityStrategy.Method]
+        METHOD_KMEANS_PLUSPLUS: _ClassVar[DiversityStrategy.Method]
+        METHOD_TYPICLUST: _ClassVar[DiversityStrategy.Method]
+        METHOD_PROBCOVER: _ClassVar[DiversityStrategy.Method]
+        METHOD_INFORMATION_DENSITY: _ClassVar[DiversityStrategy.Method]
+        METHOD_RANDOM: _ClassVar[DiversityStrategy.Method]
+        METHOD_LIGHTWEIGHT_CORESET: _ClassVar[DiversityStrategy.Method]
     METHOD_UNSPECIFIED: DiversityStrategy.Method
     METHOD_KCENTER: DiversityStrategy.Method
+    METHOD_KMEANS: DiversityStrategy.Method
+    METHOD_KMEANS_PLUSPLUS: DiversityStrategy.Method
+    METHOD_TYPICLUST: DiversityStrategy.Method
+    METHOD_PROBCOVER: DiversityStrategy.Method
+    METHOD_INFORMATION_DENSITY: DiversityStrategy.Method
+    METHOD_RANDOM: DiversityStrategy.Method
+    METHOD_LIGHTWEIGHT_CORESET: DiversityStrategy.Method
     METHOD_FIELD_NUMBER: _ClassVar[int]
     method: DiversityStrategy.Method
     def __init__(self, method: _Optional[_Union[DiversityStrategy.Method, str]] = ...) -> None: ...
@@ -107,13 +141,55 @@ class HybridStrategy(_message.Message):
     class Method(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
         __slots__ = ()
         METHOD_UNSPECIFIED: _ClassVar[HybridStrategy.Method]
+        METHOD_BADGE: _ClassVar[HybridStrategy.Method]
+        METHOD_RANKED_BATCH: _ClassVar[HybridStrategy.Method]
+        METHOD_CLUE: _ClassVar[HybridStrategy.Method]
+        METHOD_TWO_STEP: _ClassVar[HybridStrategy.Method]
+        METHOD_CLUSTER_MARGIN: _ClassVar[HybridStrategy.Method]
+        METHOD_DENSITY_WEIGHTED: _ClassVar[HybridStrategy.Method]
+        METHOD_EXPECTED_GRADIENT_LENGTH: _ClassVar[HybridStrategy.Method]
     METHOD_UNSPECIFIED: HybridStrategy.Method
+    METHOD_BADGE: HybridStrategy.Method
+    METHOD_RANKED_BATCH: HybridStrategy.Method
+    METHOD_CLUE: HybridStrategy.Method
+    METHOD_TWO_STEP: HybridStrategy.Method
+    METHOD_CLUSTER_MARGIN: HybridStrategy.Method
+    METHOD_DENSITY_WEIGHTED: HybridStrategy.Method
+    METHOD_EXPECTED_GRADIENT_LENGTH: HybridStrategy.Method
     METHOD_FIELD_NUMBER: _ClassVar[int]
     method: HybridStrategy.Method
     def __init__(self, method: _Optional[_Union[HybridStrategy.Method, str]] = ...) -> None: ...
 
+class TargetSet(_message.Message):
+    __slots__ = ("probabilities", "logits")
+    PROBABILITIES_FIELD_NUMBER: _ClassVar[int]
+    LOGITS_FIELD_NUMBER: _ClassVar[int]
+    probabilities: Tensor
+    logits: Tensor
+    def __init__(self, probabilities: _Optional[_Union[Tensor, _Mapping]] = ..., logits: _Optional[_Union[Tensor, _Mapping]] = ...) -> None: ...
+
+class Selection(_message.Message):
+    __slots__ = ("mode", "temperature")
+    class Mode(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
+        __slots__ = ()
+        MODE_UNSPECIFIED: _ClassVar[Selection.Mode]
+        MODE_TOP_K: _ClassVar[Selection.Mode]
+        MODE_POWER: _ClassVar[Selection.Mode]
+        MODE_SOFTMAX: _ClassVar[Selection.Mode]
+        MODE_RANK: _ClassVar[Selection.Mode]
+    MODE_UNSPECIFIED: Selection.Mode
+    MODE_TOP_K: Selection.Mode
+    MODE_POWER: Selection.Mode
+    MODE_SOFTMAX: Selection.Mode
+    MODE_RANK: Selection.Mode
+    MODE_FIELD_NUMBER: _ClassVar[int]
+    TEMPERATURE_FIELD_NUMBER: _ClassVar[int]
+    mode: Selection.Mode
+    temperature: float
+    def __init__(self, mode: _Optional[_Union[Selection.Mode, str]] = ..., temperature: _Optional[float] = ...) -> None: ...
+
 class RankRequest(_message.Message):
-    __slots__ = ("pool", "labeled", "validation", "uncertainty", "diversity", "credibility", "hybrid", "batch_size", "seed", "omit_scores")
+    __slots__ = ("pool", "labeled", "validation", "uncertainty", "diversity", "credibility", "hybrid", "batch_size", "seed", "omit_scores", "selection", "target")
     POOL_FIELD_NUMBER: _ClassVar[int]
     LABELED_FIELD_NUMBER: _ClassVar[int]
     VALIDATION_FIELD_NUMBER: _ClassVar[int]
@@ -124,6 +200,8 @@ class RankRequest(_message.Message):
     BATCH_SIZE_FIELD_NUMBER: _ClassVar[int]
     SEED_FIELD_NUMBER: _ClassVar[int]
     OMIT_SCORES_FIELD_NUMBER: _ClassVar[int]
+    SELECTION_FIELD_NUMBER: _ClassVar[int]
+    TARGET_FIELD_NUMBER: _ClassVar[int]
     pool: Pool
     labeled: LabeledSet
     validation: ValidationSet
@@ -134,7 +212,9 @@ class RankRequest(_message.Message):
     batch_size: int
     seed: int
     omit_scores: bool
-    def __init__(self, pool: _Optional[_Union[Pool, _Mapping]] = ..., labeled: _Optional[_Union[LabeledSet, _Mapping]] = ..., validation: _Optional[_Union[ValidationSet, _Mapping]] = ..., uncertainty: _Optional[_Union[UncertaintyStrategy, _Mapping]] = ..., diversity: _Optional[_Union[DiversityStrategy, _Mapping]] = ..., credibility: _Optional[_Union[CredibilityStrategy, _Mapping]] = ..., hybrid: _Optional[_Union[HybridStrategy, _Mapping]] = ..., batch_size: _Optional[int] = ..., seed: _Optional[int] = ..., omit_scores: _Optional[bool] = ...) -> None: ...
+    selection: Selection
+    target: TargetSet
+    def __init__(self, pool: _Optional[_Union[Pool, _Mapping]] = ..., labeled: _Optional[_Union[LabeledSet, _Mapping]] = ..., validation: _Optional[_Union[ValidationSet, _Mapping]] = ..., uncertainty: _Optional[_Union[UncertaintyStrategy, _Mapping]] = ..., diversity: _Optional[_Union[DiversityStrategy, _Mapping]] = ..., credibility: _Optional[_Union[CredibilityStrategy, _Mapping]] = ..., hybrid: _Optional[_Union[HybridStrategy, _Mapping]] = ..., batch_size: _Optional[int] = ..., seed: _Optional[int] = ..., omit_scores: _Optional[bool] = ..., selection: _Optional[_Union[Selection, _Mapping]] = ..., target: _Optional[_Union[TargetSet, _Mapping]] = ...) -> None: ...
 
 class RankResponse(_message.Message):
     __slots__ = ("ranked_indices", "scores", "strategy", "warnings")

@@ -34,3 +34,72 @@ def test_top_k_agrees_with_a_full_stable_sort_on_many_ties():
             expected = np.argsort(keys, kind="stable")[:batch_size]
             got = top_k(scores, batch_size, higher_first=higher_first)
             np.testing.assert_array_equal(got.ranked_indices, expected)
+
+
+from alquery.server.selection import sample  # noqa: E402
+from alquery.v1 import query_pb2  # noqa: E402
+
+MODES = (
+    query_pb2.Selection.MODE_POWER,
+    query_pb2.Selection.MODE_SOFTMAX,
+    query_pb2.Selection.MODE_RANK,
+)
+
+
+def draw(scores, batch_size, mode, temperature=1.0, seed=0, higher_first=True):
+    return sample(
+        np.asarray(scores, dtype=float),
+        batch_size,
+        higher_first=higher_first,
+        mode=mode,
+        temperature=temperature,
+        rng=np.random.default_rng(seed),
+    )
+
+
+@pytest.mark.parametrize("mode", MODES)
+def test_sampling_is_without_replacement_and_reproducible(mode):
+    scores = np.linspace(0.1, 1.0, 40)
+    first = draw(scores, 25, mode, seed=7)
+    assert len(set(first.ranked_indices.tolist())) == 25
+    np.testing.assert_array_equal(first.ranked_indices, draw(scores, 25, mode, seed=7).ranked_indices)
+    np.testing.assert_array_equal(first.scores, scores[first.ranked_indices])
+    assert first.ranked_indices.tolist() != draw(scores, 25, mode, seed=8).ranked_indices.tolist()
+
+
+@pytest.mark.parametrize("mode", MODES)
+@pytest.mark.parametrize("higher_first", [True, False])
+def test_a_cold_temperature_gives_the_top_k_order(mode, higher_first):
+    scores = np.array([0.3, 0.9, 0.5, 0.1, 0.7])
+    expected = top_k(scores, 3, higher_first=higher_first).ranked_indices
+    got = draw(scores, 3, mode, temperature=1e-4, higher_first=higher_first)
+    np.testing.assert_array_equal(got.ranked_indices, expected)
+
+
+@pytest.mark.parametrize(
+    "mode, scores, expected_share",
+    [
+        # softmax: exp(ln 3) / (exp(0) + exp(ln 3)) = 3/4 for sample 1.
+        (query_pb2.Selection.MODE_SOFTMAX, [0.0, np.log(3.0)], 0.75),
+        # power: 3 / (1 + 3).
+        (query_pb2.Selection.MODE_POWER, [1.0, 3.0], 0.75),
+        # rank: sample 1 ranks first, 1^-1 / (1^-1 + 2^-1) = 2/3.
+        (query_pb2.Selection.MODE_RANK, [0.2, 0.4], 2 / 3),
+    ],
+)
+def test_single_draws_follow_the_mode_weights(mode, scores, expected_share):
+    rng = np.random.default_rng(11)
+    picks = [
+        sample(np.array(scores), 1, higher_first=True, mode=mode, temperature=1.0,
+               rng=rng).ranked_indices[0]
+        for _ in range(4000)
+    ]
+    assert np.mean(picks) == pytest.approx(expected_share, abs=0.025)
+
+
+def test_power_mode_on_lower_first_scores_never_draws_the_worst_first():
+    # Margin-like scores, lower first: the largest margin gets weight 0.
+    margins = np.array([0.1, 0.2, 0.9])
+    for seed in range(50):
+        got = draw(margins, 2, query_pb2.Selection.MODE_POWER, seed=seed, higher_first=False)
+        assert 2 not in got.ranked_indices.tolist()

@@ -108,6 +108,15 @@ def test_batch_larger_than_pool_returns_all_ranked_with_a_warning(stub):
     assert "batch_size=50 exceeds the pool size n_pool=4" in response.warnings[0]
 
 
+def test_sampling_mode_is_reproducible_from_the_seed(stub):
+    request = uncertainty(U.METHOD_ENTROPY, batch_size=3)
+    request.selection.mode = query_pb2.Selection.MODE_SOFTMAX
+    request.seed = 5
+    first = list(stub.Rank(request).ranked_indices)
+    assert first == list(stub.Rank(request).ranked_indices)
+    assert len(set(first)) == 3
+
+
 def test_omit_scores(stub):
     request = uncertainty(U.METHOD_ENTROPY, batch_size=2)
     request.omit_scores = True
@@ -119,7 +128,7 @@ def test_omit_scores(stub):
 def test_list_strategies_names_every_v0_strategy(stub):
     response = stub.ListStrategies(query_pb2.ListStrategiesRequest())
     by_name = {info.name: info for info in response.strategies}
-    assert set(by_name) == {
+    assert set(by_name) >= {
         "uncertainty.least_confidence",
         "uncertainty.margin",
         "uncertainty.entropy",
@@ -249,13 +258,13 @@ BAD_REQUESTS = {
         lambda: uncertainty(42),
         "uncertainty.method: unknown value 42",
     ),
-    "hybrid has no method yet": (
+    "hybrid method unspecified": (
         lambda: query_pb2.RankRequest(
             pool=query_pb2.Pool(probabilities=tensor(PROBABILITIES)),
             hybrid=query_pb2.HybridStrategy(),
             batch_size=1,
         ),
-        "hybrid.method",
+        "hybrid.method: METHOD_UNSPECIFIED",
     ),
     "uncertainty without predictions": (
         lambda: query_pb2.RankRequest(
@@ -298,6 +307,26 @@ BAD_REQUESTS = {
     "validation rows disagree": (
         lambda: validation_knn(labels=tensor([0, 1], I64)),
         "validation.probabilities has 3 rows but validation.labels has 2",
+    ),
+    "unknown selection mode": (
+        lambda: _with(
+            uncertainty(U.METHOD_ENTROPY), lambda r: setattr(r.selection, "mode", 9)
+        ),
+        "selection.mode: unknown value 9",
+    ),
+    "zero temperature": (
+        lambda: _with(
+            uncertainty(U.METHOD_ENTROPY),
+            lambda r: setattr(r.selection, "temperature", 0.0),
+        ),
+        "selection.temperature: got 0.0",
+    ),
+    "target classes disagree": (
+        lambda: _with(
+            uncertainty(U.METHOD_ENTROPY),
+            lambda r: r.target.probabilities.CopyFrom(tensor([[0.5, 0.5]])),
+        ),
+        "pool.probabilities has 3 classes but target.probabilities has 2",
     ),
     "n_neighbors zero": (
         lambda: validation_knn(n_neighbors=0),
