@@ -253,6 +253,7 @@ class AlqueryClient:
                 "description": info.description,
                 "required_inputs": list(info.required_inputs),
                 "higher_first": info.higher_first,
+                "min_passes": info.min_passes,
                 "parameters": [
                     {
                         "name": p.name,

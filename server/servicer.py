@@ -121,4 +121,5 @@ def _describe(strategy: registry.Strategy) -> query_pb2.StrategyInfo:
             for p in strategy.parameters
         ],
         higher_first=strategy.higher_first,
+        min_passes=strategy.min_passes,
     )

@@ -245,7 +245,7 @@ class ParameterInfo(_message.Message):
     def __init__(self, name: _Optional[str] = ..., type: _Optional[str] = ..., default: _Optional[str] = ..., description: _Optional[str] = ...) -> None: ...
 
 class StrategyInfo(_message.Message):
-    __slots__ = ("name", "family", "method", "description", "required_inputs", "parameters", "higher_first")
+    __slots__ = ("name", "family", "method", "description", "required_inputs", "parameters", "higher_first", "min_passes")
     NAME_FIELD_NUMBER: _ClassVar[int]
     FAMILY_FIELD_NUMBER: _ClassVar[int]
     METHOD_FIELD_NUMBER: _ClassVar[int]
@@ -253,6 +253,7 @@ class StrategyInfo(_message.Message):
     REQUIRED_INPUTS_FIELD_NUMBER: _ClassVar[int]
     PARAMETERS_FIELD_NUMBER: _ClassVar[int]
     HIGHER_FIRST_FIELD_NUMBER: _ClassVar[int]
+    MIN_PASSES_FIELD_NUMBER: _ClassVar[int]
     name: str
     family: str
     method: str
@@ -260,7 +261,8 @@ class StrategyInfo(_message.Message):
     required_inputs: _containers.RepeatedScalarFieldContainer[str]
     parameters: _containers.RepeatedCompositeFieldContainer[ParameterInfo]
     higher_first: bool
-    def __init__(self, name: _Optional[str] = ..., family: _Optional[str] = ..., method: _Optional[str] = ..., description: _Optional[str] = ..., required_inputs: _Optional[_Iterable[str]] = ..., parameters: _Optional[_Iterable[_Union[ParameterInfo, _Mapping]]] = ..., higher_first: _Optional[bool] = ...) -> None: ...
+    min_passes: int
+    def __init__(self, name: _Optional[str] = ..., family: _Optional[str] = ..., method: _Optional[str] = ..., description: _Optional[str] = ..., required_inputs: _Optional[_Iterable[str]] = ..., parameters: _Optional[_Iterable[_Union[ParameterInfo, _Mapping]]] = ..., higher_first: _Optional[bool] = ..., min_passes: _Optional[int] = ...) -> None: ...
 
 class ListStrategiesResponse(_message.Message):
     __slots__ = ("strategies",)
