@@ -52,12 +52,16 @@ class RankResult:
         The strategy that ran, "family.method".
     warnings : tuple of str
         Notes from the server, e.g. a batch size clamped to the pool size.
+    extras : dict of str to ndarray
+        Further per-sample values some strategies report, aligned with
+        ``indices`` (e.g. "confidence" from credibility.conformal).
     """
 
     indices: NDArray[np.int64]
     scores: NDArray[np.float64] | None
     strategy: str
     warnings: tuple[str, ...] = ()
+    extras: dict[str, NDArray[np.float64]] = dataclasses.field(default_factory=dict)
 
 
 def build_request(
@@ -240,6 +244,10 @@ class AlqueryClient:
             scores=scores if not request.omit_scores else None,
             strategy=response.strategy,
             warnings=tuple(response.warnings),
+            extras={
+                key: np.array(values.values, dtype=np.float64)
+                for key, values in response.extras.items()
+            },
         )
 
     def strategies(self) -> list[dict[str, Any]]:

@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import dataclasses
+
 from alquery.server.edge import Query
-from alquery.server.registry import Ranking
+
+from alquery.server.registry import PoolScores, Ranking
 from alquery.server.selection import sample, top_k
 from alquery.v1 import query_pb2
 
@@ -17,14 +20,26 @@ def rank(query: Query) -> Ranking:
     strategy = query.strategy
     if strategy.pick is not None:
         return strategy.pick(query)
-    scores = strategy.score(query)
+    scored = strategy.score(query)
+    scores, extras = (
+        (scored.scores, scored.extras)
+        if isinstance(scored, PoolScores)
+        else (scored, {})
+    )
     if query.selection_mode == query_pb2.Selection.MODE_TOP_K:
-        return top_k(scores, query.batch_size, higher_first=strategy.higher_first)
-    return sample(
-        scores,
-        query.batch_size,
-        higher_first=strategy.higher_first,
-        mode=query.selection_mode,
-        temperature=query.temperature,
-        rng=query.random_generator(),
+        ranking = top_k(scores, query.batch_size, higher_first=strategy.higher_first)
+    else:
+        ranking = sample(
+            scores,
+            query.batch_size,
+            higher_first=strategy.higher_first,
+            mode=query.selection_mode,
+            temperature=query.temperature,
+            rng=query.random_generator(),
+        )
+    if not extras:
+        return ranking
+    chosen = ranking.ranked_indices
+    return dataclasses.replace(
+        ranking, extras={name: values[chosen] for name, values in extras.items()}
     )

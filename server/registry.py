@@ -30,10 +30,25 @@ FAMILY_MESSAGES = {
 
 @dataclasses.dataclass(frozen=True)
 class Ranking:
-    """Pool positions, best first, and the score of each, aligned."""
+    """Pool positions, best first, and the score of each, aligned.
+
+    ``extras`` maps a name to further per-sample values aligned with
+    ``ranked_indices`` (e.g. conformal confidence).
+    """
 
     ranked_indices: NDArray[np.int64]
     scores: NDArray[np.float64]
+    extras: dict[str, NDArray[np.float64]] = dataclasses.field(default_factory=dict)
+
+
+@dataclasses.dataclass(frozen=True)
+class PoolScores:
+    """What a scored strategy may return instead of a bare score array:
+    scores of shape (n_pool,) and further per-sample values of the same
+    shape, which the response carries for the selected samples only."""
+
+    scores: NDArray[np.float64]
+    extras: dict[str, NDArray[np.float64]]
 
 
 @dataclasses.dataclass(frozen=True)
@@ -69,7 +84,7 @@ class Strategy:
     higher_first: bool
     parameters: tuple[Parameter, ...] = ()
     min_passes: int = 1
-    score: Callable[["Query"], NDArray[np.float64]] | None = None
+    score: Callable[["Query"], NDArray[np.float64] | PoolScores] | None = None
     pick: Callable[["Query"], Ranking] | None = None
 
     @property

@@ -92,12 +92,16 @@ class QueryServicer(query_pb2_grpc.QueryServiceServicer):
         self._metrics.strategy_seconds.labels(name).observe(time.perf_counter() - start)
         self._metrics.pool_size.labels(name).observe(query.n_pool)
 
-        return query_pb2.RankResponse(
+        response = query_pb2.RankResponse(
             ranked_indices=ranking.ranked_indices.tolist(),
             scores=[] if query.omit_scores else ranking.scores.tolist(),
             strategy=name,
             warnings=query.warnings,
         )
+        if not query.omit_scores:
+            for key, values in ranking.extras.items():
+                response.extras[key].values.extend(values.tolist())
+        return response
 
     def ListStrategies(
         self, request: query_pb2.ListStrategiesRequest, context: grpc.ServicerContext

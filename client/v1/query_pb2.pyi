@@ -128,8 +128,18 @@ class CredibilityStrategy(_message.Message):
         __slots__ = ()
         METHOD_UNSPECIFIED: _ClassVar[CredibilityStrategy.Method]
         METHOD_VALIDATION_KNN: _ClassVar[CredibilityStrategy.Method]
+        METHOD_WEAK_CLUSTERS: _ClassVar[CredibilityStrategy.Method]
+        METHOD_CLASS_WEAKNESS: _ClassVar[CredibilityStrategy.Method]
+        METHOD_CONFORMAL: _ClassVar[CredibilityStrategy.Method]
+        METHOD_GRADIENT_ALIGNMENT: _ClassVar[CredibilityStrategy.Method]
+        METHOD_TRUST_SCORE: _ClassVar[CredibilityStrategy.Method]
     METHOD_UNSPECIFIED: CredibilityStrategy.Method
     METHOD_VALIDATION_KNN: CredibilityStrategy.Method
+    METHOD_WEAK_CLUSTERS: CredibilityStrategy.Method
+    METHOD_CLASS_WEAKNESS: CredibilityStrategy.Method
+    METHOD_CONFORMAL: CredibilityStrategy.Method
+    METHOD_GRADIENT_ALIGNMENT: CredibilityStrategy.Method
+    METHOD_TRUST_SCORE: CredibilityStrategy.Method
     METHOD_FIELD_NUMBER: _ClassVar[int]
     N_NEIGHBORS_FIELD_NUMBER: _ClassVar[int]
     method: CredibilityStrategy.Method
@@ -216,17 +226,32 @@ class RankRequest(_message.Message):
     target: TargetSet
     def __init__(self, pool: _Optional[_Union[Pool, _Mapping]] = ..., labeled: _Optional[_Union[LabeledSet, _Mapping]] = ..., validation: _Optional[_Union[ValidationSet, _Mapping]] = ..., uncertainty: _Optional[_Union[UncertaintyStrategy, _Mapping]] = ..., diversity: _Optional[_Union[DiversityStrategy, _Mapping]] = ..., credibility: _Optional[_Union[CredibilityStrategy, _Mapping]] = ..., hybrid: _Optional[_Union[HybridStrategy, _Mapping]] = ..., batch_size: _Optional[int] = ..., seed: _Optional[int] = ..., omit_scores: _Optional[bool] = ..., selection: _Optional[_Union[Selection, _Mapping]] = ..., target: _Optional[_Union[TargetSet, _Mapping]] = ...) -> None: ...
 
+class ScoreList(_message.Message):
+    __slots__ = ("values",)
+    VALUES_FIELD_NUMBER: _ClassVar[int]
+    values: _containers.RepeatedScalarFieldContainer[float]
+    def __init__(self, values: _Optional[_Iterable[float]] = ...) -> None: ...
+
 class RankResponse(_message.Message):
-    __slots__ = ("ranked_indices", "scores", "strategy", "warnings")
+    __slots__ = ("ranked_indices", "scores", "strategy", "warnings", "extras")
+    class ExtrasEntry(_message.Message):
+        __slots__ = ("key", "value")
+        KEY_FIELD_NUMBER: _ClassVar[int]
+        VALUE_FIELD_NUMBER: _ClassVar[int]
+        key: str
+        value: ScoreList
+        def __init__(self, key: _Optional[str] = ..., value: _Optional[_Union[ScoreList, _Mapping]] = ...) -> None: ...
     RANKED_INDICES_FIELD_NUMBER: _ClassVar[int]
     SCORES_FIELD_NUMBER: _ClassVar[int]
     STRATEGY_FIELD_NUMBER: _ClassVar[int]
     WARNINGS_FIELD_NUMBER: _ClassVar[int]
+    EXTRAS_FIELD_NUMBER: _ClassVar[int]
     ranked_indices: _containers.RepeatedScalarFieldContainer[int]
     scores: _containers.RepeatedScalarFieldContainer[float]
     strategy: str
     warnings: _containers.RepeatedScalarFieldContainer[str]
-    def __init__(self, ranked_indices: _Optional[_Iterable[int]] = ..., scores: _Optional[_Iterable[float]] = ..., strategy: _Optional[str] = ..., warnings: _Optional[_Iterable[str]] = ...) -> None: ...
+    extras: _containers.MessageMap[str, ScoreList]
+    def __init__(self, ranked_indices: _Optional[_Iterable[int]] = ..., scores: _Optional[_Iterable[float]] = ..., strategy: _Optional[str] = ..., warnings: _Optional[_Iterable[str]] = ..., extras: _Optional[_Mapping[str, ScoreList]] = ...) -> None: ...
 
 class ListStrategiesRequest(_message.Message):
     __slots__ = ()
