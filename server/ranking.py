@@ -5,7 +5,6 @@ from __future__ import annotations
 import dataclasses
 
 from alquery.server.edge import Query
-
 from alquery.server.registry import PoolScores, Ranking
 from alquery.server.selection import sample, top_k
 from alquery.v1 import query_pb2
