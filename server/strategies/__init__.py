@@ -7,8 +7,15 @@ A family that outgrows one module splits by method group
 from alquery.server.strategies import (
     credibility,
     diversity,
+    diversity_clusters,
     diversity_sampling,
     uncertainty,
 )
 
-__all__ = ["credibility", "diversity", "diversity_sampling", "uncertainty"]
+__all__ = [
+    "credibility",
+    "diversity",
+    "diversity_clusters",
+    "diversity_sampling",
+    "uncertainty",
+]

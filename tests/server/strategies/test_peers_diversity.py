@@ -10,6 +10,11 @@ is made from (probabilities, clusters) and says so.
 import numpy as np
 import pytest
 
+from alquery.server.strategies.diversity_clusters import (
+    kmeans_plusplus,
+    kmeans_representatives,
+    typiclust,
+)
 from alquery.server.strategies.diversity_sampling import coreset_probabilities
 
 RNG = np.random.default_rng(31)
@@ -55,3 +60,79 @@ def test_lightweight_coreset_strategy_class_equals_the_function(monkeypatch):
     np.testing.assert_allclose(
         coreset_probabilities(pool, angular=True), seen["p"], rtol=1e-12
     )
+
+
+@pytest.mark.parametrize("n_local_trials", [1, 3])
+@pytest.mark.parametrize("seed", [0, 7])
+def test_kmeans_plusplus_picks_equal_scikit_learn(n_local_trials, seed):
+    # Given a RandomState seeded alike, both consume the same uniform draws:
+    # one for the first (uniform) pick, then n_local_trials per step.
+    from sklearn.cluster import kmeans_plusplus as sklearn_kmeans_plusplus
+
+    _, expected = sklearn_kmeans_plusplus(
+        POOL, 12, random_state=seed, n_local_trials=n_local_trials
+    )
+    ranking = kmeans_plusplus(
+        POOL, 12, np.random.RandomState(seed), n_local_trials=n_local_trials
+    )
+    assert ranking.ranked_indices.tolist() == expected.tolist()
+
+
+def lowest_argmax(a, random_state=None, **kwargs):
+    """scikit-activeml's rand_argmax with our tie-break: the lowest index."""
+    return np.atleast_1d(np.nanargmax(np.asarray(a, dtype=float)))
+
+
+def with_labels(pool, labeled):
+    X = np.vstack([pool, labeled])
+    y = np.r_[np.full(len(pool), np.nan), np.arange(len(labeled)) % 2]
+    return X, y
+
+
+@pytest.mark.parametrize("labeled", [LABELED, LABELED[:0]], ids=["labeled", "cold"])
+@pytest.mark.parametrize("seed", [0, 3])
+def test_typiclust_equals_scikit_activeml(monkeypatch, labeled, seed):
+    # Same rows in the same order and the same KMeans seed (n_init 1, their
+    # "auto") give both the same clusters; rand_argmax is swapped for our
+    # lowest-index tie-break. Their typicality k / (sum + 1e-7) differs from
+    # ours 1 / (mean + 1e-12) by under 1e-7 relative here.
+    typi_clust = pytest.importorskip(
+        "skactiveml.pool._typi_clust", reason="scikit-activeml not installed"
+    )
+    monkeypatch.setattr(typi_clust, "rand_argmax", lowest_argmax)
+    X, y = with_labels(POOL, labeled)
+    picks, utilities = typi_clust.TypiClust(random_state=seed, k=5).query(
+        X, y, batch_size=8, return_utilities=True
+    )
+    ranking = typiclust(
+        POOL, 8, seed, labeled if len(labeled) else None, n_neighbors=5
+    )
+    assert ranking.ranked_indices.tolist() == picks.tolist()
+    np.testing.assert_allclose(
+        ranking.scores, utilities[np.arange(8), picks], rtol=1e-6
+    )
+
+
+def test_kmeans_picks_equal_small_text_embedding_kmeans(monkeypatch):
+    # small-text L2-normalises and matches by cosine similarity; on unit
+    # rows that is our Euclidean nearest sample. Its KMeans is unseeded, so
+    # the test seeds it alike. It returns picks in centroid order; ours come
+    # by distance, so the sets are compared.
+    strategies = pytest.importorskip(
+        "small_text.query_strategies.strategies", reason="small-text not installed"
+    )
+    import functools
+
+    import sklearn.cluster
+
+    monkeypatch.setattr(
+        sklearn.cluster,
+        "KMeans",
+        functools.partial(sklearn.cluster.KMeans, random_state=5, n_init=1),
+    )
+    unit = POOL / np.linalg.norm(POOL, axis=1, keepdims=True)
+    theirs = strategies.EmbeddingKMeans(normalize=True).sample(
+        None, None, np.arange(len(unit)), np.array([], dtype=int), None, 10, unit
+    )
+    ours = kmeans_representatives(unit, 10, seed=5)
+    assert sorted(ours.ranked_indices.tolist()) == sorted(theirs.tolist())
