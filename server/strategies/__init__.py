@@ -8,6 +8,7 @@ from alquery.server.strategies import (
     credibility,
     diversity,
     diversity_clusters,
+    diversity_coverage,
     diversity_sampling,
     uncertainty,
 )
@@ -16,6 +17,7 @@ __all__ = [
     "credibility",
     "diversity",
     "diversity_clusters",
+    "diversity_coverage",
     "diversity_sampling",
     "uncertainty",
 ]

@@ -111,3 +111,21 @@ def test_bad_cluster_parameters_are_invalid_arguments(client, strategy, params, 
     assert caught.value.code == grpc.StatusCode.INVALID_ARGUMENT
     assert f"diversity.{field}: got" in caught.value.details
     client.rank(strategy, 1, embeddings=POOL)
+
+
+def test_probcover_covers_the_pool_greedily(client):
+    pool = [[0.0], [1.0], [2.0], [10.0], [11.0]]
+    result = client.rank(
+        "diversity.probcover", 3, embeddings=pool, params={"radius": 1.5}
+    )
+    assert result.strategy == "diversity.probcover"
+    assert result.indices.tolist() == [1, 3, 0]
+    np.testing.assert_array_equal(result.scores, [3, 2, 0])
+
+
+@pytest.mark.parametrize("params", [{}, {"radius": 0.0}, {"radius": float("inf")}])
+def test_probcover_needs_a_positive_radius(client, params):
+    with pytest.raises(AlqueryError) as caught:
+        client.rank("diversity.probcover", 1, embeddings=POOL, params=params)
+    assert caught.value.code == grpc.StatusCode.INVALID_ARGUMENT
+    assert "diversity.radius" in caught.value.details

@@ -15,6 +15,7 @@ from alquery.server.strategies.diversity_clusters import (
     kmeans_representatives,
     typiclust,
 )
+from alquery.server.strategies.diversity_coverage import probcover
 from alquery.server.strategies.diversity_sampling import coreset_probabilities
 
 RNG = np.random.default_rng(31)
@@ -136,3 +137,23 @@ def test_kmeans_picks_equal_small_text_embedding_kmeans(monkeypatch):
     )
     ours = kmeans_representatives(unit, 10, seed=5)
     assert sorted(ours.ranked_indices.tolist()) == sorted(theirs.tolist())
+
+
+@pytest.mark.parametrize("labeled", [LABELED, LABELED[:0]], ids=["labeled", "cold"])
+@pytest.mark.parametrize("radius", [1.2, 2.0])
+@pytest.mark.filterwarnings("ignore:The maximum purity")  # no purity search
+def test_probcover_equals_scikit_activeml(monkeypatch, labeled, radius):
+    # One delta skips their purity search; rand_argmax is swapped for our
+    # lowest-index tie-break (counts are integers, so ties are common). Their
+    # utility of a pick is the number of samples it newly covers, as ours.
+    prob_cover = pytest.importorskip(
+        "skactiveml.pool._prob_cover", reason="scikit-activeml not installed"
+    )
+    monkeypatch.setattr(prob_cover, "rand_argmax", lowest_argmax)
+    X, y = with_labels(POOL, labeled)
+    picks, utilities = prob_cover.ProbCover(deltas=[radius]).query(
+        X, y, batch_size=25, return_utilities=True
+    )
+    ranking = probcover(POOL, 25, radius, labeled if len(labeled) else None)
+    assert ranking.ranked_indices.tolist() == picks.tolist()
+    np.testing.assert_array_equal(ranking.scores, utilities[np.arange(25), picks])
