@@ -79,6 +79,9 @@ def nearest_distinct(embeddings: NDArray, centers: NDArray) -> Ranking:
     most). A center whose nearest sample is already taken looks again among
     the unused ones, O(n_pool * n_features) each time; its new distance is
     no smaller, so a heap keyed by distance yields the global greedy order.
+    Distances use the float64 expansion of ``diversity.squared_distances``:
+    a sample lying on its centroid may score about 1e-7 times its norm
+    rather than 0.
     """
     x = np.asarray(embeddings, dtype=np.float64)
     centers = np.asarray(centers, dtype=np.float64)
