@@ -266,6 +266,7 @@ def _pool_size(arrays: dict[str, NDArray | None], strategy: registry.Strategy) -
         if arrays[key] is not None:
             return len(arrays[key])
     needs = ", ".join(input_field(k) for k in strategy.required_inputs)
+    needs = needs or "pool.probabilities, pool.logits or pool.embeddings"
     raise InvalidRequestError(f"pool: empty; {strategy.name} needs {needs}")
 
 

@@ -97,7 +97,7 @@ class UncertaintyStrategy(_message.Message):
     def __init__(self, method: _Optional[_Union[UncertaintyStrategy.Method, str]] = ...) -> None: ...
 
 class DiversityStrategy(_message.Message):
-    __slots__ = ("method",)
+    __slots__ = ("method", "typicality_neighbors", "radius", "n_local_trials", "angular_distance")
     class Method(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
         __slots__ = ()
         METHOD_UNSPECIFIED: _ClassVar[DiversityStrategy.Method]
@@ -119,8 +119,16 @@ class DiversityStrategy(_message.Message):
     METHOD_RANDOM: DiversityStrategy.Method
     METHOD_LIGHTWEIGHT_CORESET: DiversityStrategy.Method
     METHOD_FIELD_NUMBER: _ClassVar[int]
+    TYPICALITY_NEIGHBORS_FIELD_NUMBER: _ClassVar[int]
+    RADIUS_FIELD_NUMBER: _ClassVar[int]
+    N_LOCAL_TRIALS_FIELD_NUMBER: _ClassVar[int]
+    ANGULAR_DISTANCE_FIELD_NUMBER: _ClassVar[int]
     method: DiversityStrategy.Method
-    def __init__(self, method: _Optional[_Union[DiversityStrategy.Method, str]] = ...) -> None: ...
+    typicality_neighbors: int
+    radius: float
+    n_local_trials: int
+    angular_distance: bool
+    def __init__(self, method: _Optional[_Union[DiversityStrategy.Method, str]] = ..., typicality_neighbors: _Optional[int] = ..., radius: _Optional[float] = ..., n_local_trials: _Optional[int] = ..., angular_distance: _Optional[bool] = ...) -> None: ...
 
 class CredibilityStrategy(_message.Message):
     __slots__ = ("method", "n_neighbors")

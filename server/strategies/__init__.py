@@ -1,5 +1,23 @@
-"""Query strategies, one family per module; importing this registers them all."""
+"""Query strategies, one family per module; importing this registers them all.
 
-from alquery.server.strategies import credibility, diversity, uncertainty
+A family that outgrows one module splits by method group
+(``diversity_sampling``, ...).
+"""
 
-__all__ = ["credibility", "diversity", "uncertainty"]
+from alquery.server.strategies import (
+    credibility,
+    diversity,
+    diversity_clusters,
+    diversity_coverage,
+    diversity_sampling,
+    uncertainty,
+)
+
+__all__ = [
+    "credibility",
+    "diversity",
+    "diversity_clusters",
+    "diversity_coverage",
+    "diversity_sampling",
+    "uncertainty",
+]

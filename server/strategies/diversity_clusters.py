@@ -1,0 +1,491 @@
+"""Diversity strategies built on k-means: the samples nearest k-means
+centroids, k-means++ seeding, and TypiClust.
+
+Randomness comes from ``query.random_generator()``: k-means++ draws from it
+directly; scikit-learn's ``KMeans`` gets an integer seed drawn from it.
+"""
+
+from __future__ import annotations
+
+import heapq
+from typing import Protocol
+
+import numpy as np
+from numpy.typing import NDArray
+from sklearn.cluster import KMeans
+
+from alquery.server.edge import Query
+from alquery.server.errors import InvalidRequestError
+from alquery.server.registry import Parameter, Ranking, Strategy, register
+from alquery.server.strategies.diversity import (
+    CHUNK_ELEMENTS,
+    nearest_center_distances,
+    squared_distances,
+    squared_norms,
+)
+
+KMEANS_N_INIT = 1
+"""k-means runs per clustering, best inertia kept; scikit-learn's "auto" is
+also 1 for k-means++ initialisation."""
+
+DEFAULT_TYPICALITY_NEIGHBORS = 20
+TYPICALITY_EPSILON = 1e-12
+"""Added to the mean neighbour distance, so duplicates get a finite
+typicality (1e12)."""
+
+
+class UniformSource(Protocol):
+    """What k-means++ needs from a generator: uniform draws in [0, 1).
+
+    ``numpy.random.Generator`` and the legacy ``RandomState`` both have it.
+    """
+
+    def random(self, size: int | None = None) -> float | NDArray[np.float64]: ...
+
+
+def sklearn_seed(rng: np.random.Generator) -> int:
+    """Draw an integer seed for a scikit-learn ``random_state`` from ``rng``."""
+    return int(rng.integers(0, 2**31 - 1))
+
+
+def fit_kmeans(data: NDArray, n_clusters: int, seed: int) -> KMeans:
+    """Fit scikit-learn's ``KMeans`` (k-means++ init, ``KMEANS_N_INIT`` runs)."""
+    model = KMeans(n_clusters=n_clusters, n_init=KMEANS_N_INIT, random_state=seed)
+    return model.fit(np.asarray(data, dtype=np.float64))
+
+
+def nearest_distinct(embeddings: NDArray, centers: NDArray) -> Ranking:
+    """Match every center to its own nearest pool sample, no sample twice.
+
+    Greedy matching by distance: repeatedly take the (center, sample) pair
+    with the smallest Euclidean distance among unmatched centers and unused
+    samples. Picks come in that order, so scores (the distances) do not
+    decrease; equal distances go to the lower pool position, then the lower
+    center index.
+
+    Parameters
+    ----------
+    embeddings : ndarray of shape (n_pool, n_features)
+    centers : ndarray of shape (n_centers, n_features), n_centers <= n_pool
+
+    Returns
+    -------
+    Ranking
+        n_centers distinct pool positions and their distance to their center.
+
+    Notes
+    -----
+    Each center's nearest sample is found in chunks (a 32 MiB block at
+    most). A center whose nearest sample is already taken looks again among
+    the unused ones, O(n_pool * n_features) each time; its new distance is
+    no smaller, so a heap keyed by distance yields the global greedy order.
+    Distances use the float64 expansion of ``diversity.squared_distances``:
+    a sample lying on its centroid may score about 1e-7 times its norm
+    rather than 0.
+    """
+    x = np.asarray(embeddings, dtype=np.float64)
+    centers = np.asarray(centers, dtype=np.float64)
+    norms = squared_norms(x)
+    chunk = max(1, CHUNK_ELEMENTS // len(x))
+    heap = []
+    for start in range(0, len(centers), chunk):
+        block = squared_distances(x, centers[start : start + chunk], norms)
+        nearest = block.argmin(axis=0)
+        for offset, sample in enumerate(nearest):
+            distance = block[sample, offset]
+            heap.append((distance, int(sample), start + offset))
+    heapq.heapify(heap)
+
+    used = np.zeros(len(x), dtype=bool)
+    picks, scores = [], []
+    while heap:
+        distance, sample, center = heapq.heappop(heap)
+        if used[sample]:
+            row = squared_distances(x, centers[center : center + 1], norms)[:, 0]
+            row[used] = np.inf
+            sample = int(row.argmin())
+            heapq.heappush(heap, (row[sample], sample, center))
+            continue
+        used[sample] = True
+        picks.append(sample)
+        scores.append(np.sqrt(distance))
+    return Ranking(
+        ranked_indices=np.array(picks, dtype=np.int64), scores=np.array(scores)
+    )
+
+
+def kmeans_representatives(embeddings: NDArray, batch_size: int, seed: int) -> Ranking:
+    """The pool samples nearest the centroids of a k-means clustering.
+
+    k-means (Lloyd, k-means++ init, ``KMEANS_N_INIT`` runs, scikit-learn)
+    splits the pool into k = ``batch_size`` clusters; each centroid is then
+    matched to its nearest pool sample, never the same sample twice (see
+    ``nearest_distinct``). score = Euclidean distance from the sample to its
+    centroid; the smallest first.
+
+    Parameters
+    ----------
+    embeddings : ndarray of shape (n_pool, n_features)
+        Checked, finite pool embeddings.
+    batch_size : int
+        ``1 <= batch_size <= n_pool``; the number of clusters.
+    seed : int
+        ``random_state`` for ``KMeans``.
+
+    Returns
+    -------
+    Ranking
+        ``batch_size`` distinct pool positions, nearest to its centroid first.
+
+    Notes
+    -----
+    Tie-break: equal distances go to the lower pool position, then to the
+    lower centroid index. With fewer distinct embeddings than clusters,
+    scikit-learn warns and repeats centroids; the matching still returns
+    distinct samples. Cost O(n_iter * n_pool * batch_size * n_features) for
+    k-means (scikit-learn works in chunks) plus the matching.
+
+    small-text's ``EmbeddingKMeans`` L2-normalises the embeddings by default
+    and matches by cosine similarity in centroid order; on unit-norm
+    embeddings its nearest samples are ours, as a set.
+
+    References
+    ----------
+    Yuan, Lin & Boyd-Graber, "Cold-start Active Learning through
+    Self-supervised Language Modeling", EMNLP 2020 (BERT-KM).
+    """
+    model = fit_kmeans(embeddings, batch_size, seed)
+    return nearest_distinct(embeddings, model.cluster_centers_)
+
+
+def kmeans_plusplus(
+    embeddings: NDArray,
+    batch_size: int,
+    rng: UniformSource,
+    labeled_embeddings: NDArray | None = None,
+    n_local_trials: int = 1,
+) -> Ranking:
+    """k-means++ seeding (D^2 sampling) over the pool.
+
+    With D(x) the Euclidean distance from x to its nearest center, each step
+    draws ``n_local_trials`` candidates, each with probability
+    D(x)^2 / sum_y D(y)^2, keeps the one that leaves the smallest potential
+    sum_y min(D(y), ||y - candidate||)^2, and makes it a center. The centers
+    start as the labeled embeddings; with no labeled set the first pick is
+    uniform over the pool. score = the pick's D^2 share, D(x)^2 / sum D^2,
+    when it was picked (1 / n_pool for a uniform first pick).
+
+    Parameters
+    ----------
+    embeddings : ndarray of shape (n_pool, n_features)
+        Checked, finite pool embeddings.
+    batch_size : int
+        ``1 <= batch_size <= n_pool``.
+    rng : numpy.random.Generator or numpy.random.RandomState
+        Uniform draws only: one for a uniform first pick, then
+        ``n_local_trials`` per step.
+    labeled_embeddings : ndarray of shape (n_labeled, n_features), optional
+        The initial centers.
+    n_local_trials : int, default=1
+        Plain D^2 sampling (Arthur & Vassilvitskii) with 1.
+
+    Returns
+    -------
+    Ranking
+        ``batch_size`` distinct pool positions in pick order and their D^2
+        shares.
+
+    Notes
+    -----
+    A draw u * P (u uniform, P the potential) becomes the first sample whose
+    cumulative D^2 reaches it. A picked sample's D is set to exactly 0, so it
+    is never drawn again. When every unpicked sample lies on a center (P = 0),
+    the next pick is the lowest unpicked pool position, with score 0.
+
+    Given the same uniform draws (a ``RandomState`` seeded alike),
+    ``sklearn.cluster.kmeans_plusplus`` with the same ``n_local_trials``
+    picks the same samples; its default is 2 + floor(ln k) trials, and it
+    cannot start from a labeled set. Cost O(batch_size * n_local_trials *
+    n_pool * n_features), memory O(n_pool * n_local_trials).
+
+    References
+    ----------
+    Arthur & Vassilvitskii, "k-means++: The Advantages of Careful Seeding",
+    SODA 2007.
+    """
+    x = np.asarray(embeddings, dtype=np.float64)
+    n_pool = len(x)
+    norms = squared_norms(x)
+    picked = np.zeros(n_pool, dtype=bool)
+    picks = np.empty(batch_size, dtype=np.int64)
+    scores = np.empty(batch_size)
+
+    start = 0
+    if labeled_embeddings is not None:
+        closest = nearest_center_distances(x, labeled_embeddings)
+    else:
+        # Uniform first pick, by the inverse of the uniform distribution's
+        # cumulative sum (the way numpy's legacy choice draws).
+        cdf = np.cumsum(np.full(n_pool, 1.0 / n_pool))
+        cdf /= cdf[-1]
+        first = int(np.searchsorted(cdf, rng.random(), side="right"))
+        picks[0], scores[0], start = first, 1.0 / n_pool, 1
+        closest = squared_distances(x, x[first : first + 1], norms)[:, 0]
+        picked[first] = True
+    closest[picked] = 0.0
+
+    for step in range(start, batch_size):
+        cumulative = np.cumsum(closest)
+        potential = cumulative[-1]
+        if potential == 0.0:
+            pick, score = int(np.argmin(picked)), 0.0
+        else:
+            targets = np.asarray(rng.random(n_local_trials)) * potential
+            # A target of exactly 0 would land on a sample with D = 0.
+            targets = np.maximum(targets, np.finfo(np.float64).tiny)
+            candidates = np.searchsorted(cumulative, targets)
+            reach = squared_distances(x, x[candidates], norms)
+            np.minimum(reach, closest[:, None], out=reach)
+            best = int(np.argmin(reach.sum(axis=0)))
+            pick, score = int(candidates[best]), closest[candidates[best]] / potential
+            closest = reach[:, best]
+        picks[step], scores[step] = pick, score
+        picked[pick] = True
+        closest[pick] = 0.0
+    return Ranking(ranked_indices=picks, scores=scores)
+
+
+def typicality(members: NDArray, n_neighbors: int) -> NDArray[np.float64]:
+    """Typicality of each sample within a set of samples.
+
+    t_i = 1 / (mean_{j in N_k(i)} ||x_i - x_j|| + 1e-12), N_k(i) the
+    k = min(``n_neighbors``, m - 1) nearest other members (Euclidean). A
+    single member has no neighbours and gets t = 0.
+
+    Parameters
+    ----------
+    members : ndarray of shape (m, n_features)
+    n_neighbors : int
+        At least 1.
+
+    Returns
+    -------
+    ndarray of shape (m,), float64
+
+    Notes
+    -----
+    Rows are processed in chunks (a 32 MiB block), so memory stays bounded
+    for any m; time O(m^2 * n_features).
+    """
+    x = np.asarray(members, dtype=np.float64)
+    m = len(x)
+    if m == 1:
+        return np.zeros(1)
+    k = min(n_neighbors, m - 1)
+    norms = squared_norms(x)
+    chunk = max(1, CHUNK_ELEMENTS // m)
+    mean_distance = np.empty(m)
+    for start in range(0, m, chunk):
+        chunk_norms = norms[start : start + chunk]
+        block = squared_distances(x[start : start + chunk], x, chunk_norms)
+        rows = np.arange(len(block))
+        block[rows, start + rows] = np.inf  # a sample is not its own neighbour
+        nearest = np.partition(block, k - 1, axis=1)[:, :k]
+        mean_distance[start : start + chunk] = np.sqrt(nearest).mean(axis=1)
+    return 1.0 / (mean_distance + TYPICALITY_EPSILON)
+
+
+def typiclust(
+    embeddings: NDArray,
+    batch_size: int,
+    seed: int,
+    labeled_embeddings: NDArray | None = None,
+    n_neighbors: int = DEFAULT_TYPICALITY_NEIGHBORS,
+) -> Ranking:
+    """TypiClust: the most typical pool sample of each large uncovered cluster.
+
+    k-means (scikit-learn, ``seed``) splits the pool and the labeled set
+    together into n_labeled + ``batch_size`` clusters. Clusters are visited
+    by (samples already in them: labeled plus picked) ascending, then size
+    descending, then cluster index; from each, the unpicked pool sample with
+    the highest typicality (see ``typicality``, computed over all of the
+    cluster's members) is picked. score = that typicality; picks come in
+    visiting order.
+
+    Parameters
+    ----------
+    embeddings : ndarray of shape (n_pool, n_features)
+        Checked, finite pool embeddings.
+    batch_size : int
+        ``1 <= batch_size <= n_pool``.
+    seed : int
+        ``random_state`` for ``KMeans``.
+    labeled_embeddings : ndarray of shape (n_labeled, n_features), optional
+    n_neighbors : int, default=20
+        k of the typicality.
+
+    Returns
+    -------
+    Ranking
+        ``batch_size`` distinct pool positions in pick order and their
+        typicality.
+
+    Notes
+    -----
+    Every uncovered cluster (no labeled sample) is visited before any
+    covered one, largest first. There are at least ``batch_size`` uncovered
+    clusters unless k-means leaves clusters empty (fewer distinct embeddings
+    than clusters); then the visit order above goes on to clusters with the
+    fewest samples taken, as the authors' code does. Tie-break: equal sizes
+    to the lower cluster index, equal typicality to the lower pool position.
+
+    Cost: k-means O(n_iter * (n_pool + n_labeled) * (n_labeled + batch_size)
+    * n_features), then O(m^2 * n_features) per visited cluster of m
+    samples, in bounded memory. The authors cap the clusters at 500 and drop
+    clusters of 5 samples or fewer; we do neither. They measure typicality
+    with squared distances (faiss) and k = min(20, m // 2); scikit-activeml's
+    ``TypiClust`` uses Euclidean distances, k = min(5, m - 1) by default, an
+    epsilon of 1e-7 on the distance sum, and random tie-breaks; it skips
+    covered clusters once the uncovered ones run out and picks at random.
+
+    References
+    ----------
+    Hacohen, Dekel & Weinshall, "Active Learning on a Budget: Opposite
+    Strategies Suit High and Low Budgets", ICML 2022.
+    """
+    pool = np.asarray(embeddings, dtype=np.float64)
+    n_pool = len(pool)
+    data = pool
+    if labeled_embeddings is not None:
+        data = np.vstack([pool, np.asarray(labeled_embeddings, dtype=np.float64)])
+    n_clusters = len(data) - n_pool + batch_size
+    labels = fit_kmeans(data, n_clusters, seed).labels_
+
+    sizes = np.bincount(labels, minlength=n_clusters)
+    taken = np.bincount(labels[n_pool:], minlength=n_clusters)
+    picked = np.zeros(n_pool, dtype=bool)
+    picks = np.empty(batch_size, dtype=np.int64)
+    scores = np.empty(batch_size)
+    cache: dict[int, tuple[NDArray, NDArray]] = {}
+    for step in range(batch_size):
+        open_clusters = np.bincount(labels[:n_pool][~picked], minlength=n_clusters) > 0
+        order = np.lexsort((np.arange(n_clusters), -sizes, taken))
+        cluster = int(order[open_clusters[order]][0])
+        if cluster not in cache:
+            members = np.flatnonzero(labels == cluster)
+            cache[cluster] = (members, typicality(data[members], n_neighbors))
+        members, values = cache[cluster]
+        # Labeled members and earlier picks cannot be picked.
+        eligible = members < n_pool
+        eligible[eligible] = ~picked[members[eligible]]
+        best = int(np.argmax(np.where(eligible, values, -np.inf)))
+        picks[step], scores[step] = members[best], values[best]
+        picked[members[best]] = True
+        taken[cluster] += 1
+    return Ranking(ranked_indices=picks, scores=scores)
+
+
+def _resolve_local_trials(value: int | None, query: Query) -> int:
+    if value is None:
+        return 1
+    if not 1 <= value <= query.n_pool:
+        raise InvalidRequestError(
+            f"diversity.n_local_trials: got {value}; it must be between 1 and "
+            f"the pool size n_pool={query.n_pool}"
+        )
+    return value
+
+
+def _resolve_typicality_neighbors(value: int | None, query: Query) -> int:
+    if value is None:
+        return DEFAULT_TYPICALITY_NEIGHBORS
+    if value < 1:
+        raise InvalidRequestError(
+            f"diversity.typicality_neighbors: got {value}; it must be at least 1"
+        )
+    return value
+
+
+register(
+    Strategy(
+        family="diversity",
+        method="kmeans",
+        description=(
+            "k-means with batch_size clusters (scikit-learn, k-means++ init, "
+            "seeded); the pool sample nearest each centroid, never one twice; "
+            "score = Euclidean distance to the centroid; smallest first; ties "
+            "to the lower pool position."
+        ),
+        required_inputs=("pool_embeddings",),
+        higher_first=False,
+        pick=lambda query: kmeans_representatives(
+            query.pool_embeddings,
+            query.batch_size,
+            sklearn_seed(query.random_generator()),
+        ),
+    )
+)
+
+register(
+    Strategy(
+        family="diversity",
+        method="kmeans_plusplus",
+        description=(
+            "k-means++ seeding: draw pool samples with probability D^2 / sum D^2, "
+            "D = distance to the nearest center, starting from labeled.embeddings "
+            "(else a uniform first pick); seeded; score = the pick's D^2 share."
+        ),
+        required_inputs=("pool_embeddings",),
+        higher_first=True,
+        parameters=(
+            Parameter(
+                name="n_local_trials",
+                type="int64",
+                default="1",
+                description=(
+                    "Candidates per step; the one lowering the potential most "
+                    "is kept."
+                ),
+                resolve=_resolve_local_trials,
+            ),
+        ),
+        pick=lambda query: kmeans_plusplus(
+            query.pool_embeddings,
+            query.batch_size,
+            query.random_generator(),
+            query.labeled_embeddings,
+            query.params["n_local_trials"],
+        ),
+    )
+)
+
+register(
+    Strategy(
+        family="diversity",
+        method="typiclust",
+        description=(
+            "TypiClust (Hacohen et al. 2022): k-means on pool and labeled set "
+            "into n_labeled + batch_size clusters; from the largest clusters "
+            "without labeled samples, the most typical pool sample; score = "
+            "typicality 1 / mean distance to its k nearest cluster members."
+        ),
+        required_inputs=("pool_embeddings",),
+        higher_first=True,
+        parameters=(
+            Parameter(
+                name="typicality_neighbors",
+                type="int64",
+                default="20",
+                description="k nearest neighbours in the typicality.",
+                resolve=_resolve_typicality_neighbors,
+            ),
+        ),
+        pick=lambda query: typiclust(
+            query.pool_embeddings,
+            query.batch_size,
+            sklearn_seed(query.random_generator()),
+            query.labeled_embeddings,
+            query.params["typicality_neighbors"],
+        ),
+    )
+)
