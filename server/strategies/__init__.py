@@ -1,5 +1,21 @@
 """Query strategies, one family per module; importing this registers them all."""
 
-from alquery.server.strategies import credibility, diversity, uncertainty
+from alquery.server.strategies import (
+    badge,
+    credibility,
+    density,
+    diversity,
+    hybrid,
+    hybrid_clustering,
+    uncertainty,
+)
 
-__all__ = ["credibility", "diversity", "uncertainty"]
+__all__ = [
+    "badge",
+    "credibility",
+    "density",
+    "diversity",
+    "hybrid",
+    "hybrid_clustering",
+    "uncertainty",
+]
