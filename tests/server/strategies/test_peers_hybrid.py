@@ -92,7 +92,9 @@ def test_ranked_batch_cold_start_against_modal():
 
 
 def skactiveml_classifier():
-    base = pytest.importorskip("skactiveml.base", reason="scikit-activeml not installed")
+    base = pytest.importorskip(
+        "skactiveml.base", reason="scikit-activeml not installed"
+    )
 
     class Fixed(base.SkactivemlClassifier):
         """Returns the test's probabilities and pool embeddings by row."""
