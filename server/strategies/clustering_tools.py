@@ -107,7 +107,10 @@ def weighted_kmeans(
 
     Minimises sum_i w_i ||x_i - c_{label_i}||^2 with scikit-learn's
     ``KMeans(n_clusters, random_state=seed, n_init="auto")``. Weights that
-    are all 0 are replaced by 1, so the clustering stays defined.
+    are all 0 are replaced by 1, so the clustering stays defined. With fewer
+    distinct samples than clusters, scikit-learn warns (ConvergenceWarning)
+    and some centroids coincide; ``nearest_distinct`` still returns distinct
+    samples for them.
 
     Returns
     -------
