@@ -14,11 +14,20 @@ class DType(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     D_TYPE_FLOAT64: _ClassVar[DType]
     D_TYPE_INT32: _ClassVar[DType]
     D_TYPE_INT64: _ClassVar[DType]
+
+class Similarity(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
+    __slots__ = ()
+    SIMILARITY_UNSPECIFIED: _ClassVar[Similarity]
+    SIMILARITY_COSINE: _ClassVar[Similarity]
+    SIMILARITY_EUCLIDEAN: _ClassVar[Similarity]
 D_TYPE_UNSPECIFIED: DType
 D_TYPE_FLOAT32: DType
 D_TYPE_FLOAT64: DType
 D_TYPE_INT32: DType
 D_TYPE_INT64: DType
+SIMILARITY_UNSPECIFIED: Similarity
+SIMILARITY_COSINE: Similarity
+SIMILARITY_EUCLIDEAN: Similarity
 
 class Tensor(_message.Message):
     __slots__ = ("dtype", "shape", "data")
@@ -97,7 +106,7 @@ class UncertaintyStrategy(_message.Message):
     def __init__(self, method: _Optional[_Union[UncertaintyStrategy.Method, str]] = ...) -> None: ...
 
 class DiversityStrategy(_message.Message):
-    __slots__ = ("method", "typicality_neighbors", "radius", "n_local_trials", "angular_distance")
+    __slots__ = ("method", "typicality_neighbors", "radius", "n_local_trials", "angular_distance", "density_similarity")
     class Method(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
         __slots__ = ()
         METHOD_UNSPECIFIED: _ClassVar[DiversityStrategy.Method]
@@ -123,12 +132,14 @@ class DiversityStrategy(_message.Message):
     RADIUS_FIELD_NUMBER: _ClassVar[int]
     N_LOCAL_TRIALS_FIELD_NUMBER: _ClassVar[int]
     ANGULAR_DISTANCE_FIELD_NUMBER: _ClassVar[int]
+    DENSITY_SIMILARITY_FIELD_NUMBER: _ClassVar[int]
     method: DiversityStrategy.Method
     typicality_neighbors: int
     radius: float
     n_local_trials: int
     angular_distance: bool
-    def __init__(self, method: _Optional[_Union[DiversityStrategy.Method, str]] = ..., typicality_neighbors: _Optional[int] = ..., radius: _Optional[float] = ..., n_local_trials: _Optional[int] = ..., angular_distance: _Optional[bool] = ...) -> None: ...
+    density_similarity: Similarity
+    def __init__(self, method: _Optional[_Union[DiversityStrategy.Method, str]] = ..., typicality_neighbors: _Optional[int] = ..., radius: _Optional[float] = ..., n_local_trials: _Optional[int] = ..., angular_distance: _Optional[bool] = ..., density_similarity: _Optional[_Union[Similarity, str]] = ...) -> None: ...
 
 class CredibilityStrategy(_message.Message):
     __slots__ = ("method", "n_neighbors")
@@ -155,7 +166,7 @@ class CredibilityStrategy(_message.Message):
     def __init__(self, method: _Optional[_Union[CredibilityStrategy.Method, str]] = ..., n_neighbors: _Optional[int] = ...) -> None: ...
 
 class HybridStrategy(_message.Message):
-    __slots__ = ("method",)
+    __slots__ = ("method", "uncertainty", "density_similarity", "beta", "prefilter_factor", "n_clusters", "include_bias")
     class Method(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
         __slots__ = ()
         METHOD_UNSPECIFIED: _ClassVar[HybridStrategy.Method]
@@ -175,8 +186,20 @@ class HybridStrategy(_message.Message):
     METHOD_DENSITY_WEIGHTED: HybridStrategy.Method
     METHOD_EXPECTED_GRADIENT_LENGTH: HybridStrategy.Method
     METHOD_FIELD_NUMBER: _ClassVar[int]
+    UNCERTAINTY_FIELD_NUMBER: _ClassVar[int]
+    DENSITY_SIMILARITY_FIELD_NUMBER: _ClassVar[int]
+    BETA_FIELD_NUMBER: _ClassVar[int]
+    PREFILTER_FACTOR_FIELD_NUMBER: _ClassVar[int]
+    N_CLUSTERS_FIELD_NUMBER: _ClassVar[int]
+    INCLUDE_BIAS_FIELD_NUMBER: _ClassVar[int]
     method: HybridStrategy.Method
-    def __init__(self, method: _Optional[_Union[HybridStrategy.Method, str]] = ...) -> None: ...
+    uncertainty: UncertaintyStrategy.Method
+    density_similarity: Similarity
+    beta: float
+    prefilter_factor: int
+    n_clusters: int
+    include_bias: bool
+    def __init__(self, method: _Optional[_Union[HybridStrategy.Method, str]] = ..., uncertainty: _Optional[_Union[UncertaintyStrategy.Method, str]] = ..., density_similarity: _Optional[_Union[Similarity, str]] = ..., beta: _Optional[float] = ..., prefilter_factor: _Optional[int] = ..., n_clusters: _Optional[int] = ..., include_bias: _Optional[bool] = ...) -> None: ...
 
 class TargetSet(_message.Message):
     __slots__ = ("probabilities", "logits")

@@ -1,23 +1,31 @@
 """Query strategies, one family per module; importing this registers them all.
 
 A family that outgrows one module splits by method group
-(``diversity_sampling``, ...).
+(``diversity_sampling``, ``hybrid_clustering``, ...).
 """
 
 from alquery.server.strategies import (
+    badge,
     credibility,
+    density,
     diversity,
     diversity_clusters,
     diversity_coverage,
     diversity_sampling,
+    hybrid,
+    hybrid_clustering,
     uncertainty,
 )
 
 __all__ = [
+    "badge",
     "credibility",
+    "density",
     "diversity",
     "diversity_clusters",
     "diversity_coverage",
     "diversity_sampling",
+    "hybrid",
+    "hybrid_clustering",
     "uncertainty",
 ]

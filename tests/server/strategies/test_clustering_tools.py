@@ -1,0 +1,80 @@
+import numpy as np
+import pytest
+
+from alquery.server.strategies import clustering_tools
+from alquery.server.strategies.clustering_tools import (
+    d2_sampling,
+    nearest_distinct,
+    weighted_kmeans,
+)
+
+LINE = np.array([[0.0], [1.0], [2.0], [10.0]])
+
+
+def test_nearest_distinct_takes_the_next_nearest_when_taken():
+    # Centers 0.9 and 1.2 both want sample 1; the second takes sample 2
+    # (0.8 away) rather than 0 (1.2 away).
+    picks = nearest_distinct(LINE, np.array([[0.9], [1.2], [9.0]]))
+    assert picks.tolist() == [1, 2, 3]
+
+
+def test_nearest_distinct_ties_go_to_the_lower_position():
+    assert nearest_distinct(LINE, np.array([[0.5], [0.5]])).tolist() == [0, 1]
+
+
+def test_nearest_distinct_in_small_chunks(monkeypatch):
+    monkeypatch.setattr(clustering_tools, "CHUNK_ELEMENTS", 5)
+    rng = np.random.default_rng(0)
+    x, centers = rng.normal(size=(30, 2)), rng.normal(size=(12, 2))
+    expected, taken = [], set()
+    for center in centers:
+        order = np.argsort(((x - center) ** 2).sum(axis=1), kind="stable")
+        pick = next(int(i) for i in order if int(i) not in taken)
+        expected.append(pick)
+        taken.add(pick)
+    assert nearest_distinct(x, centers).tolist() == expected
+
+
+def squared_line_distances(j):
+    return (LINE[:, 0] - LINE[j, 0]) ** 2
+
+
+class FixedDraws:
+    def __init__(self, *values):
+        self.values = list(values)
+
+    def random(self):
+        return self.values.pop(0)
+
+
+def test_d2_sampling_by_hand():
+    # First pick 0: D^2 = 0, 1, 4, 100; CDF 0, 1/105, 5/105, 1. A draw of
+    # 0.5 lands on sample 3. Then D^2 = 0, 1, 4, 0; CDF 0, 0.2, 1, 1: 0.1
+    # lands on sample 1.
+    picks, distances = d2_sampling(0, squared_line_distances, 3, FixedDraws(0.5, 0.1))
+    assert picks.tolist() == [0, 3, 1]
+    np.testing.assert_allclose(distances, [np.inf, 100.0, 1.0])
+
+
+def test_d2_sampling_with_initial_centers():
+    # An initial center at 1.5 (D^2 0.25 for samples 1 and 2, 2.25 for 0,
+    # 72.25 for 3) caps the distances to the first pick.
+    initial = (LINE[:, 0] - 1.5) ** 2
+    picks, distances = d2_sampling(
+        3, squared_line_distances, 2, FixedDraws(0.0), initial
+    )
+    assert picks.tolist() == [3, 0]
+    np.testing.assert_allclose(distances, [72.25, 2.25])
+
+
+@pytest.mark.parametrize("weights", [np.ones(4), np.zeros(4)])
+def test_weighted_kmeans_finds_separated_groups(weights):
+    centers, labels = weighted_kmeans(LINE, 2, weights, seed=0)
+    assert labels[0] == labels[1] == labels[2] != labels[3]
+    np.testing.assert_allclose(np.sort(centers[:, 0]), [1.0, 10.0])
+
+
+def test_weighted_kmeans_moves_centroids_toward_heavy_samples():
+    centers, _ = weighted_kmeans(LINE, 2, np.array([3.0, 1.0, 0.0, 1.0]), seed=0)
+    # (3 * 0 + 1 * 1 + 0 * 2) / 4 = 0.25.
+    np.testing.assert_allclose(np.sort(centers[:, 0]), [0.25, 10.0])
