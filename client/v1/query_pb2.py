@@ -24,15 +24,15 @@ _sym_db = _symbol_database.Default()
 
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x16\x61lquery/v1/query.proto\x12\nalquery.v1\"G\n\x06Tensor\x12 \n\x05\x64type\x18\x01 \x01(\x0e\x32\x11.alquery.v1.DType\x12\r\n\x05shape\x18\x02 \x03(\x03\x12\x0c\n\x04\x64\x61ta\x18\x03 \x01(\x0c\"\x90\x01\n\x04Pool\x12+\n\rprobabilities\x18\x01 \x01(\x0b\x32\x12.alquery.v1.TensorH\x00\x12$\n\x06logits\x18\x02 \x01(\x0b\x32\x12.alquery.v1.TensorH\x00\x12&\n\nembeddings\x18\x03 \x01(\x0b\x32\x12.alquery.v1.TensorB\r\n\x0bpredictions\"X\n\nLabeledSet\x12&\n\nembeddings\x18\x01 \x01(\x0b\x32\x12.alquery.v1.Tensor\x12\"\n\x06labels\x18\x02 \x01(\x0b\x32\x12.alquery.v1.Tensor\"\xbd\x01\n\rValidationSet\x12+\n\rprobabilities\x18\x01 \x01(\x0b\x32\x12.alquery.v1.TensorH\x00\x12$\n\x06logits\x18\x02 \x01(\x0b\x32\x12.alquery.v1.TensorH\x00\x12\"\n\x06labels\x18\x03 \x01(\x0b\x32\x12.alquery.v1.Tensor\x12&\n\nembeddings\x18\x04 \x01(\x0b\x32\x12.alquery.v1.TensorB\r\n\x0bpredictions\"\x9c\x03\n\x13UncertaintyStrategy\x12\x36\n\x06method\x18\x01 \x01(\x0e\x32&.alquery.v1.UncertaintyStrategy.Method\"\xcc\x02\n\x06Method\x12\x16\n\x12METHOD_UNSPECIFIED\x10\x00\x12\x1b\n\x17METHOD_LEAST_CONFIDENCE\x10\x01\x12\x11\n\rMETHOD_MARGIN\x10\x02\x12\x12\n\x0eMETHOD_ENTROPY\x10\x03\x12\x1e\n\x1aMETHOD_RATIO_OF_CONFIDENCE\x10\x04\x12\x0f\n\x0bMETHOD_BALD\x10\x05\x12\x1b\n\x17METHOD_VARIATION_RATIOS\x10\x06\x12\x13\n\x0fMETHOD_MEAN_STD\x10\x07\x12\x17\n\x13METHOD_VOTE_ENTROPY\x10\x08\x12\x1c\n\x18METHOD_CONSENSUS_ENTROPY\x10\t\x12\x12\n\x0eMETHOD_KL_MEAN\x10\n\x12\x11\n\rMETHOD_KL_MAX\x10\x0b\x12\x14\n\x10METHOD_BATCHBALD\x10\x0c\x12\x0f\n\x0bMETHOD_EPIG\x10\r\"\xae\x02\n\x11\x44iversityStrategy\x12\x34\n\x06method\x18\x01 \x01(\x0e\x32$.alquery.v1.DiversityStrategy.Method\"\xe2\x01\n\x06Method\x12\x16\n\x12METHOD_UNSPECIFIED\x10\x00\x12\x12\n\x0eMETHOD_KCENTER\x10\x01\x12\x11\n\rMETHOD_KMEANS\x10\x02\x12\x1a\n\x16METHOD_KMEANS_PLUSPLUS\x10\x03\x12\x14\n\x10METHOD_TYPICLUST\x10\x04\x12\x14\n\x10METHOD_PROBCOVER\x10\x05\x12\x1e\n\x1aMETHOD_INFORMATION_DENSITY\x10\x06\x12\x11\n\rMETHOD_RANDOM\x10\x07\x12\x1e\n\x1aMETHOD_LIGHTWEIGHT_CORESET\x10\x08\"\xb4\x01\n\x13\x43redibilityStrategy\x12\x36\n\x06method\x18\x01 \x01(\x0e\x32&.alquery.v1.CredibilityStrategy.Method\x12\x18\n\x0bn_neighbors\x18\x02 \x01(\x03H\x00\x88\x01\x01\";\n\x06Method\x12\x16\n\x12METHOD_UNSPECIFIED\x10\x00\x12\x19\n\x15METHOD_VALIDATION_KNN\x10\x01\x42\x0e\n\x0c_n_neighbors\"\x94\x02\n\x0eHybridStrategy\x12\x31\n\x06method\x18\x01 \x01(\x0e\x32!.alquery.v1.HybridStrategy.Method\"\xce\x01\n\x06Method\x12\x16\n\x12METHOD_UNSPECIFIED\x10\x00\x12\x10\n\x0cMETHOD_BADGE\x10\x01\x12\x17\n\x13METHOD_RANKED_BATCH\x10\x02\x12\x0f\n\x0bMETHOD_CLUE\x10\x03\x12\x13\n\x0fMETHOD_TWO_STEP\x10\x04\x12\x19\n\x15METHOD_CLUSTER_MARGIN\x10\x05\x12\x1b\n\x17METHOD_DENSITY_WEIGHTED\x10\x06\x12#\n\x1fMETHOD_EXPECTED_GRADIENT_LENGTH\x10\x07\"m\n\tTargetSet\x12+\n\rprobabilities\x18\x01 \x01(\x0b\x32\x12.alquery.v1.TensorH\x00\x12$\n\x06logits\x18\x02 \x01(\x0b\x32\x12.alquery.v1.TensorH\x00\x42\r\n\x0bpredictions\"\xbe\x01\n\tSelection\x12(\n\x04mode\x18\x01 \x01(\x0e\x32\x1a.alquery.v1.Selection.Mode\x12\x18\n\x0btemperature\x18\x02 \x01(\x01H\x00\x88\x01\x01\"]\n\x04Mode\x12\x14\n\x10MODE_UNSPECIFIED\x10\x00\x12\x0e\n\nMODE_TOP_K\x10\x01\x12\x0e\n\nMODE_POWER\x10\x02\x12\x10\n\x0cMODE_SOFTMAX\x10\x03\x12\r\n\tMODE_RANK\x10\x04\x42\x0e\n\x0c_temperature\"\xf9\x03\n\x0bRankRequest\x12\x1e\n\x04pool\x18\x01 \x01(\x0b\x32\x10.alquery.v1.Pool\x12\'\n\x07labeled\x18\x02 \x01(\x0b\x32\x16.alquery.v1.LabeledSet\x12-\n\nvalidation\x18\x03 \x01(\x0b\x32\x19.alquery.v1.ValidationSet\x12\x36\n\x0buncertainty\x18\x04 \x01(\x0b\x32\x1f.alquery.v1.UncertaintyStrategyH\x00\x12\x32\n\tdiversity\x18\x05 \x01(\x0b\x32\x1d.alquery.v1.DiversityStrategyH\x00\x12\x36\n\x0b\x63redibility\x18\x06 \x01(\x0b\x32\x1f.alquery.v1.CredibilityStrategyH\x00\x12,\n\x06hybrid\x18\x07 \x01(\x0b\x32\x1a.alquery.v1.HybridStrategyH\x00\x12\x12\n\nbatch_size\x18\x08 \x01(\x03\x12\x11\n\x04seed\x18\t \x01(\x04H\x01\x88\x01\x01\x12\x13\n\x0bomit_scores\x18\n \x01(\x08\x12(\n\tselection\x18\x0b \x01(\x0b\x32\x15.alquery.v1.Selection\x12%\n\x06target\x18\x0c \x01(\x0b\x32\x15.alquery.v1.TargetSetB\n\n\x08strategyB\x07\n\x05_seed\"Z\n\x0cRankResponse\x12\x16\n\x0eranked_indices\x18\x01 \x03(\x03\x12\x0e\n\x06scores\x18\x02 \x03(\x01\x12\x10\n\x08strategy\x18\x03 \x01(\t\x12\x10\n\x08warnings\x18\x04 \x03(\t\"\x17\n\x15ListStrategiesRequest\"Q\n\rParameterInfo\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x0c\n\x04type\x18\x02 \x01(\t\x12\x0f\n\x07\x64\x65\x66\x61ult\x18\x03 \x01(\t\x12\x13\n\x0b\x64\x65scription\x18\x04 \x01(\t\"\xaf\x01\n\x0cStrategyInfo\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x0e\n\x06\x66\x61mily\x18\x02 \x01(\t\x12\x0e\n\x06method\x18\x03 \x01(\t\x12\x13\n\x0b\x64\x65scription\x18\x04 \x01(\t\x12\x17\n\x0frequired_inputs\x18\x05 \x03(\t\x12-\n\nparameters\x18\x06 \x03(\x0b\x32\x19.alquery.v1.ParameterInfo\x12\x14\n\x0chigher_first\x18\x07 \x01(\x08\"F\n\x16ListStrategiesResponse\x12,\n\nstrategies\x18\x01 \x03(\x0b\x32\x18.alquery.v1.StrategyInfo*k\n\x05\x44Type\x12\x16\n\x12\x44_TYPE_UNSPECIFIED\x10\x00\x12\x12\n\x0e\x44_TYPE_FLOAT32\x10\x01\x12\x12\n\x0e\x44_TYPE_FLOAT64\x10\x02\x12\x10\n\x0c\x44_TYPE_INT32\x10\x03\x12\x10\n\x0c\x44_TYPE_INT64\x10\x04\x32\xa2\x01\n\x0cQueryService\x12\x39\n\x04Rank\x12\x17.alquery.v1.RankRequest\x1a\x18.alquery.v1.RankResponse\x12W\n\x0eListStrategies\x12!.alquery.v1.ListStrategiesRequest\x1a\".alquery.v1.ListStrategiesResponseb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x16\x61lquery/v1/query.proto\x12\nalquery.v1\"G\n\x06Tensor\x12 \n\x05\x64type\x18\x01 \x01(\x0e\x32\x11.alquery.v1.DType\x12\r\n\x05shape\x18\x02 \x03(\x03\x12\x0c\n\x04\x64\x61ta\x18\x03 \x01(\x0c\"\x90\x01\n\x04Pool\x12+\n\rprobabilities\x18\x01 \x01(\x0b\x32\x12.alquery.v1.TensorH\x00\x12$\n\x06logits\x18\x02 \x01(\x0b\x32\x12.alquery.v1.TensorH\x00\x12&\n\nembeddings\x18\x03 \x01(\x0b\x32\x12.alquery.v1.TensorB\r\n\x0bpredictions\"X\n\nLabeledSet\x12&\n\nembeddings\x18\x01 \x01(\x0b\x32\x12.alquery.v1.Tensor\x12\"\n\x06labels\x18\x02 \x01(\x0b\x32\x12.alquery.v1.Tensor\"\xbd\x01\n\rValidationSet\x12+\n\rprobabilities\x18\x01 \x01(\x0b\x32\x12.alquery.v1.TensorH\x00\x12$\n\x06logits\x18\x02 \x01(\x0b\x32\x12.alquery.v1.TensorH\x00\x12\"\n\x06labels\x18\x03 \x01(\x0b\x32\x12.alquery.v1.Tensor\x12&\n\nembeddings\x18\x04 \x01(\x0b\x32\x12.alquery.v1.TensorB\r\n\x0bpredictions\"\x88\x04\n\x13UncertaintyStrategy\x12\x36\n\x06method\x18\x01 \x01(\x0e\x32&.alquery.v1.UncertaintyStrategy.Method\x12\x1d\n\x10n_configurations\x18\x02 \x01(\x03H\x00\x88\x01\x01\x12\x1f\n\x12max_target_samples\x18\x03 \x01(\x03H\x01\x88\x01\x01\"\xcc\x02\n\x06Method\x12\x16\n\x12METHOD_UNSPECIFIED\x10\x00\x12\x1b\n\x17METHOD_LEAST_CONFIDENCE\x10\x01\x12\x11\n\rMETHOD_MARGIN\x10\x02\x12\x12\n\x0eMETHOD_ENTROPY\x10\x03\x12\x1e\n\x1aMETHOD_RATIO_OF_CONFIDENCE\x10\x04\x12\x0f\n\x0bMETHOD_BALD\x10\x05\x12\x1b\n\x17METHOD_VARIATION_RATIOS\x10\x06\x12\x13\n\x0fMETHOD_MEAN_STD\x10\x07\x12\x17\n\x13METHOD_VOTE_ENTROPY\x10\x08\x12\x1c\n\x18METHOD_CONSENSUS_ENTROPY\x10\t\x12\x12\n\x0eMETHOD_KL_MEAN\x10\n\x12\x11\n\rMETHOD_KL_MAX\x10\x0b\x12\x14\n\x10METHOD_BATCHBALD\x10\x0c\x12\x0f\n\x0bMETHOD_EPIG\x10\rB\x13\n\x11_n_configurationsB\x15\n\x13_max_target_samples\"\xae\x02\n\x11\x44iversityStrategy\x12\x34\n\x06method\x18\x01 \x01(\x0e\x32$.alquery.v1.DiversityStrategy.Method\"\xe2\x01\n\x06Method\x12\x16\n\x12METHOD_UNSPECIFIED\x10\x00\x12\x12\n\x0eMETHOD_KCENTER\x10\x01\x12\x11\n\rMETHOD_KMEANS\x10\x02\x12\x1a\n\x16METHOD_KMEANS_PLUSPLUS\x10\x03\x12\x14\n\x10METHOD_TYPICLUST\x10\x04\x12\x14\n\x10METHOD_PROBCOVER\x10\x05\x12\x1e\n\x1aMETHOD_INFORMATION_DENSITY\x10\x06\x12\x11\n\rMETHOD_RANDOM\x10\x07\x12\x1e\n\x1aMETHOD_LIGHTWEIGHT_CORESET\x10\x08\"\xb4\x01\n\x13\x43redibilityStrategy\x12\x36\n\x06method\x18\x01 \x01(\x0e\x32&.alquery.v1.CredibilityStrategy.Method\x12\x18\n\x0bn_neighbors\x18\x02 \x01(\x03H\x00\x88\x01\x01\";\n\x06Method\x12\x16\n\x12METHOD_UNSPECIFIED\x10\x00\x12\x19\n\x15METHOD_VALIDATION_KNN\x10\x01\x42\x0e\n\x0c_n_neighbors\"\x94\x02\n\x0eHybridStrategy\x12\x31\n\x06method\x18\x01 \x01(\x0e\x32!.alquery.v1.HybridStrategy.Method\"\xce\x01\n\x06Method\x12\x16\n\x12METHOD_UNSPECIFIED\x10\x00\x12\x10\n\x0cMETHOD_BADGE\x10\x01\x12\x17\n\x13METHOD_RANKED_BATCH\x10\x02\x12\x0f\n\x0bMETHOD_CLUE\x10\x03\x12\x13\n\x0fMETHOD_TWO_STEP\x10\x04\x12\x19\n\x15METHOD_CLUSTER_MARGIN\x10\x05\x12\x1b\n\x17METHOD_DENSITY_WEIGHTED\x10\x06\x12#\n\x1fMETHOD_EXPECTED_GRADIENT_LENGTH\x10\x07\"m\n\tTargetSet\x12+\n\rprobabilities\x18\x01 \x01(\x0b\x32\x12.alquery.v1.TensorH\x00\x12$\n\x06logits\x18\x02 \x01(\x0b\x32\x12.alquery.v1.TensorH\x00\x42\r\n\x0bpredictions\"\xbe\x01\n\tSelection\x12(\n\x04mode\x18\x01 \x01(\x0e\x32\x1a.alquery.v1.Selection.Mode\x12\x18\n\x0btemperature\x18\x02 \x01(\x01H\x00\x88\x01\x01\"]\n\x04Mode\x12\x14\n\x10MODE_UNSPECIFIED\x10\x00\x12\x0e\n\nMODE_TOP_K\x10\x01\x12\x0e\n\nMODE_POWER\x10\x02\x12\x10\n\x0cMODE_SOFTMAX\x10\x03\x12\r\n\tMODE_RANK\x10\x04\x42\x0e\n\x0c_temperature\"\xf9\x03\n\x0bRankRequest\x12\x1e\n\x04pool\x18\x01 \x01(\x0b\x32\x10.alquery.v1.Pool\x12\'\n\x07labeled\x18\x02 \x01(\x0b\x32\x16.alquery.v1.LabeledSet\x12-\n\nvalidation\x18\x03 \x01(\x0b\x32\x19.alquery.v1.ValidationSet\x12\x36\n\x0buncertainty\x18\x04 \x01(\x0b\x32\x1f.alquery.v1.UncertaintyStrategyH\x00\x12\x32\n\tdiversity\x18\x05 \x01(\x0b\x32\x1d.alquery.v1.DiversityStrategyH\x00\x12\x36\n\x0b\x63redibility\x18\x06 \x01(\x0b\x32\x1f.alquery.v1.CredibilityStrategyH\x00\x12,\n\x06hybrid\x18\x07 \x01(\x0b\x32\x1a.alquery.v1.HybridStrategyH\x00\x12\x12\n\nbatch_size\x18\x08 \x01(\x03\x12\x11\n\x04seed\x18\t \x01(\x04H\x01\x88\x01\x01\x12\x13\n\x0bomit_scores\x18\n \x01(\x08\x12(\n\tselection\x18\x0b \x01(\x0b\x32\x15.alquery.v1.Selection\x12%\n\x06target\x18\x0c \x01(\x0b\x32\x15.alquery.v1.TargetSetB\n\n\x08strategyB\x07\n\x05_seed\"Z\n\x0cRankResponse\x12\x16\n\x0eranked_indices\x18\x01 \x03(\x03\x12\x0e\n\x06scores\x18\x02 \x03(\x01\x12\x10\n\x08strategy\x18\x03 \x01(\t\x12\x10\n\x08warnings\x18\x04 \x03(\t\"\x17\n\x15ListStrategiesRequest\"Q\n\rParameterInfo\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x0c\n\x04type\x18\x02 \x01(\t\x12\x0f\n\x07\x64\x65\x66\x61ult\x18\x03 \x01(\t\x12\x13\n\x0b\x64\x65scription\x18\x04 \x01(\t\"\xaf\x01\n\x0cStrategyInfo\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x0e\n\x06\x66\x61mily\x18\x02 \x01(\t\x12\x0e\n\x06method\x18\x03 \x01(\t\x12\x13\n\x0b\x64\x65scription\x18\x04 \x01(\t\x12\x17\n\x0frequired_inputs\x18\x05 \x03(\t\x12-\n\nparameters\x18\x06 \x03(\x0b\x32\x19.alquery.v1.ParameterInfo\x12\x14\n\x0chigher_first\x18\x07 \x01(\x08\"F\n\x16ListStrategiesResponse\x12,\n\nstrategies\x18\x01 \x03(\x0b\x32\x18.alquery.v1.StrategyInfo*k\n\x05\x44Type\x12\x16\n\x12\x44_TYPE_UNSPECIFIED\x10\x00\x12\x12\n\x0e\x44_TYPE_FLOAT32\x10\x01\x12\x12\n\x0e\x44_TYPE_FLOAT64\x10\x02\x12\x10\n\x0c\x44_TYPE_INT32\x10\x03\x12\x10\n\x0c\x44_TYPE_INT64\x10\x04\x32\xa2\x01\n\x0cQueryService\x12\x39\n\x04Rank\x12\x17.alquery.v1.RankRequest\x1a\x18.alquery.v1.RankResponse\x12W\n\x0eListStrategies\x12!.alquery.v1.ListStrategiesRequest\x1a\".alquery.v1.ListStrategiesResponseb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
 _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'alquery.v1.query_pb2', _globals)
 if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
-  _globals['_DTYPE']._serialized_start=2984
-  _globals['_DTYPE']._serialized_end=3091
+  _globals['_DTYPE']._serialized_start=3092
+  _globals['_DTYPE']._serialized_end=3199
   _globals['_TENSOR']._serialized_start=38
   _globals['_TENSOR']._serialized_end=109
   _globals['_POOL']._serialized_start=112
@@ -42,39 +42,39 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_VALIDATIONSET']._serialized_start=349
   _globals['_VALIDATIONSET']._serialized_end=538
   _globals['_UNCERTAINTYSTRATEGY']._serialized_start=541
-  _globals['_UNCERTAINTYSTRATEGY']._serialized_end=953
-  _globals['_UNCERTAINTYSTRATEGY_METHOD']._serialized_start=621
-  _globals['_UNCERTAINTYSTRATEGY_METHOD']._serialized_end=953
-  _globals['_DIVERSITYSTRATEGY']._serialized_start=956
-  _globals['_DIVERSITYSTRATEGY']._serialized_end=1258
-  _globals['_DIVERSITYSTRATEGY_METHOD']._serialized_start=1032
-  _globals['_DIVERSITYSTRATEGY_METHOD']._serialized_end=1258
-  _globals['_CREDIBILITYSTRATEGY']._serialized_start=1261
-  _globals['_CREDIBILITYSTRATEGY']._serialized_end=1441
-  _globals['_CREDIBILITYSTRATEGY_METHOD']._serialized_start=1366
-  _globals['_CREDIBILITYSTRATEGY_METHOD']._serialized_end=1425
-  _globals['_HYBRIDSTRATEGY']._serialized_start=1444
-  _globals['_HYBRIDSTRATEGY']._serialized_end=1720
-  _globals['_HYBRIDSTRATEGY_METHOD']._serialized_start=1514
-  _globals['_HYBRIDSTRATEGY_METHOD']._serialized_end=1720
-  _globals['_TARGETSET']._serialized_start=1722
-  _globals['_TARGETSET']._serialized_end=1831
-  _globals['_SELECTION']._serialized_start=1834
-  _globals['_SELECTION']._serialized_end=2024
-  _globals['_SELECTION_MODE']._serialized_start=1915
-  _globals['_SELECTION_MODE']._serialized_end=2008
-  _globals['_RANKREQUEST']._serialized_start=2027
-  _globals['_RANKREQUEST']._serialized_end=2532
-  _globals['_RANKRESPONSE']._serialized_start=2534
-  _globals['_RANKRESPONSE']._serialized_end=2624
-  _globals['_LISTSTRATEGIESREQUEST']._serialized_start=2626
-  _globals['_LISTSTRATEGIESREQUEST']._serialized_end=2649
-  _globals['_PARAMETERINFO']._serialized_start=2651
-  _globals['_PARAMETERINFO']._serialized_end=2732
-  _globals['_STRATEGYINFO']._serialized_start=2735
-  _globals['_STRATEGYINFO']._serialized_end=2910
-  _globals['_LISTSTRATEGIESRESPONSE']._serialized_start=2912
-  _globals['_LISTSTRATEGIESRESPONSE']._serialized_end=2982
-  _globals['_QUERYSERVICE']._serialized_start=3094
-  _globals['_QUERYSERVICE']._serialized_end=3256
+  _globals['_UNCERTAINTYSTRATEGY']._serialized_end=1061
+  _globals['_UNCERTAINTYSTRATEGY_METHOD']._serialized_start=685
+  _globals['_UNCERTAINTYSTRATEGY_METHOD']._serialized_end=1017
+  _globals['_DIVERSITYSTRATEGY']._serialized_start=1064
+  _globals['_DIVERSITYSTRATEGY']._serialized_end=1366
+  _globals['_DIVERSITYSTRATEGY_METHOD']._serialized_start=1140
+  _globals['_DIVERSITYSTRATEGY_METHOD']._serialized_end=1366
+  _globals['_CREDIBILITYSTRATEGY']._serialized_start=1369
+  _globals['_CREDIBILITYSTRATEGY']._serialized_end=1549
+  _globals['_CREDIBILITYSTRATEGY_METHOD']._serialized_start=1474
+  _globals['_CREDIBILITYSTRATEGY_METHOD']._serialized_end=1533
+  _globals['_HYBRIDSTRATEGY']._serialized_start=1552
+  _globals['_HYBRIDSTRATEGY']._serialized_end=1828
+  _globals['_HYBRIDSTRATEGY_METHOD']._serialized_start=1622
+  _globals['_HYBRIDSTRATEGY_METHOD']._serialized_end=1828
+  _globals['_TARGETSET']._serialized_start=1830
+  _globals['_TARGETSET']._serialized_end=1939
+  _globals['_SELECTION']._serialized_start=1942
+  _globals['_SELECTION']._serialized_end=2132
+  _globals['_SELECTION_MODE']._serialized_start=2023
+  _globals['_SELECTION_MODE']._serialized_end=2116
+  _globals['_RANKREQUEST']._serialized_start=2135
+  _globals['_RANKREQUEST']._serialized_end=2640
+  _globals['_RANKRESPONSE']._serialized_start=2642
+  _globals['_RANKRESPONSE']._serialized_end=2732
+  _globals['_LISTSTRATEGIESREQUEST']._serialized_start=2734
+  _globals['_LISTSTRATEGIESREQUEST']._serialized_end=2757
+  _globals['_PARAMETERINFO']._serialized_start=2759
+  _globals['_PARAMETERINFO']._serialized_end=2840
+  _globals['_STRATEGYINFO']._serialized_start=2843
+  _globals['_STRATEGYINFO']._serialized_end=3018
+  _globals['_LISTSTRATEGIESRESPONSE']._serialized_start=3020
+  _globals['_LISTSTRATEGIESRESPONSE']._serialized_end=3090
+  _globals['_QUERYSERVICE']._serialized_start=3202
+  _globals['_QUERYSERVICE']._serialized_end=3364
 # @@protoc_insertion_point(module_scope)
