@@ -70,7 +70,7 @@ class ValidationSet(_message.Message):
     def __init__(self, probabilities: _Optional[_Union[Tensor, _Mapping]] = ..., logits: _Optional[_Union[Tensor, _Mapping]] = ..., labels: _Optional[_Union[Tensor, _Mapping]] = ..., embeddings: _Optional[_Union[Tensor, _Mapping]] = ...) -> None: ...
 
 class UncertaintyStrategy(_message.Message):
-    __slots__ = ("method",)
+    __slots__ = ("method", "n_configurations", "max_target_samples")
     class Method(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
         __slots__ = ()
         METHOD_UNSPECIFIED: _ClassVar[UncertaintyStrategy.Method]
@@ -102,8 +102,12 @@ class UncertaintyStrategy(_message.Message):
     METHOD_BATCHBALD: UncertaintyStrategy.Method
     METHOD_EPIG: UncertaintyStrategy.Method
     METHOD_FIELD_NUMBER: _ClassVar[int]
+    N_CONFIGURATIONS_FIELD_NUMBER: _ClassVar[int]
+    MAX_TARGET_SAMPLES_FIELD_NUMBER: _ClassVar[int]
     method: UncertaintyStrategy.Method
-    def __init__(self, method: _Optional[_Union[UncertaintyStrategy.Method, str]] = ...) -> None: ...
+    n_configurations: int
+    max_target_samples: int
+    def __init__(self, method: _Optional[_Union[UncertaintyStrategy.Method, str]] = ..., n_configurations: _Optional[int] = ..., max_target_samples: _Optional[int] = ...) -> None: ...
 
 class DiversityStrategy(_message.Message):
     __slots__ = ("method", "typicality_neighbors", "radius", "n_local_trials", "angular_distance", "density_similarity")

@@ -1,11 +1,13 @@
 """Query strategies, one family per module; importing this registers them all.
 
 A family that outgrows one module splits by method group
-(``diversity_sampling``, ``hybrid_clustering``, ...).
+(``diversity_sampling``, ``hybrid_clustering``, ``bayesian``, ...).
 """
 
 from alquery.server.strategies import (
     badge,
+    bayesian,
+    committee,
     credibility,
     density,
     diversity,
@@ -19,6 +21,8 @@ from alquery.server.strategies import (
 
 __all__ = [
     "badge",
+    "bayesian",
+    "committee",
     "credibility",
     "density",
     "diversity",

@@ -2,7 +2,13 @@ import numpy as np
 import pytest
 
 from alquery.server.probabilities import softmax
-from alquery.server.strategies.uncertainty import entropy, least_confidence, margin
+from alquery.server.selection import top_k
+from alquery.server.strategies.uncertainty import (
+    entropy,
+    least_confidence,
+    margin,
+    ratio_of_confidence,
+)
 
 # Hand-computed on four rows: a clear winner, a near three-way tie, an exact
 # two-way tie with a zero, and a certain prediction.
@@ -35,11 +41,29 @@ def test_entropy_in_nats_with_zero_log_zero_as_zero():
     assert str(scores[3]) == "0.0"  # not -0.0
 
 
+def test_ratio_of_confidence_is_the_runner_up_over_the_top():
+    # 0.2 / 0.7 = 0.285714; 0.35 / 0.4 = 0.875; 0.5 / 0.5 = 1; 0 / 1 = 0.
+    np.testing.assert_allclose(
+        ratio_of_confidence(PROBABILITIES), [0.285714, 0.875, 1.0, 0.0], atol=1e-6
+    )
+
+
+def test_ratio_of_confidence_ties_go_to_the_lower_position():
+    # 0.3 / 0.5 = 0.6 and 0.36 / 0.6 = 0.6 tie; margin tells them apart
+    # (0.2 and 0.24), the ratio does not.
+    probabilities = np.array([[0.9, 0.1, 0.0], [0.6, 0.36, 0.04], [0.3, 0.5, 0.2]])
+    scores = ratio_of_confidence(probabilities)
+    np.testing.assert_allclose(scores, [1 / 9, 0.6, 0.6])
+    ranking = top_k(scores, 3, higher_first=True)
+    assert ranking.ranked_indices.tolist() == [1, 2, 0]
+
+
 def test_passes_are_averaged_before_scoring():
     # Two passes that disagree completely average to a coin flip.
     passes = np.array([[[0.9, 0.1], [0.1, 0.9]], [[0.8, 0.2], [0.8, 0.2]]])
     np.testing.assert_allclose(least_confidence(passes), [0.5, 0.2])
     np.testing.assert_allclose(margin(passes), [0.0, 0.6])
+    np.testing.assert_allclose(ratio_of_confidence(passes), [1.0, 0.25])
 
 
 @pytest.mark.parametrize("shift", [0.0, 1000.0, -1000.0])
