@@ -32,6 +32,38 @@ ARRAY_FLAGS = {
 }
 
 
+def _bounded_int(low: int, high: int) -> Any:
+    """An argparse type: an integer between ``low`` and ``high`` inclusive."""
+
+    def parse(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{text!r} is not an integer") from None
+        if not low <= value <= high:
+            raise argparse.ArgumentTypeError(
+                f"{value} is out of range; expected {low} to {high}"
+            )
+        return value
+
+    return parse
+
+
+def _positive_float(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
+    if not value > 0 or value == float("inf"):
+        raise argparse.ArgumentTypeError(f"{value} must be a finite number above 0")
+    return value
+
+
+PORT = _bounded_int(0, 65535)
+INT64 = _bounded_int(-(2**63), 2**63 - 1)
+LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR")
+
+
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="alquery", description="Active-learning query strategies over gRPC."
@@ -40,21 +72,26 @@ def _parser() -> argparse.ArgumentParser:
 
     serve = commands.add_parser("serve", help="run the gRPC server")
     serve.add_argument("--host", default="127.0.0.1", help="address to bind")
-    serve.add_argument("--port", type=int, default=50051, help="gRPC port; 0 = any")
+    serve.add_argument("--port", type=PORT, default=50051, help="gRPC port; 0 = any")
     serve.add_argument(
-        "--metrics-port", type=int, default=9464,
+        "--metrics-port", type=_bounded_int(-1, 65535), default=9464,
         help="Prometheus port; 0 = any free port, -1 = no metrics endpoint",
     )
     serve.add_argument(
-        "--max-message-mib", type=int, default=512,
-        help="largest request accepted, in MiB (default 512)",
+        "--max-message-mib", type=_bounded_int(1, 2047), default=512,
+        help="largest request or response, in MiB (1 to 2047; default 512)",
     )
-    serve.add_argument("--threads", type=int, default=4, help="RPC worker threads")
     serve.add_argument(
-        "--grace-seconds", type=float, default=30.0,
+        "--threads", type=_bounded_int(1, 256), default=4, help="RPC worker threads"
+    )
+    serve.add_argument(
+        "--grace-seconds", type=_positive_float, default=30.0,
         help="on SIGTERM, how long running requests may take to finish",
     )
-    serve.add_argument("--log-level", default="INFO", help="DEBUG, INFO, WARNING")
+    serve.add_argument(
+        "--log-level", default="INFO", type=str.upper, choices=LOG_LEVELS,
+        help="level of every alquery.* logger",
+    )
 
     rank = commands.add_parser("rank", help="rank a pool read from .npy files")
     rank.add_argument("--target", required=True, help="server HOST:PORT")
@@ -62,20 +99,22 @@ def _parser() -> argparse.ArgumentParser:
         "--strategy", required=True, metavar="FAMILY.METHOD",
         help="one of: " + ", ".join(strategy_names()),
     )
-    rank.add_argument("--batch-size", type=int, required=True)
+    rank.add_argument("--batch-size", type=INT64, required=True)
     for flag in ARRAY_FLAGS:
         rank.add_argument(flag, metavar="FILE.npy")
     rank.add_argument(
         "--param", action="append", default=[], metavar="KEY=VALUE",
         help="strategy parameter, repeatable",
     )
-    rank.add_argument("--seed", type=int)
+    rank.add_argument("--seed", type=_bounded_int(0, 2**64 - 1))
     rank.add_argument("--no-scores", action="store_true", help="omit scores")
-    rank.add_argument("--timeout", type=float, default=300.0, help="seconds")
+    rank.add_argument("--timeout", type=_positive_float, default=300.0, help="seconds")
 
     strategies = commands.add_parser("strategies", help="list the server's strategies")
     strategies.add_argument("--target", required=True, help="server HOST:PORT")
-    strategies.add_argument("--timeout", type=float, default=30.0, help="seconds")
+    strategies.add_argument(
+        "--timeout", type=_positive_float, default=30.0, help="seconds"
+    )
     return parser
 
 

@@ -82,9 +82,10 @@ def build_request(
     return_scores: bool = True,
 ) -> query_pb2.RankRequest:
     """Build a ``RankRequest`` from numpy arrays; see ``AlqueryClient.rank``."""
-    request = query_pb2.RankRequest(batch_size=batch_size, omit_scores=not return_scores)
+    request = query_pb2.RankRequest(omit_scores=not return_scores)
+    _set_scalar(request, "batch_size", batch_size, "an integer from -2**63 to 2**63-1")
     if seed is not None:
-        request.seed = seed
+        _set_scalar(request, "seed", seed, "an integer from 0 to 2**64-1")
     _set_strategy(request, strategy, params or {})
 
     _set_predictions(request.pool, "pool", probabilities, logits)
@@ -103,6 +104,20 @@ def build_request(
             tensor = to_tensor(values, f"{group}.{name}", integer=integer)
             getattr(getattr(request, group), name).CopyFrom(tensor)
     return request
+
+
+def _set_scalar(message: Any, field: str, value: Any, expected: str) -> None:
+    if isinstance(value, bool) or not isinstance(value, (int, np.integer)):
+        raise AlqueryError(
+            grpc.StatusCode.INVALID_ARGUMENT,
+            f"{field}: got {value!r} of type {type(value).__name__}; expected {expected}",
+        )
+    try:
+        setattr(message, field, int(value))
+    except ValueError:
+        raise AlqueryError(
+            grpc.StatusCode.INVALID_ARGUMENT, f"{field}: got {value}; expected {expected}"
+        ) from None
 
 
 def _set_predictions(message: Any, group: str, probabilities: Any, logits: Any) -> None:
@@ -281,7 +296,8 @@ class AlqueryClient:
         except grpc.RpcError as error:
             details = error.details() or ""
             if error.code() == grpc.StatusCode.RESOURCE_EXHAUSTED and (
-                "larger than max" in details
+                "Received message larger than max" in details
+                and details.startswith("SERVER")
             ):
                 details += (
                     f"; this request is {request.ByteSize()} bytes: send fewer "

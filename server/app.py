@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import dataclasses
 import logging
+import os
 import signal
 import threading
+import time
 from concurrent import futures
 
 import grpc
@@ -46,15 +48,26 @@ class RunningServer:
     metrics_port: int | None
     health: health.HealthServicer
     metrics: Metrics
+    interceptor: ObservingInterceptor
     _metrics_http: object | None
 
-    def stop(self, grace_seconds: float) -> None:
-        """Refuse new RPCs, let running ones finish for up to the grace period."""
+    def stop(self, grace_seconds: float, drain_seconds: float = 5.0) -> bool:
+        """Refuse new RPCs, let running ones finish for up to the grace period.
+
+        After the grace period gRPC cancels what still runs; strategies notice
+        between chunks and stop. Returns False when a handler is still busy
+        ``drain_seconds`` after that (e.g. inside a library call that cannot
+        be interrupted).
+        """
         self.health.enter_graceful_shutdown()
         self.grpc_server.stop(grace_seconds).wait()
         if self._metrics_http is not None:
             self._metrics_http.shutdown()
             self._metrics_http.server_close()
+        deadline = time.monotonic() + drain_seconds
+        while self.interceptor.in_flight and time.monotonic() < deadline:
+            time.sleep(0.05)
+        return self.interceptor.in_flight == 0
 
 
 def start(config: ServerConfig) -> RunningServer:
@@ -66,12 +79,13 @@ def start(config: ServerConfig) -> RunningServer:
         When a port cannot be bound.
     """
     metrics = Metrics(CollectorRegistry())
+    interceptor = ObservingInterceptor(metrics)
     max_bytes = config.max_message_mib * MIB
     server = grpc.server(
         futures.ThreadPoolExecutor(
             max_workers=config.threads, thread_name_prefix="alquery-rpc"
         ),
-        interceptors=[ObservingInterceptor(metrics)],
+        interceptors=[interceptor],
         options=[
             ("grpc.max_receive_message_length", max_bytes),
             ("grpc.max_send_message_length", max_bytes),
@@ -79,7 +93,7 @@ def start(config: ServerConfig) -> RunningServer:
             ("grpc.so_reuseport", 0),
         ],
     )
-    add_to_server(QueryServicer(metrics), server)
+    add_to_server(QueryServicer(metrics, max_response_bytes=max_bytes), server)
 
     health_servicer = health.HealthServicer()
     health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
@@ -109,18 +123,37 @@ def start(config: ServerConfig) -> RunningServer:
         port, metrics_port, config.max_message_mib, config.threads,
     )
     return RunningServer(
-        server, port, metrics_port, health_servicer, metrics, metrics_http
+        server, port, metrics_port, health_servicer, metrics, interceptor, metrics_http
     )
 
 
 def serve(config: ServerConfig) -> int:
-    """Run until SIGTERM or SIGINT, then shut down gracefully; return 0."""
+    """Run until SIGTERM or SIGINT, then shut down gracefully.
+
+    Returns 0 once every request has finished. A second signal, or a
+    request still running after the grace period and a short drain, ends
+    the process at once with status 1: Python cannot stop a thread that is
+    inside a native library call.
+    """
     stop = threading.Event()
+
+    def on_signal(signum: int, frame: object) -> None:
+        if stop.is_set():
+            logger.warning("second signal; exiting now")
+            os._exit(1)
+        stop.set()
+
     for signum in (signal.SIGTERM, signal.SIGINT):
-        signal.signal(signum, lambda *_: stop.set())
+        signal.signal(signum, on_signal)
     running = start(config)
     stop.wait()
     logger.info("shutting down grace_seconds=%.1f", config.grace_seconds)
-    running.stop(config.grace_seconds)
+    if not running.stop(config.grace_seconds):
+        logger.warning(
+            "exiting with %d requests still running after the grace period",
+            running.interceptor.in_flight,
+        )
+        logging.shutdown()
+        os._exit(1)
     logger.info("stopped")
     return 0

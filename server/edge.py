@@ -9,7 +9,7 @@ range. Strategies trust a ``Query`` and check nothing again.
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Any
 
 import numpy as np
@@ -17,11 +17,14 @@ from numpy.typing import NDArray
 
 from alquery.server import probabilities as probs
 from alquery.server import registry
-from alquery.server.errors import InvalidRequestError
+from alquery.server.errors import CancelledError, InvalidRequestError
 from alquery.server.tensors import decode
 from alquery.v1 import query_pb2
 
 PREDICTION_NDIMS = (2, 3)
+MAX_EMBEDDING_MAGNITUDE = 1e150
+"""Embedding values must stay below this in magnitude: squared distances of
+larger values overflow float64."""
 DEFAULT_SEED = 0
 """The seed stochastic strategies use when a request sends none, so that the
 same request always gets the same answer."""
@@ -53,6 +56,14 @@ class Query:
     validation_labels: NDArray | None = None
     validation_embeddings: NDArray | None = None
     target_probabilities: NDArray[np.float64] | None = None
+    stop_requested: Callable[[], bool] = lambda: False
+
+    def check_cancelled(self) -> None:
+        """Raise ``CancelledError`` once the call is over (client cancelled,
+        deadline passed, or the server is stopping). Long strategies call it
+        between chunks."""
+        if self.stop_requested():
+            raise CancelledError("the call was cancelled or its deadline passed")
 
     def random_generator(self) -> np.random.Generator:
         """A generator seeded with the request's seed, or ``DEFAULT_SEED``."""
@@ -173,7 +184,7 @@ def _decode_arrays(request: query_pb2.RankRequest) -> dict[str, NDArray | None]:
         return decode(getattr(message, name), field, **kwargs)
 
     pool, labeled, validation = request.pool, request.labeled, request.validation
-    return {
+    arrays = {
         "pool_probabilities": _decode_predictions(pool, "pool"),
         "pool_embeddings": optional(pool, "embeddings", "pool.embeddings", ndims=(2,)),
         "labeled_embeddings": optional(
@@ -191,6 +202,22 @@ def _decode_arrays(request: query_pb2.RankRequest) -> dict[str, NDArray | None]:
         ),
         "target_probabilities": _decode_predictions(request.target, "target"),
     }
+    for key in _EMBEDDINGS:
+        _check_magnitude(arrays[key], input_field(key))
+    return arrays
+
+
+def _check_magnitude(array: NDArray | None, field: str) -> None:
+    if array is None:
+        return
+    too_large = np.abs(array) > MAX_EMBEDDING_MAGNITUDE
+    if too_large.any():
+        row = int(np.argwhere(too_large)[0][0])
+        raise InvalidRequestError(
+            f"{field}: row {row} holds a value beyond "
+            f"{MAX_EMBEDDING_MAGNITUDE:g} in magnitude; squared distances "
+            "would overflow, so rescale the embeddings"
+        )
 
 
 # Inputs that must have one row each per sample of the same set.

@@ -26,9 +26,15 @@ class TooLargeError(AlqueryError):
     """The request is within the message limit but exceeds a size limit."""
 
 
+class CancelledError(AlqueryError):
+    """The client cancelled, its deadline passed, or the server is stopping;
+    a strategy noticed between chunks and stopped early."""
+
+
 _STATUS_BY_ERROR: dict[type[AlqueryError], grpc.StatusCode] = {
     InvalidRequestError: grpc.StatusCode.INVALID_ARGUMENT,
     TooLargeError: grpc.StatusCode.RESOURCE_EXHAUSTED,
+    CancelledError: grpc.StatusCode.CANCELLED,
 }
 
 INTERNAL_MESSAGE = "internal error; the server log has the details"

@@ -9,6 +9,7 @@ from __future__ import annotations
 import contextvars
 import dataclasses
 import logging
+import threading
 import time
 from collections.abc import Callable, Iterator
 from typing import Any
@@ -54,6 +55,14 @@ class _Call:
 
     def finish(self, context: grpc.ServicerContext, error: bool) -> None:
         code = context.code()
+        if code is None and not context.is_active():
+            # The client cancelled, or its deadline passed: whatever the
+            # handler returned was never delivered.
+            remaining = context.time_remaining()
+            expired = remaining is not None and remaining <= 0
+            code = (
+                grpc.StatusCode.DEADLINE_EXCEEDED if expired else grpc.StatusCode.CANCELLED
+            )
         if code is None:
             code = grpc.StatusCode.UNKNOWN if error else grpc.StatusCode.OK
         seconds = time.perf_counter() - self.start
@@ -79,6 +88,22 @@ class ObservingInterceptor(grpc.ServerInterceptor):
 
     def __init__(self, metrics: Metrics) -> None:
         self._metrics = metrics
+        self._lock = threading.Lock()
+        self._in_flight = 0
+
+    @property
+    def in_flight(self) -> int:
+        """How many RPC handlers are running now."""
+        with self._lock:
+            return self._in_flight
+
+    def _enter(self) -> None:
+        with self._lock:
+            self._in_flight += 1
+
+    def _leave(self) -> None:
+        with self._lock:
+            self._in_flight -= 1
 
     def intercept_service(
         self,
@@ -97,10 +122,14 @@ class ObservingInterceptor(grpc.ServerInterceptor):
             (True, True): "bidi_stream",
         }[streams]
         labels = (grpc_type, service, method)
-        return _wrap(handler, lambda: _Call(self._metrics, labels))
+        return _wrap(handler, lambda: _Call(self._metrics, labels), self)
 
 
-def _wrap(handler: grpc.RpcMethodHandler, begin: Callable[[], _Call]) -> Any:
+def _wrap(
+    handler: grpc.RpcMethodHandler,
+    begin: Callable[[], _Call],
+    counter: ObservingInterceptor,
+) -> Any:
     if handler.request_streaming and handler.response_streaming:
         behavior, factory = handler.stream_stream, grpc.stream_stream_rpc_method_handler
     elif handler.request_streaming:
@@ -122,12 +151,14 @@ def _wrap(handler: grpc.RpcMethodHandler, begin: Callable[[], _Call]) -> Any:
         else:
             call.metrics.received.labels(*call.labels).inc()
         token = _current.set(call.record)
+        counter._enter()
         try:
             result = behavior(request, context)
         except BaseException:
             call.finish(context, error=True)
             raise
         finally:
+            counter._leave()
             _current.reset(token)
         if handler.response_streaming:
             return _streamed(result, call, context)

@@ -2,15 +2,22 @@
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import time
+from collections.abc import Callable
 
 import grpc
 from google.protobuf.message import DecodeError
 
 from alquery.server import edge, registry
-from alquery.server.errors import INTERNAL_MESSAGE, AlqueryError, status_for
-from alquery.server.interceptors import QUERY_SERVICE, current_call
+from alquery.server.errors import (
+    INTERNAL_MESSAGE,
+    AlqueryError,
+    TooLargeError,
+    status_for,
+)
+from alquery.server.interceptors import QUERY_SERVICE, CallRecord, current_call
 from alquery.server.metrics import Metrics
 from alquery.server.ranking import rank
 from alquery.v1 import query_pb2, query_pb2_grpc
@@ -63,8 +70,9 @@ logger = logging.getLogger("alquery.server.servicer")
 class QueryServicer(query_pb2_grpc.QueryServiceServicer):
     """Serves ``Rank`` and ``ListStrategies``."""
 
-    def __init__(self, metrics: Metrics) -> None:
+    def __init__(self, metrics: Metrics, max_response_bytes: int) -> None:
         self._metrics = metrics
+        self._max_response_bytes = max_response_bytes
 
     def Rank(
         self, request: query_pb2.RankRequest, context: grpc.ServicerContext
@@ -72,7 +80,7 @@ class QueryServicer(query_pb2_grpc.QueryServiceServicer):
         record = current_call()
         record.strategy = edge.strategy_name(request)
         try:
-            response = self._rank(request, record)
+            response = self._rank(request, record, lambda: not context.is_active())
         except AlqueryError as error:
             code, details = status_for(error)
         except Exception:
@@ -82,8 +90,15 @@ class QueryServicer(query_pb2_grpc.QueryServiceServicer):
             return response
         context.abort(code, details)
 
-    def _rank(self, request: query_pb2.RankRequest, record) -> query_pb2.RankResponse:
-        query = edge.build_query(request)
+    def _rank(
+        self,
+        request: query_pb2.RankRequest,
+        record: CallRecord,
+        stop_requested: Callable[[], bool],
+    ) -> query_pb2.RankResponse:
+        query = dataclasses.replace(
+            edge.build_query(request), stop_requested=stop_requested
+        )
         record.n_pool, record.batch_size = query.n_pool, query.batch_size
 
         start = time.perf_counter()
@@ -101,6 +116,14 @@ class QueryServicer(query_pb2_grpc.QueryServiceServicer):
         if not query.omit_scores:
             for key, values in ranking.extras.items():
                 response.extras[key].values.extend(values.tolist())
+        size = response.ByteSize()
+        if size > self._max_response_bytes:
+            raise TooLargeError(
+                f"batch_size: the answer for batch_size={query.batch_size} "
+                f"takes {size} bytes, over the server's limit of "
+                f"{self._max_response_bytes} (--max-message-mib); ask for a "
+                "smaller batch or set omit_scores"
+            )
         return response
 
     def ListStrategies(
