@@ -1,5 +1,10 @@
 """Query strategies, one family per module; importing this registers them all."""
 
-from alquery.server.strategies import credibility, diversity, uncertainty
+from alquery.server.strategies import (
+    credibility,
+    credibility_clusters,
+    diversity,
+    uncertainty,
+)
 
-__all__ = ["credibility", "diversity", "uncertainty"]
+__all__ = ["credibility", "credibility_clusters", "diversity", "uncertainty"]
