@@ -3,8 +3,15 @@
 from alquery.server.strategies import (
     credibility,
     credibility_clusters,
+    credibility_conformal,
     diversity,
     uncertainty,
 )
 
-__all__ = ["credibility", "credibility_clusters", "diversity", "uncertainty"]
+__all__ = [
+    "credibility",
+    "credibility_clusters",
+    "credibility_conformal",
+    "diversity",
+    "uncertainty",
+]

@@ -66,6 +66,50 @@ def test_class_weakness_over_the_wire(stub):
     assert list(response.scores) == [0.5] * 4
 
 
+def test_conformal_over_the_wire(stub):
+    # Mondrian: class 0 calibrates on 1 - p_y = {0.1, 0.1, 0.8}, class 1 on
+    # {0.5, 0.5}. Pool 0 (0.6, 0.4): p_0 = (1 + 1) / 4, p_1 = (0 + 1) / 3;
+    # pools 1, 2, 5 likewise 0.5 and 1/3. Pool 3 (0.9, 0.1): p_0 = 4/4.
+    # Pool 4 (0.5, 0.5): p_0 = 2/4, p_1 = (2 + 1) / 3.
+    response = stub.Rank(
+        request(C.METHOD_CONFORMAL, batch_size=6, class_conditional=True)
+    )
+    assert list(response.ranked_indices) == [0, 1, 2, 5, 3, 4]
+    np.testing.assert_allclose(response.scores, [0.5, 0.5, 0.5, 0.5, 1.0, 1.0])
+    np.testing.assert_allclose(
+        response.extras["confidence"].values, [2 / 3] * 5 + [0.5]
+    )
+
+
+def test_trust_score_over_the_wire(stub):
+    # Every pool sample is predicted class 0 (pool 4 ties, lowest class).
+    # 10.05: 0.05 / 9.05; 10.2: 0.2 / 9.2; 20.1: 9.1 / 19.1; the others
+    # are far above 1.
+    response = stub.Rank(request(C.METHOD_TRUST_SCORE))
+    assert list(response.ranked_indices) == [2, 3, 4]
+    np.testing.assert_allclose(
+        response.scores, [0.05 / 9.05, 0.2 / 9.2, 9.1 / 19.1], rtol=1e-9
+    )
+
+
+def test_trust_score_needs_two_labeled_classes(stub):
+    one_class = request(C.METHOD_TRUST_SCORE)
+    one_class.labeled.labels.CopyFrom(tensor([1, 1, 1, 1], I64))
+    with pytest.raises(grpc.RpcError) as raised:
+        stub.Rank(one_class)
+    assert raised.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+    assert "labeled.labels: holds only class 1" in raised.value.details()
+
+
+def test_trust_score_needs_labeled_labels(stub):
+    unlabeled = request(C.METHOD_TRUST_SCORE)
+    unlabeled.labeled.ClearField("labels")
+    with pytest.raises(grpc.RpcError) as raised:
+        stub.Rank(unlabeled)
+    assert raised.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+    assert "labeled.labels: missing" in raised.value.details()
+
+
 def _without_validation_labels(method):
     built = request(method)
     built.validation.ClearField("labels")
@@ -88,7 +132,8 @@ def _without_validation_labels(method):
     ],
 )
 @pytest.mark.parametrize(
-    "method", [C.METHOD_WEAK_CLUSTERS, C.METHOD_CLASS_WEAKNESS]
+    "method",
+    [C.METHOD_WEAK_CLUSTERS, C.METHOD_CLASS_WEAKNESS, C.METHOD_CONFORMAL],
 )
 def test_bad_validation_set_gets_invalid_argument(stub, method, build, expected):
     with pytest.raises(grpc.RpcError) as raised:
@@ -116,6 +161,26 @@ def test_bad_validation_set_gets_invalid_argument(stub, method, build, expected)
             C.METHOD_CLASS_WEAKNESS,
             {"missing_class_weakness": 1.5},
             "credibility.missing_class_weakness: got 1.5",
+        ),
+        (
+            C.METHOD_CONFORMAL,
+            {"nonconformity": 8},
+            "credibility.nonconformity: unknown value 8",
+        ),
+        (
+            C.METHOD_TRUST_SCORE,
+            {"density_alpha": 1.0},
+            "credibility.density_alpha: got 1.0",
+        ),
+        (
+            C.METHOD_TRUST_SCORE,
+            {"density_alpha": -0.1},
+            "credibility.density_alpha: got -0.1",
+        ),
+        (
+            C.METHOD_TRUST_SCORE,
+            {"density_alpha": 0.5, "n_neighbors": 0},
+            "credibility.n_neighbors: got 0",
         ),
     ],
 )
