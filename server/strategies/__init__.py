@@ -4,6 +4,7 @@ from alquery.server.strategies import (
     credibility,
     credibility_clusters,
     credibility_conformal,
+    credibility_gradients,
     diversity,
     uncertainty,
 )
@@ -12,6 +13,7 @@ __all__ = [
     "credibility",
     "credibility_clusters",
     "credibility_conformal",
+    "credibility_gradients",
     "diversity",
     "uncertainty",
 ]

@@ -92,6 +92,34 @@ def test_trust_score_over_the_wire(stub):
     )
 
 
+def test_gradient_alignment_over_the_wire(stub):
+    # G_val = sum_j (p_j - e_y_j) h_j = (-0.01 + 5 + 5.05 - 16) (1, -1)
+    # = (-5.96, 5.96). Every pool sample is predicted class 0, so
+    # p - e_0 = (-p_1, p_1) and score = 11.92 * p_1 * h.
+    response = stub.Rank(request(C.METHOD_GRADIENT_ALIGNMENT))
+    assert list(response.ranked_indices) == [4, 5, 2]
+    np.testing.assert_allclose(
+        response.scores,
+        [11.92 * 0.5 * 20.1, 11.92 * 0.4 * 20.2, 11.92 * 0.2 * 10.05],
+        rtol=1e-9,
+    )
+
+
+def test_randomized_conformal_is_reproducible_from_the_seed(stub):
+    def ranked(seed):
+        built = request(
+            C.METHOD_CONFORMAL,
+            batch_size=6,
+            nonconformity=C.NONCONFORMITY_APS_RANDOMIZED,
+        )
+        built.seed = seed
+        response = stub.Rank(built)
+        return list(response.ranked_indices), list(response.scores)
+
+    assert ranked(3) == ranked(3)
+    assert len(set(ranked(3)[0])) == 6
+
+
 def test_trust_score_needs_two_labeled_classes(stub):
     one_class = request(C.METHOD_TRUST_SCORE)
     one_class.labeled.labels.CopyFrom(tensor([1, 1, 1, 1], I64))
@@ -133,7 +161,12 @@ def _without_validation_labels(method):
 )
 @pytest.mark.parametrize(
     "method",
-    [C.METHOD_WEAK_CLUSTERS, C.METHOD_CLASS_WEAKNESS, C.METHOD_CONFORMAL],
+    [
+        C.METHOD_WEAK_CLUSTERS,
+        C.METHOD_CLASS_WEAKNESS,
+        C.METHOD_CONFORMAL,
+        C.METHOD_GRADIENT_ALIGNMENT,
+    ],
 )
 def test_bad_validation_set_gets_invalid_argument(stub, method, build, expected):
     with pytest.raises(grpc.RpcError) as raised:
