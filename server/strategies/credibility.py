@@ -133,6 +133,7 @@ register(
     )
 )
 
+
 def enum_resolver(
     field: str, enum: type, default: int
 ) -> Callable[[int | None, Query], int]:
@@ -148,12 +149,12 @@ def enum_resolver(
         if value not in enum.values():
             valid = ", ".join(name for name, number in enum.items() if number)
             raise InvalidRequestError(
-                f"credibility.{field}: unknown value {value}; expected one of "
-                f"{valid}"
+                f"credibility.{field}: unknown value {value}; expected one of {valid}"
             )
         return value
 
     return resolve
+
 
 def sample_weakness(
     validation_probabilities: NDArray, validation_labels: NDArray, weakness: int
@@ -169,6 +170,7 @@ def sample_weakness(
     if weakness == CREDIBILITY.WEAKNESS_ERROR_RATE:
         return (p.argmax(axis=1) != validation_labels).astype(np.float64)
     return cross_entropy(p, validation_labels)
+
 
 def class_errors(
     validation_probabilities: NDArray,
@@ -196,6 +198,7 @@ def class_errors(
     weakness = np.full(n_classes, missing_class_weakness, dtype=np.float64)
     weakness[counts > 0] = errors[counts > 0] / counts[counts > 0]
     return weakness
+
 
 def class_weakness(
     pool_probabilities: NDArray,
@@ -255,7 +258,9 @@ def class_weakness(
     """
     pool = predictive(pool_probabilities)
     errors = class_errors(
-        validation_probabilities, validation_labels, class_error,
+        validation_probabilities,
+        validation_labels,
+        class_error,
         missing_class_weakness,
     )
     scores = errors[pool.argmax(axis=1)]
@@ -267,6 +272,7 @@ def class_weakness(
         extras={"entropy": uncertainty[order]},
     )
 
+
 def _resolve_missing_weakness(value: float | None, query: Query) -> float:
     if value is None:
         return DEFAULT_MISSING_CLASS_WEAKNESS
@@ -276,6 +282,7 @@ def _resolve_missing_weakness(value: float | None, query: Query) -> float:
             "between 0 and 1"
         )
     return value
+
 
 register(
     Strategy(

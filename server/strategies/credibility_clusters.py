@@ -74,6 +74,7 @@ def allocate_seats(
         open_ &= seats < capacity
     return seats
 
+
 def cluster_labels(
     embeddings: NDArray, n_clusters: int, rng: np.random.Generator
 ) -> NDArray[np.int64]:
@@ -90,6 +91,7 @@ def cluster_labels(
         # they simply hold no samples.
         warnings.simplefilter("ignore", ConvergenceWarning)
         return kmeans.fit_predict(np.asarray(embeddings, dtype=np.float64))
+
 
 def weak_clusters(
     pool_probabilities: NDArray,
@@ -198,6 +200,7 @@ def weak_clusters(
         },
     )
 
+
 def _resolve_clusters(value: int | None, query: Query) -> int:
     n_validation = len(query.validation_labels)
     if value is None:
@@ -209,6 +212,7 @@ def _resolve_clusters(value: int | None, query: Query) -> int:
             f"n_validation + n_pool = {most}"
         )
     return value
+
 
 register(
     Strategy(

@@ -145,9 +145,7 @@ def conformal(
             values[:, label] = p_values(members, candidate[:, label])
 
     top_two = np.partition(values, values.shape[1] - 2, axis=1)[:, -2:]
-    return PoolScores(
-        scores=top_two[:, 1], extras={"confidence": 1.0 - top_two[:, 0]}
-    )
+    return PoolScores(scores=top_two[:, 1], extras={"confidence": 1.0 - top_two[:, 0]})
 
 
 def class_radii(embeddings: NDArray, n_neighbors: int) -> NDArray[np.float64]:
@@ -322,6 +320,7 @@ register(
         ),
     )
 )
+
 
 register(
     Strategy(

@@ -183,8 +183,15 @@ def test_weak_clusters_is_reproducible_and_distinct(seed):
 
     def run():
         return weak_clusters(
-            pool, pool_embeddings, validation, labels, validation_embeddings,
-            12, 5, CREDIBILITY.WEAKNESS_LOSS, np.random.default_rng(seed),
+            pool,
+            pool_embeddings,
+            validation,
+            labels,
+            validation_embeddings,
+            12,
+            5,
+            CREDIBILITY.WEAKNESS_LOSS,
+            np.random.default_rng(seed),
         )
 
     first, second = run(), run()
@@ -241,8 +248,12 @@ def test_class_weakness_ranks_weak_classes_then_entropy():
         ]
     )
     ranking = class_weakness(
-        pool, WEAK_VALIDATION, WEAK_LABELS, 6,
-        CREDIBILITY.CLASS_ERROR_ONE_MINUS_PRECISION, 1.0,
+        pool,
+        WEAK_VALIDATION,
+        WEAK_LABELS,
+        6,
+        CREDIBILITY.CLASS_ERROR_ONE_MINUS_PRECISION,
+        1.0,
     )
     assert ranking.ranked_indices.tolist() == [3, 1, 5, 2, 4, 0]
     np.testing.assert_allclose(ranking.scores, [1, 2 / 3, 2 / 3, 2 / 3, 0, 0])
@@ -255,8 +266,12 @@ def test_class_weakness_averages_passes():
     validation = np.array([[0.9, 0.1], [0.1, 0.9], [0.2, 0.8]])
     # Class 1 predicted twice, once wrong -> 0.5; class 0 once, right -> 0.
     ranking = class_weakness(
-        pool, validation, np.array([0, 1, 0]), 2,
-        CREDIBILITY.CLASS_ERROR_ONE_MINUS_PRECISION, 1.0,
+        pool,
+        validation,
+        np.array([0, 1, 0]),
+        2,
+        CREDIBILITY.CLASS_ERROR_ONE_MINUS_PRECISION,
+        1.0,
     )
     assert ranking.ranked_indices.tolist() == [0, 1]
     assert ranking.scores.tolist() == [0.5, 0.0]

@@ -18,10 +18,15 @@ LABELS = np.array([0, 0, 1, 0])
 POOL = np.array([[0.7, 0.3], [0.5, 0.5], [0.1, 0.9]])
 
 
-def run_conformal(pool, validation, labels, nonconformity=ONE_MINUS_P,
-                  class_conditional=False, seed=0):
+def run_conformal(
+    pool, validation, labels, nonconformity=ONE_MINUS_P, class_conditional=False, seed=0
+):
     return conformal(
-        pool, validation, labels, nonconformity, class_conditional,
+        pool,
+        validation,
+        labels,
+        nonconformity,
+        class_conditional,
         np.random.default_rng(seed),
     )
 
@@ -35,7 +40,9 @@ def test_conformal_credibility_and_confidence():
     np.testing.assert_allclose(result.scores, [0.8, 0.4, 1.0])
     np.testing.assert_allclose(result.extras["confidence"], [0.6, 0.6, 0.8])
     assert top_k(result.scores, 3, higher_first=False).ranked_indices.tolist() == [
-        1, 0, 2
+        1,
+        0,
+        2,
     ]
 
 
@@ -44,7 +51,9 @@ def test_conformal_ties_go_to_the_lower_pool_position():
     pool = np.array([[0.5, 0.5], [0.7, 0.3], [0.5, 0.5]])
     result = run_conformal(pool, VALIDATION, LABELS)
     assert top_k(result.scores, 3, higher_first=False).ranked_indices.tolist() == [
-        0, 2, 1
+        0,
+        2,
+        1,
     ]
 
 
@@ -63,7 +72,9 @@ def test_mondrian_falls_back_to_all_samples_for_a_missing_class():
     # {0.2}), p_1 = 1/2 (on {0.7}), p_2 on both: (1 + 1) / 3.
     validation = np.array([[0.8, 0.1, 0.1], [0.6, 0.3, 0.1]])
     result = run_conformal(
-        np.array([[0.2, 0.2, 0.6]]), validation, np.array([0, 1]),
+        np.array([[0.2, 0.2, 0.6]]),
+        validation,
+        np.array([0, 1]),
         class_conditional=True,
     )
     np.testing.assert_allclose(result.scores, [2 / 3])

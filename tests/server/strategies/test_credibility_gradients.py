@@ -29,7 +29,11 @@ def test_gradient_alignment_hand_computed():
     np.testing.assert_allclose(scores, [-0.2, 0.6, 0.4, -0.25, 0.4], atol=1e-12)
     # Pools 2 and 4 tie at 0.4: the lower position first.
     assert top_k(scores, 5, higher_first=True).ranked_indices.tolist() == [
-        1, 2, 4, 0, 3
+        1,
+        2,
+        4,
+        0,
+        3,
     ]
 
 

@@ -14,7 +14,12 @@ I64 = query_pb2.D_TYPE_INT64
 # (the same data as test_credibility.py's weak_clusters tests); labeled set
 # of 4 at 0, 1 (class 0) and 10, 11 (class 1).
 POOL_PROBABILITIES = [
-    [0.6, 0.4], [0.7, 0.3], [0.8, 0.2], [0.9, 0.1], [0.5, 0.5], [0.6, 0.4]
+    [0.6, 0.4],
+    [0.7, 0.3],
+    [0.8, 0.2],
+    [0.9, 0.1],
+    [0.5, 0.5],
+    [0.6, 0.4],
 ]
 POOL_EMBEDDINGS = [[0.05], [0.2], [10.05], [10.2], [20.1], [20.2]]
 VALIDATION_PROBABILITIES = [[0.9, 0.1], [0.9, 0.1], [0.5, 0.5], [0.5, 0.5], [0.2, 0.8]]
