@@ -146,7 +146,7 @@ class DiversityStrategy(_message.Message):
     def __init__(self, method: _Optional[_Union[DiversityStrategy.Method, str]] = ..., typicality_neighbors: _Optional[int] = ..., radius: _Optional[float] = ..., n_local_trials: _Optional[int] = ..., angular_distance: _Optional[bool] = ..., density_similarity: _Optional[_Union[Similarity, str]] = ...) -> None: ...
 
 class CredibilityStrategy(_message.Message):
-    __slots__ = ("method", "n_neighbors")
+    __slots__ = ("method", "n_neighbors", "n_clusters", "weakness", "class_error", "missing_class_weakness", "nonconformity", "class_conditional", "density_alpha")
     class Method(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
         __slots__ = ()
         METHOD_UNSPECIFIED: _ClassVar[CredibilityStrategy.Method]
@@ -163,11 +163,51 @@ class CredibilityStrategy(_message.Message):
     METHOD_CONFORMAL: CredibilityStrategy.Method
     METHOD_GRADIENT_ALIGNMENT: CredibilityStrategy.Method
     METHOD_TRUST_SCORE: CredibilityStrategy.Method
+    class Weakness(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
+        __slots__ = ()
+        WEAKNESS_UNSPECIFIED: _ClassVar[CredibilityStrategy.Weakness]
+        WEAKNESS_LOSS: _ClassVar[CredibilityStrategy.Weakness]
+        WEAKNESS_ERROR_RATE: _ClassVar[CredibilityStrategy.Weakness]
+    WEAKNESS_UNSPECIFIED: CredibilityStrategy.Weakness
+    WEAKNESS_LOSS: CredibilityStrategy.Weakness
+    WEAKNESS_ERROR_RATE: CredibilityStrategy.Weakness
+    class ClassError(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
+        __slots__ = ()
+        CLASS_ERROR_UNSPECIFIED: _ClassVar[CredibilityStrategy.ClassError]
+        CLASS_ERROR_ONE_MINUS_PRECISION: _ClassVar[CredibilityStrategy.ClassError]
+        CLASS_ERROR_ONE_MINUS_RECALL: _ClassVar[CredibilityStrategy.ClassError]
+    CLASS_ERROR_UNSPECIFIED: CredibilityStrategy.ClassError
+    CLASS_ERROR_ONE_MINUS_PRECISION: CredibilityStrategy.ClassError
+    CLASS_ERROR_ONE_MINUS_RECALL: CredibilityStrategy.ClassError
+    class Nonconformity(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
+        __slots__ = ()
+        NONCONFORMITY_UNSPECIFIED: _ClassVar[CredibilityStrategy.Nonconformity]
+        NONCONFORMITY_ONE_MINUS_PROBABILITY: _ClassVar[CredibilityStrategy.Nonconformity]
+        NONCONFORMITY_APS: _ClassVar[CredibilityStrategy.Nonconformity]
+        NONCONFORMITY_APS_RANDOMIZED: _ClassVar[CredibilityStrategy.Nonconformity]
+    NONCONFORMITY_UNSPECIFIED: CredibilityStrategy.Nonconformity
+    NONCONFORMITY_ONE_MINUS_PROBABILITY: CredibilityStrategy.Nonconformity
+    NONCONFORMITY_APS: CredibilityStrategy.Nonconformity
+    NONCONFORMITY_APS_RANDOMIZED: CredibilityStrategy.Nonconformity
     METHOD_FIELD_NUMBER: _ClassVar[int]
     N_NEIGHBORS_FIELD_NUMBER: _ClassVar[int]
+    N_CLUSTERS_FIELD_NUMBER: _ClassVar[int]
+    WEAKNESS_FIELD_NUMBER: _ClassVar[int]
+    CLASS_ERROR_FIELD_NUMBER: _ClassVar[int]
+    MISSING_CLASS_WEAKNESS_FIELD_NUMBER: _ClassVar[int]
+    NONCONFORMITY_FIELD_NUMBER: _ClassVar[int]
+    CLASS_CONDITIONAL_FIELD_NUMBER: _ClassVar[int]
+    DENSITY_ALPHA_FIELD_NUMBER: _ClassVar[int]
     method: CredibilityStrategy.Method
     n_neighbors: int
-    def __init__(self, method: _Optional[_Union[CredibilityStrategy.Method, str]] = ..., n_neighbors: _Optional[int] = ...) -> None: ...
+    n_clusters: int
+    weakness: CredibilityStrategy.Weakness
+    class_error: CredibilityStrategy.ClassError
+    missing_class_weakness: float
+    nonconformity: CredibilityStrategy.Nonconformity
+    class_conditional: bool
+    density_alpha: float
+    def __init__(self, method: _Optional[_Union[CredibilityStrategy.Method, str]] = ..., n_neighbors: _Optional[int] = ..., n_clusters: _Optional[int] = ..., weakness: _Optional[_Union[CredibilityStrategy.Weakness, str]] = ..., class_error: _Optional[_Union[CredibilityStrategy.ClassError, str]] = ..., missing_class_weakness: _Optional[float] = ..., nonconformity: _Optional[_Union[CredibilityStrategy.Nonconformity, str]] = ..., class_conditional: _Optional[bool] = ..., density_alpha: _Optional[float] = ...) -> None: ...
 
 class HybridStrategy(_message.Message):
     __slots__ = ("method", "uncertainty", "density_similarity", "beta", "prefilter_factor", "n_clusters", "include_bias")
