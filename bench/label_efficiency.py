@@ -41,6 +41,20 @@ SETTINGS = {
     "newsgroups": (40, 40, 10),
 }
 COMMITTEE = 5
+
+
+def probcover_radius(data):
+    """ProbCover needs a ball radius; the paper tunes it by cluster purity.
+    Here: the median distance from a pool sample to its 5th nearest pool
+    neighbour, on a 500-sample subset."""
+    rng = np.random.default_rng(0)
+    rows = rng.choice(len(data.pool_x), size=min(500, len(data.pool_x)), replace=False)
+    sample = data.pool_x[rows]
+    distances = np.sqrt(((sample[:, None, :] - sample[None, :, :]) ** 2).sum(axis=2))
+    return float(np.median(np.sort(distances, axis=1)[:, 5]))
+
+
+PARAMS = {"diversity.probcover": lambda data: {"radius": probcover_radius(data)}}
 START, END = "<!-- label_efficiency:start -->", "<!-- label_efficiency:end -->"
 
 
@@ -110,6 +124,7 @@ def run_loop(data, strategy, info, client, seed, settings):
                 validation_embeddings=data.validation_x,
                 seed=seed * 1000 + round_,
                 return_scores=False,
+                params=PARAMS[strategy](data) if strategy in PARAMS else None,
             )
             picked = result.indices
         labeled = np.concatenate([labeled, unlabeled[picked]])
