@@ -139,3 +139,35 @@ def test_unreachable_server_is_reported_as_unavailable(files, capsys):
     )
     assert status == 1
     assert err.startswith("UNAVAILABLE: ")
+
+
+@pytest.mark.parametrize(
+    "flags",
+    [
+        ["--port", "70000"],
+        ["--port", "-1"],
+        ["--metrics-port", "70000"],
+        ["--threads", "0"],
+        ["--max-message-mib", "0"],
+        ["--max-message-mib", "2048"],
+        ["--grace-seconds", "0"],
+        ["--log-level", "LOUD"],
+    ],
+)
+def test_bad_serve_flags_are_usage_errors(flags, capsys):
+    with pytest.raises(SystemExit) as raised:
+        cli.main(["serve", *flags])
+    assert raised.value.code == 2
+    assert flags[0] in capsys.readouterr().err
+
+
+@pytest.mark.parametrize(
+    "flags", [["--seed", "-1"], ["--batch-size", "99999999999999999999"]]
+)
+def test_bad_rank_numbers_are_usage_errors(target, files, flags, capsys):
+    with pytest.raises(SystemExit) as raised:
+        cli.main(["rank", "--target", target, "--strategy", "uncertainty.margin",
+                  "--batch-size", "1", "--probabilities", files("p", [[0.7, 0.3]]),
+                  *flags])
+    assert raised.value.code == 2
+    assert flags[0] in capsys.readouterr().err

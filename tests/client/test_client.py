@@ -74,3 +74,42 @@ def test_too_large_request_explains_the_limit():
         assert "--max-message-mib" in raised.value.details
     finally:
         running.stop(grace_seconds=1)
+
+
+@pytest.mark.parametrize(
+    "batch_size, seed, field",
+    [(2.5, None, "batch_size"), ("3", None, "batch_size"), (2**63, None, "batch_size"),
+     (1, -1, "seed"), (1, 2**64, "seed")],
+)
+def test_bad_scalars_are_refused_by_the_client(client, batch_size, seed, field):
+    with pytest.raises(AlqueryError) as raised:
+        client.rank("uncertainty.margin", batch_size, probabilities=[[0.5, 0.5]], seed=seed)
+    assert raised.value.code == grpc.StatusCode.INVALID_ARGUMENT
+    assert raised.value.details.startswith(field)
+
+
+def test_uint64_labels_beyond_int64_are_refused(client):
+    with pytest.raises(AlqueryError, match="validation.labels: holds 9223372036854775808"):
+        client.rank(
+            "credibility.validation_knn", 1, embeddings=[[0.0]],
+            validation_labels=np.array([2**63], dtype=np.uint64),
+        )
+
+
+def test_an_answer_over_the_message_limit_names_batch_size():
+    running = app.start(app.ServerConfig(port=0, metrics_port=None, max_message_mib=1))
+    try:
+        probabilities = np.full((100_000, 2), 0.5, dtype=np.float32)  # 0.8 MB
+        with AlqueryClient(f"127.0.0.1:{running.port}", timeout=60) as client:
+            with pytest.raises(AlqueryError) as raised:
+                client.rank("uncertainty.margin", 100_000, probabilities=probabilities)
+            assert raised.value.code == grpc.StatusCode.RESOURCE_EXHAUSTED
+            assert raised.value.details.startswith("batch_size: the answer")
+            # Without scores the same answer fits.
+            result = client.rank(
+                "uncertainty.margin", 100_000, probabilities=probabilities,
+                return_scores=False,
+            )
+            assert len(result.indices) == 100_000
+    finally:
+        running.stop(grace_seconds=1)

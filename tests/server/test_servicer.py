@@ -225,6 +225,10 @@ BAD_REQUESTS = {
         "pool.logits: row 0 contains an infinite value",
     ),
     "NaN embeddings": (_nan_embeddings, "pool.embeddings: row 1 contains NaN"),
+    "embeddings too large to square": (
+        lambda: kcenter(embeddings=tensor([[0.0, 0.0], [1e160, 0.0], [2, 2], [3, 3]])),
+        "pool.embeddings: row 1 holds a value beyond 1e+150",
+    ),
     "rows differ between pool inputs": (
         lambda: uncertainty(U.METHOD_MARGIN, embeddings=tensor([[0.0], [1.0]])),
         "pool.probabilities has 4 rows but pool.embeddings has 2",
