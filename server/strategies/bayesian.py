@@ -19,7 +19,7 @@ from alquery.server.registry import Parameter, Ranking, Strategy, register
 from alquery.server.strategies.committee import hard_votes
 from alquery.server.strategies.diversity import CHUNK_ELEMENTS
 from alquery.server.strategies.information import expected_entropy, xlogy
-from alquery.server.strategies.uncertainty import entropy
+from alquery.server.strategies.uncertainty import entropy, register_measure
 
 DEFAULT_CONFIGURATIONS = 1000
 """BatchBALD's default bound on label configurations, exact or drawn."""
@@ -427,37 +427,26 @@ def _resolve_target_samples(value: int | None, query: Query) -> int:
     return value
 
 
-def _scored(method: str, function, description: str) -> None:
-    register(
-        Strategy(
-            family="uncertainty",
-            method=method,
-            description=description,
-            required_inputs=_NEEDS,
-            higher_first=True,
-            min_passes=2,
-            score=lambda query: function(query.pool_probabilities),
-        )
-    )
-
-
-_scored(
+register_measure(
     "bald",
     bald,
     "score = H(mean_t p_t) - mean_t H(p_t) over the passes, natural log, "
     "0 ln 0 = 0; highest first; ties to the lower pool position.",
+    min_passes=2,
 )
-_scored(
+register_measure(
     "variation_ratios",
     variation_ratios,
     "score = 1 - (share of passes whose argmax is the modal class); highest "
     "first; ties to the lower pool position.",
+    min_passes=2,
 )
-_scored(
+register_measure(
     "mean_std",
     mean_std,
     "score = mean over classes of the population standard deviation of p_c "
     "over the passes; highest first; ties to the lower pool position.",
+    min_passes=2,
 )
 register(
     Strategy(
