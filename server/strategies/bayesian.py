@@ -14,11 +14,11 @@ import numpy as np
 from numpy.typing import NDArray
 
 from alquery.server.edge import Query
-from alquery.server.errors import InvalidRequestError
 from alquery.server.registry import Parameter, Ranking, Strategy, register
 from alquery.server.strategies.committee import hard_votes
 from alquery.server.strategies.diversity import CHUNK_ELEMENTS
 from alquery.server.strategies.information import expected_entropy, xlogy
+from alquery.server.strategies.parameters import int_at_least, int_up_to
 from alquery.server.strategies.uncertainty import entropy, register_measure
 
 DEFAULT_CONFIGURATIONS = 1000
@@ -404,27 +404,14 @@ def epig(
     return np.maximum(scores, 0.0)
 
 
-def _resolve_configurations(value: int | None, query: Query) -> int:
-    n_passes = query.pool_probabilities.shape[1]
-    limit = max(1, CHUNK_ELEMENTS // n_passes)
-    if value is None:
-        return min(DEFAULT_CONFIGURATIONS, limit)
-    if not 1 <= value <= limit:
-        raise InvalidRequestError(
-            f"uncertainty.n_configurations: got {value}; it must be between 1 "
-            f"and {CHUNK_ELEMENTS} // n_passes = {limit}"
-        )
-    return value
+def _configurations_limit(query: Query) -> tuple[int, str]:
+    # The exact enumeration's weights hold n_configurations x n_passes values.
+    limit = max(1, CHUNK_ELEMENTS // query.pool_probabilities.shape[1])
+    return limit, f"{CHUNK_ELEMENTS} // n_passes = {limit}"
 
 
-def _resolve_target_samples(value: int | None, query: Query) -> int:
-    if value is None:
-        return DEFAULT_TARGET_SAMPLES
-    if value < 1:
-        raise InvalidRequestError(
-            f"uncertainty.max_target_samples: got {value}; it must be at least 1"
-        )
-    return value
+def _default_configurations(query: Query) -> int:
+    return min(DEFAULT_CONFIGURATIONS, _configurations_limit(query)[0])
 
 
 register_measure(
@@ -470,7 +457,11 @@ register(
                     "Label configurations enumerated exactly, or drawn once "
                     "n_classes^k exceeds it."
                 ),
-                resolve=_resolve_configurations,
+                resolve=int_up_to(
+                    "uncertainty.n_configurations",
+                    _default_configurations,
+                    _configurations_limit,
+                ),
             ),
         ),
         pick=lambda query: batchbald(
@@ -503,7 +494,9 @@ register(
                     "Target samples used at most; a larger target set is "
                     "subsampled without replacement, seeded."
                 ),
-                resolve=_resolve_target_samples,
+                resolve=int_at_least(
+                    "uncertainty.max_target_samples", DEFAULT_TARGET_SAMPLES
+                ),
             ),
         ),
         score=lambda query: epig(

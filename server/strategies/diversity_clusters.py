@@ -14,8 +14,6 @@ import numpy as np
 from numpy.typing import NDArray
 from sklearn.cluster import KMeans
 
-from alquery.server.edge import Query
-from alquery.server.errors import InvalidRequestError
 from alquery.server.registry import Parameter, Ranking, Strategy, register
 from alquery.server.strategies.diversity import (
     CHUNK_ELEMENTS,
@@ -23,6 +21,7 @@ from alquery.server.strategies.diversity import (
     squared_distances,
     squared_norms,
 )
+from alquery.server.strategies.parameters import int_at_least, int_up_to, pool_size
 
 KMEANS_N_INIT = 1
 """k-means runs per clustering, best inertia kept; scikit-learn's "auto" is
@@ -385,27 +384,6 @@ def typiclust(
     return Ranking(ranked_indices=picks, scores=scores)
 
 
-def _resolve_local_trials(value: int | None, query: Query) -> int:
-    if value is None:
-        return 1
-    if not 1 <= value <= query.n_pool:
-        raise InvalidRequestError(
-            f"diversity.n_local_trials: got {value}; it must be between 1 and "
-            f"the pool size n_pool={query.n_pool}"
-        )
-    return value
-
-
-def _resolve_typicality_neighbors(value: int | None, query: Query) -> int:
-    if value is None:
-        return DEFAULT_TYPICALITY_NEIGHBORS
-    if value < 1:
-        raise InvalidRequestError(
-            f"diversity.typicality_neighbors: got {value}; it must be at least 1"
-        )
-    return value
-
-
 register(
     Strategy(
         family="diversity",
@@ -446,7 +424,7 @@ register(
                     "Candidates per step; the one lowering the potential most "
                     "is kept."
                 ),
-                resolve=_resolve_local_trials,
+                resolve=int_up_to("diversity.n_local_trials", 1, pool_size),
             ),
         ),
         pick=lambda query: kmeans_plusplus(
@@ -477,7 +455,9 @@ register(
                 type="int64",
                 default="20",
                 description="k nearest neighbours in the typicality.",
-                resolve=_resolve_typicality_neighbors,
+                resolve=int_at_least(
+                    "diversity.typicality_neighbors", DEFAULT_TYPICALITY_NEIGHBORS
+                ),
             ),
         ),
         pick=lambda query: typiclust(
