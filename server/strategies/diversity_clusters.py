@@ -7,14 +7,18 @@ directly; scikit-learn's ``KMeans`` gets an integer seed drawn from it.
 
 from __future__ import annotations
 
-import heapq
-from typing import Protocol
+import dataclasses
 
 import numpy as np
 from numpy.typing import NDArray
-from sklearn.cluster import KMeans
 
 from alquery.server.registry import Parameter, Ranking, Strategy, register
+from alquery.server.strategies.clustering_tools import (
+    UniformSource,
+    fit_kmeans,
+    kmeans_seed,
+    nearest_distinct_by_distance,
+)
 from alquery.server.strategies.diversity import (
     CHUNK_ELEMENTS,
     nearest_center_distances,
@@ -23,104 +27,20 @@ from alquery.server.strategies.diversity import (
 )
 from alquery.server.strategies.parameters import int_at_least, int_up_to, pool_size
 
-KMEANS_N_INIT = 1
-"""k-means runs per clustering, best inertia kept; scikit-learn's "auto" is
-also 1 for k-means++ initialisation."""
-
 DEFAULT_TYPICALITY_NEIGHBORS = 20
 TYPICALITY_EPSILON = 1e-12
 """Added to the mean neighbour distance, so duplicates get a finite
 typicality (1e12)."""
 
 
-class UniformSource(Protocol):
-    """What k-means++ needs from a generator: uniform draws in [0, 1).
-
-    ``numpy.random.Generator`` and the legacy ``RandomState`` both have it.
-    """
-
-    def random(self, size: int | None = None) -> float | NDArray[np.float64]: ...
-
-
-def sklearn_seed(rng: np.random.Generator) -> int:
-    """Draw an integer seed for a scikit-learn ``random_state`` from ``rng``."""
-    return int(rng.integers(0, 2**31 - 1))
-
-
-def fit_kmeans(data: NDArray, n_clusters: int, seed: int) -> KMeans:
-    """Fit scikit-learn's ``KMeans`` (k-means++ init, ``KMEANS_N_INIT`` runs)."""
-    model = KMeans(n_clusters=n_clusters, n_init=KMEANS_N_INIT, random_state=seed)
-    return model.fit(np.asarray(data, dtype=np.float64))
-
-
-def nearest_distinct(embeddings: NDArray, centers: NDArray) -> Ranking:
-    """Match every center to its own nearest pool sample, no sample twice.
-
-    Greedy matching by distance: repeatedly take the (center, sample) pair
-    with the smallest Euclidean distance among unmatched centers and unused
-    samples. Picks come in that order, so scores (the distances) do not
-    decrease; equal distances go to the lower pool position, then the lower
-    center index.
-
-    Parameters
-    ----------
-    embeddings : ndarray of shape (n_pool, n_features)
-    centers : ndarray of shape (n_centers, n_features), n_centers <= n_pool
-
-    Returns
-    -------
-    Ranking
-        n_centers distinct pool positions and their distance to their center.
-
-    Notes
-    -----
-    Each center's nearest sample is found in chunks (a 32 MiB block at
-    most). A center whose nearest sample is already taken looks again among
-    the unused ones, O(n_pool * n_features) each time; its new distance is
-    no smaller, so a heap keyed by distance yields the global greedy order.
-    Distances use the float64 expansion of ``diversity.squared_distances``:
-    a sample lying on its centroid may score about 1e-7 times its norm
-    rather than 0.
-    """
-    x = np.asarray(embeddings, dtype=np.float64)
-    centers = np.asarray(centers, dtype=np.float64)
-    norms = squared_norms(x)
-    chunk = max(1, CHUNK_ELEMENTS // len(x))
-    heap = []
-    for start in range(0, len(centers), chunk):
-        block = squared_distances(x, centers[start : start + chunk], norms)
-        nearest = block.argmin(axis=0)
-        for offset, sample in enumerate(nearest):
-            distance = block[sample, offset]
-            heap.append((distance, int(sample), start + offset))
-    heapq.heapify(heap)
-
-    used = np.zeros(len(x), dtype=bool)
-    picks, scores = [], []
-    while heap:
-        distance, sample, center = heapq.heappop(heap)
-        if used[sample]:
-            row = squared_distances(x, centers[center : center + 1], norms)[:, 0]
-            row[used] = np.inf
-            sample = int(row.argmin())
-            heapq.heappush(heap, (row[sample], sample, center))
-            continue
-        used[sample] = True
-        picks.append(sample)
-        scores.append(np.sqrt(distance))
-    return Ranking(
-        ranked_indices=np.array(picks, dtype=np.int64), scores=np.array(scores)
-    )
-
-
 def kmeans_representatives(embeddings: NDArray, batch_size: int, seed: int) -> Ranking:
     """The pool samples nearest the centroids of a k-means clustering.
 
-    k-means (Lloyd, k-means++ init, ``KMEANS_N_INIT`` runs, scikit-learn)
+    k-means (``clustering_tools.fit_kmeans``: Lloyd, k-means++ init)
     splits the pool into k = ``batch_size`` clusters; each centroid is then
     matched to its nearest pool sample, never the same sample twice (see
-    ``nearest_distinct``). score = Euclidean distance from the sample to its
-    centroid; the smallest first.
+    ``clustering_tools.nearest_distinct_by_distance``). score = Euclidean
+    distance from the sample to its centroid; the smallest first.
 
     Parameters
     ----------
@@ -140,9 +60,10 @@ def kmeans_representatives(embeddings: NDArray, batch_size: int, seed: int) -> R
     -----
     Tie-break: equal distances go to the lower pool position, then to the
     lower centroid index. With fewer distinct embeddings than clusters,
-    scikit-learn warns and repeats centroids; the matching still returns
-    distinct samples. Cost O(n_iter * n_pool * batch_size * n_features) for
-    k-means (scikit-learn works in chunks) plus the matching.
+    k-means repeats centroids and the response carries a warning; the
+    matching still returns distinct samples. Cost O(n_iter * n_pool *
+    batch_size * n_features) for k-means (scikit-learn works in chunks)
+    plus the matching.
 
     small-text's ``EmbeddingKMeans`` L2-normalises the embeddings by default
     and matches by cosine similarity in centroid order; on unit-norm
@@ -153,8 +74,9 @@ def kmeans_representatives(embeddings: NDArray, batch_size: int, seed: int) -> R
     Yuan, Lin & Boyd-Graber, "Cold-start Active Learning through
     Self-supervised Language Modeling", EMNLP 2020 (BERT-KM).
     """
-    model = fit_kmeans(embeddings, batch_size, seed)
-    return nearest_distinct(embeddings, model.cluster_centers_)
+    clustering = fit_kmeans(embeddings, batch_size, seed)
+    ranking = nearest_distinct_by_distance(embeddings, clustering.centers)
+    return dataclasses.replace(ranking, warnings=clustering.warnings)
 
 
 def kmeans_plusplus(
@@ -358,7 +280,8 @@ def typiclust(
     if labeled_embeddings is not None:
         data = np.vstack([pool, np.asarray(labeled_embeddings, dtype=np.float64)])
     n_clusters = len(data) - n_pool + batch_size
-    labels = fit_kmeans(data, n_clusters, seed).labels_
+    clustering = fit_kmeans(data, n_clusters, seed)
+    labels = clustering.labels
 
     sizes = np.bincount(labels, minlength=n_clusters)
     taken = np.bincount(labels[n_pool:], minlength=n_clusters)
@@ -381,7 +304,7 @@ def typiclust(
         picks[step], scores[step] = members[best], values[best]
         picked[members[best]] = True
         taken[cluster] += 1
-    return Ranking(ranked_indices=picks, scores=scores)
+    return Ranking(picks, scores, warnings=clustering.warnings)
 
 
 register(
@@ -399,7 +322,7 @@ register(
         pick=lambda query: kmeans_representatives(
             query.pool_embeddings,
             query.batch_size,
-            sklearn_seed(query.random_generator()),
+            kmeans_seed(query.random_generator()),
         ),
     )
 )
@@ -463,7 +386,7 @@ register(
         pick=lambda query: typiclust(
             query.pool_embeddings,
             query.batch_size,
-            sklearn_seed(query.random_generator()),
+            kmeans_seed(query.random_generator()),
             query.labeled_embeddings,
             query.params["typicality_neighbors"],
         ),

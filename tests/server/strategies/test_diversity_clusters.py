@@ -1,11 +1,13 @@
 import numpy as np
 import pytest
 
+from alquery.server.strategies.clustering_tools import (
+    nearest_distinct_by_distance as nearest_distinct,
+)
 from alquery.server.strategies.diversity_clusters import (
     TYPICALITY_EPSILON,
     kmeans_plusplus,
     kmeans_representatives,
-    nearest_distinct,
     typicality,
     typiclust,
 )
@@ -45,8 +47,9 @@ def test_nearest_distinct_gives_a_shared_sample_to_one_center_only():
 
 def test_kmeans_on_duplicates_returns_distinct_samples():
     pool = np.array([[1.0, 1.0]] * 4 + [[5.0, 5.0]] * 2)
-    with pytest.warns(Warning):  # scikit-learn: fewer distinct clusters
-        ranking = kmeans_representatives(pool, 5, seed=3)
+    ranking = kmeans_representatives(pool, 5, seed=3)
+    # Fewer distinct clusters than asked for: a warning for the response.
+    assert "k-means found 2 distinct clusters for n_clusters=5" in ranking.warnings[0]
     assert len(set(ranking.ranked_indices.tolist())) == 5
     np.testing.assert_allclose(ranking.scores, 0.0, atol=1e-12)
 
@@ -129,13 +132,11 @@ def test_typiclust_by_hand():
 
 def test_typiclust_visits_covered_clusters_once_the_others_are_used():
     # Four copies of one point and the labeled copy: k-means finds one
-    # cluster (scikit-learn warns) and the batch of 3 comes from it, lowest
-    # positions first (all at distance 0: typicality 1e12).
+    # cluster (a warning for the response) and the batch of 3 comes from it,
+    # lowest positions first (all at distance 0: typicality 1e12).
     pool = np.array([[2.0, 2.0]] * 4)
-    with pytest.warns(Warning):
-        ranking = typiclust(
-            pool, 3, seed=0, labeled_embeddings=np.array([[2.0, 2.0]])
-        )
+    ranking = typiclust(pool, 3, seed=0, labeled_embeddings=np.array([[2.0, 2.0]]))
+    assert "k-means found 1 distinct clusters for n_clusters=4" in ranking.warnings[0]
     assert ranking.ranked_indices.tolist() == [0, 1, 2]
     np.testing.assert_allclose(ranking.scores, 1 / TYPICALITY_EPSILON)
 
@@ -150,8 +151,6 @@ def test_typiclust_without_labeled_set_is_reproducible_and_distinct():
 
 def test_typiclust_on_duplicates_still_returns_distinct_samples():
     pool = np.array([[1.0, 1.0]] * 5 + [[4.0, 4.0]] * 3)
-    with pytest.warns(Warning):
-        ranking = typiclust(
-            pool, 6, seed=0, labeled_embeddings=np.array([[1.0, 1.0]])
-        )
+    ranking = typiclust(pool, 6, seed=0, labeled_embeddings=np.array([[1.0, 1.0]]))
     assert len(set(ranking.ranked_indices.tolist())) == 6
+    assert "k-means found 2 distinct clusters for n_clusters=7" in ranking.warnings[0]
