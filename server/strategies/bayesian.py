@@ -14,7 +14,13 @@ import numpy as np
 from numpy.typing import NDArray
 
 from alquery.server.edge import Query
-from alquery.server.registry import Parameter, Ranking, Strategy, register
+from alquery.server.registry import (
+    Parameter,
+    PoolScores,
+    Ranking,
+    Strategy,
+    register,
+)
 from alquery.server.strategies.committee import hard_votes
 from alquery.server.strategies.diversity import CHUNK_ELEMENTS
 from alquery.server.strategies.information import expected_entropy, xlogy
@@ -414,6 +420,25 @@ def _default_configurations(query: Query) -> int:
     return min(DEFAULT_CONFIGURATIONS, _configurations_limit(query)[0])
 
 
+def _epig_scores(query: Query) -> PoolScores:
+    """EPIG's scores, with a warning when the target set was subsampled."""
+    limit = query.params["max_target_samples"]
+    target = query.target_probabilities
+    scores = epig(query.pool_probabilities, target, limit, query.random_generator())
+    n_target = query.n_pool if target is None else len(target)
+    if n_target <= limit:
+        return PoolScores(scores)
+    where = "target.probabilities" if target is not None else "the pool (as target)"
+    return PoolScores(
+        scores,
+        warnings=(
+            f"uncertainty.max_target_samples={limit}: EPIG averaged over a "
+            f"seeded random subset of {limit} of the {n_target} samples in "
+            f"{where}",
+        ),
+    )
+
+
 register_measure(
     "bald",
     bald,
@@ -499,11 +524,6 @@ register(
                 ),
             ),
         ),
-        score=lambda query: epig(
-            query.pool_probabilities,
-            query.target_probabilities,
-            query.params["max_target_samples"],
-            query.random_generator(),
-        ),
+        score=_epig_scores,
     )
 )

@@ -3,6 +3,7 @@ import pytest
 
 from alquery.server import edge
 from alquery.server.errors import InvalidRequestError
+from alquery.server.ranking import rank
 from alquery.server.selection import top_k
 from alquery.server.strategies import bayesian
 from alquery.server.strategies.bayesian import (
@@ -225,3 +226,13 @@ def test_parameter_defaults():
     assert build(U.METHOD_BATCHBALD, n_configurations=2_097_152).params == {
         "n_configurations": 2_097_152
     }
+
+
+def test_epig_warns_about_a_subsampled_target_only():
+    # build() sends 4 pool samples and no target: the pool is the target.
+    assert rank(build(U.METHOD_EPIG, max_target_samples=4)).warnings == ()
+    warnings = rank(build(U.METHOD_EPIG, max_target_samples=3)).warnings
+    assert warnings == (
+        "uncertainty.max_target_samples=3: EPIG averaged over a seeded random "
+        "subset of 3 of the 4 samples in the pool (as target)",
+    )
