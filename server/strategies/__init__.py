@@ -1,12 +1,13 @@
 """Query strategies, one family per module; importing this registers them all.
 
 A family that outgrows one module splits by method group
-(``diversity_sampling``, ``hybrid_clustering``, ``bayesian``, ...).
+(``diversity_sampling``, ``hybrid_clustering``, ``bayesian_joint``, ...).
 """
 
 from alquery.server.strategies import (
     badge,
     bayesian,
+    bayesian_joint,
     committee,
     credibility,
     density,
@@ -22,6 +23,7 @@ from alquery.server.strategies import (
 __all__ = [
     "badge",
     "bayesian",
+    "bayesian_joint",
     "committee",
     "credibility",
     "density",
