@@ -1,5 +1,4 @@
 import numpy as np
-import pytest
 
 from alquery.server.selection import top_k
 from alquery.server.strategies.bayesian import bald, mean_std, variation_ratios

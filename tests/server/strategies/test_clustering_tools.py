@@ -8,6 +8,7 @@ from alquery.server.strategies.clustering_tools import (
     d2_sampling,
     fit_kmeans,
     nearest_distinct,
+    nearest_distinct_by_distance,
 )
 
 LINE = np.array([[0.0], [1.0], [2.0], [10.0]])
@@ -100,3 +101,13 @@ def test_fit_kmeans_turns_too_few_clusters_into_a_response_warning():
 
 def test_fit_kmeans_on_distinct_points_has_no_warning():
     assert fit_kmeans(LINE, 3, seed=0).warnings == ()
+
+
+def test_nearest_distinct_by_distance_gives_a_shared_sample_to_one_center_only():
+    # Centers 1 and 3 are both 1 away from sample 0 (x=2): center 0 (lower
+    # index) keeps it; center 1 takes the nearest unused, x=10 at 7 (x=-5 is
+    # 8 away).
+    pool, centers = np.array([[2.0], [10.0], [-5.0]]), np.array([[1.0], [3.0]])
+    ranking = nearest_distinct_by_distance(pool, centers)
+    assert ranking.ranked_indices.tolist() == [0, 1]
+    np.testing.assert_allclose(ranking.scores, [1.0, 7.0])
