@@ -26,7 +26,7 @@ def least_confidence(probabilities: NDArray) -> NDArray[np.float64]:
 
     Parameters
     ----------
-    probabilities : ndarray of shape (n_pool, n_classes) or (n_pool, n_passes, n_classes)
+    probabilities : ndarray of shape (n_pool, [n_passes,] n_classes)
         Checked probabilities.
 
     Returns
@@ -56,7 +56,7 @@ def margin(probabilities: NDArray) -> NDArray[np.float64]:
 
     Parameters
     ----------
-    probabilities : ndarray of shape (n_pool, n_classes) or (n_pool, n_passes, n_classes)
+    probabilities : ndarray of shape (n_pool, [n_passes,] n_classes)
         Checked probabilities with at least 2 classes.
 
     Returns
@@ -88,7 +88,7 @@ def entropy(probabilities: NDArray) -> NDArray[np.float64]:
 
     Parameters
     ----------
-    probabilities : ndarray of shape (n_pool, n_classes) or (n_pool, n_passes, n_classes)
+    probabilities : ndarray of shape (n_pool, [n_passes,] n_classes)
         Checked probabilities.
 
     Returns
