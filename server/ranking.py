@@ -15,16 +15,15 @@ def rank(query: Query) -> Ranking:
 
     Scored strategies go through the request's selection mode (top-k unless
     a sampling mode was asked for); batch-aware ones pick their own batch.
+    The strategy's warnings travel in the ``Ranking``.
     """
     strategy = query.strategy
     if strategy.pick is not None:
         return strategy.pick(query)
     scored = strategy.score(query)
-    scores, extras = (
-        (scored.scores, scored.extras)
-        if isinstance(scored, PoolScores)
-        else (scored, {})
-    )
+    if not isinstance(scored, PoolScores):
+        scored = PoolScores(scores=scored)
+    scores = scored.scores
     if query.selection_mode == query_pb2.Selection.MODE_TOP_K:
         ranking = top_k(scores, query.batch_size, higher_first=strategy.higher_first)
     else:
@@ -36,9 +35,9 @@ def rank(query: Query) -> Ranking:
             temperature=query.temperature,
             rng=query.random_generator(),
         )
-    if not extras:
-        return ranking
     chosen = ranking.ranked_indices
     return dataclasses.replace(
-        ranking, extras={name: values[chosen] for name, values in extras.items()}
+        ranking,
+        extras={name: values[chosen] for name, values in scored.extras.items()},
+        warnings=scored.warnings,
     )

@@ -33,22 +33,30 @@ class Ranking:
     """Pool positions, best first, and the score of each, aligned.
 
     ``extras`` maps a name to further per-sample values aligned with
-    ``ranked_indices`` (e.g. conformal confidence).
+    ``ranked_indices`` (e.g. conformal confidence). ``warnings`` are told to
+    the client in ``RankResponse.warnings``, after the edge's own: a strategy
+    adds one when it served the request in a degraded way (for example
+    k-means finding fewer distinct clusters than asked for).
     """
 
     ranked_indices: NDArray[np.int64]
     scores: NDArray[np.float64]
     extras: dict[str, NDArray[np.float64]] = dataclasses.field(default_factory=dict)
+    warnings: tuple[str, ...] = ()
 
 
 @dataclasses.dataclass(frozen=True)
 class PoolScores:
-    """What a scored strategy may return instead of a bare score array:
-    scores of shape (n_pool,) and further per-sample values of the same
-    shape, which the response carries for the selected samples only."""
+    """What a scored strategy may return instead of a bare score array.
+
+    ``scores`` has shape (n_pool,); each array in ``extras`` has the same
+    shape, and the response carries its values for the selected samples
+    only. ``warnings`` go to the client as a ``Ranking``'s do.
+    """
 
     scores: NDArray[np.float64]
-    extras: dict[str, NDArray[np.float64]]
+    extras: dict[str, NDArray[np.float64]] = dataclasses.field(default_factory=dict)
+    warnings: tuple[str, ...] = ()
 
 
 @dataclasses.dataclass(frozen=True)
@@ -70,8 +78,25 @@ class Parameter:
 class Strategy:
     """One registered strategy.
 
-    Exactly one of ``score`` (returns scores of shape (n_pool,)) and ``pick``
-    (returns a ``Ranking`` of at most ``query.batch_size`` samples) is set.
+    Exactly one of ``score`` and ``pick`` is set:
+
+    - ``score(query)`` returns scores of shape (n_pool,), or a
+      ``PoolScores``; the shared selection step (``ranking.rank``) ranks
+      them, highest first if ``higher_first``, else lowest first, ties to
+      the lower pool position, and applies the request's sampling mode.
+    - ``pick(query)`` returns a ``Ranking`` of exactly ``query.batch_size``
+      distinct pool positions in pick order (the first picked first), each
+      with its per-pick score. What that score means (a distance, a gain, a
+      count, ...) is documented by each strategy. ``higher_first`` describes
+      the order of the scores down the ranking: True when a greedy pick
+      takes the highest value first (k-center distances, BatchBALD gains),
+      False when it takes the lowest (k-means distances). Where a draw or
+      a visiting order sets the pick order (BADGE, k-means++, TypiClust,
+      cluster-margin), it only says which end of the score is the wanted
+      one, and the scores need not be sorted. Ties go to the lower pool
+      position; randomness comes only from ``query.random_generator()``.
+      Sampling modes do not apply.
+
     ``required_inputs`` names ``Query`` attributes that must be present;
     ``min_passes`` > 1 asks for pool predictions with that many passes or
     more, shape (n_pool, n_passes, n_classes).

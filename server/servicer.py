@@ -111,7 +111,7 @@ class QueryServicer(query_pb2_grpc.QueryServiceServicer):
             ranked_indices=ranking.ranked_indices.tolist(),
             scores=[] if query.omit_scores else ranking.scores.tolist(),
             strategy=name,
-            warnings=query.warnings,
+            warnings=query.warnings + ranking.warnings,
         )
         if not query.omit_scores:
             for key, values in ranking.extras.items():

@@ -1,12 +1,13 @@
 """Query strategies, one family per module; importing this registers them all.
 
 A family that outgrows one module splits by method group
-(``diversity_sampling``, ``hybrid_clustering``, ``bayesian``, ...).
+(``diversity_sampling``, ``hybrid_clustering``, ``bayesian_joint``, ...).
 """
 
 from alquery.server.strategies import (
     badge,
     bayesian,
+    bayesian_joint,
     committee,
     credibility,
     credibility_clusters,
@@ -17,6 +18,7 @@ from alquery.server.strategies import (
     diversity_clusters,
     diversity_coverage,
     diversity_sampling,
+    diversity_typiclust,
     hybrid,
     hybrid_clustering,
     uncertainty,
@@ -25,6 +27,7 @@ from alquery.server.strategies import (
 __all__ = [
     "badge",
     "bayesian",
+    "bayesian_joint",
     "committee",
     "credibility",
     "credibility_clusters",
@@ -35,6 +38,7 @@ __all__ = [
     "diversity_clusters",
     "diversity_coverage",
     "diversity_sampling",
+    "diversity_typiclust",
     "hybrid",
     "hybrid_clustering",
     "uncertainty",

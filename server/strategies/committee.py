@@ -11,11 +11,8 @@ from __future__ import annotations
 import numpy as np
 from numpy.typing import NDArray
 
-from alquery.server.registry import Strategy, register
 from alquery.server.strategies.information import xlogy
-from alquery.server.strategies.uncertainty import entropy
-
-_NEEDS = ("pool_probabilities",)
+from alquery.server.strategies.uncertainty import entropy, register_measure
 
 
 def hard_votes(probabilities: NDArray) -> NDArray[np.float64]:
@@ -175,42 +172,32 @@ def kl_max(probabilities: NDArray) -> NDArray[np.float64]:
     return member_divergences(probabilities).max(axis=1)
 
 
-def _scored(method: str, function, description: str) -> None:
-    register(
-        Strategy(
-            family="uncertainty",
-            method=method,
-            description=description,
-            required_inputs=_NEEDS,
-            higher_first=True,
-            min_passes=2,
-            score=lambda query: function(query.pool_probabilities),
-        )
-    )
-
-
-_scored(
+register_measure(
     "vote_entropy",
     vote_entropy,
     "score = -sum_c v_c ln v_c, v_c the share of committee members (passes) "
     "whose argmax is c (a member's own tie votes for the lower class); "
     "highest first; ties to the lower pool position.",
+    min_passes=2,
 )
-_scored(
+register_measure(
     "consensus_entropy",
     consensus_entropy,
     "score = -sum_c p_c ln p_c of the members' mean distribution; highest "
     "first; ties to the lower pool position.",
+    min_passes=2,
 )
-_scored(
+register_measure(
     "kl_mean",
     kl_mean,
     "score = mean over members t of KL(p_t || mean_t p_t), natural log; "
     "highest first; ties to the lower pool position.",
+    min_passes=2,
 )
-_scored(
+register_measure(
     "kl_max",
     kl_max,
     "score = max over members t of KL(p_t || mean_t p_t), natural log; "
     "highest first; ties to the lower pool position.",
+    min_passes=2,
 )

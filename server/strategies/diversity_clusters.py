@@ -1,5 +1,5 @@
-"""Diversity strategies built on k-means: the samples nearest k-means
-centroids, k-means++ seeding, and TypiClust.
+"""Diversity strategies built on k-means: the pool samples nearest k-means
+centroids, and k-means++ seeding. TypiClust is in ``diversity_typiclust``.
 
 Randomness comes from ``query.random_generator()``: k-means++ draws from it
 directly; scikit-learn's ``KMeans`` gets an integer seed drawn from it.
@@ -7,121 +7,34 @@ directly; scikit-learn's ``KMeans`` gets an integer seed drawn from it.
 
 from __future__ import annotations
 
-import heapq
-from typing import Protocol
+import dataclasses
 
 import numpy as np
 from numpy.typing import NDArray
-from sklearn.cluster import KMeans
 
-from alquery.server.edge import Query
-from alquery.server.errors import InvalidRequestError
 from alquery.server.registry import Parameter, Ranking, Strategy, register
+from alquery.server.strategies.clustering_tools import (
+    UniformSource,
+    fit_kmeans,
+    kmeans_seed,
+    nearest_distinct_by_distance,
+)
 from alquery.server.strategies.diversity import (
-    CHUNK_ELEMENTS,
     nearest_center_distances,
     squared_distances,
     squared_norms,
 )
-
-KMEANS_N_INIT = 1
-"""k-means runs per clustering, best inertia kept; scikit-learn's "auto" is
-also 1 for k-means++ initialisation."""
-
-DEFAULT_TYPICALITY_NEIGHBORS = 20
-TYPICALITY_EPSILON = 1e-12
-"""Added to the mean neighbour distance, so duplicates get a finite
-typicality (1e12)."""
-
-
-class UniformSource(Protocol):
-    """What k-means++ needs from a generator: uniform draws in [0, 1).
-
-    ``numpy.random.Generator`` and the legacy ``RandomState`` both have it.
-    """
-
-    def random(self, size: int | None = None) -> float | NDArray[np.float64]: ...
-
-
-def sklearn_seed(rng: np.random.Generator) -> int:
-    """Draw an integer seed for a scikit-learn ``random_state`` from ``rng``."""
-    return int(rng.integers(0, 2**31 - 1))
-
-
-def fit_kmeans(data: NDArray, n_clusters: int, seed: int) -> KMeans:
-    """Fit scikit-learn's ``KMeans`` (k-means++ init, ``KMEANS_N_INIT`` runs)."""
-    model = KMeans(n_clusters=n_clusters, n_init=KMEANS_N_INIT, random_state=seed)
-    return model.fit(np.asarray(data, dtype=np.float64))
-
-
-def nearest_distinct(embeddings: NDArray, centers: NDArray) -> Ranking:
-    """Match every center to its own nearest pool sample, no sample twice.
-
-    Greedy matching by distance: repeatedly take the (center, sample) pair
-    with the smallest Euclidean distance among unmatched centers and unused
-    samples. Picks come in that order, so scores (the distances) do not
-    decrease; equal distances go to the lower pool position, then the lower
-    center index.
-
-    Parameters
-    ----------
-    embeddings : ndarray of shape (n_pool, n_features)
-    centers : ndarray of shape (n_centers, n_features), n_centers <= n_pool
-
-    Returns
-    -------
-    Ranking
-        n_centers distinct pool positions and their distance to their center.
-
-    Notes
-    -----
-    Each center's nearest sample is found in chunks (a 32 MiB block at
-    most). A center whose nearest sample is already taken looks again among
-    the unused ones, O(n_pool * n_features) each time; its new distance is
-    no smaller, so a heap keyed by distance yields the global greedy order.
-    Distances use the float64 expansion of ``diversity.squared_distances``:
-    a sample lying on its centroid may score about 1e-7 times its norm
-    rather than 0.
-    """
-    x = np.asarray(embeddings, dtype=np.float64)
-    centers = np.asarray(centers, dtype=np.float64)
-    norms = squared_norms(x)
-    chunk = max(1, CHUNK_ELEMENTS // len(x))
-    heap = []
-    for start in range(0, len(centers), chunk):
-        block = squared_distances(x, centers[start : start + chunk], norms)
-        nearest = block.argmin(axis=0)
-        for offset, sample in enumerate(nearest):
-            distance = block[sample, offset]
-            heap.append((distance, int(sample), start + offset))
-    heapq.heapify(heap)
-
-    used = np.zeros(len(x), dtype=bool)
-    picks, scores = [], []
-    while heap:
-        distance, sample, center = heapq.heappop(heap)
-        if used[sample]:
-            row = squared_distances(x, centers[center : center + 1], norms)[:, 0]
-            row[used] = np.inf
-            sample = int(row.argmin())
-            heapq.heappush(heap, (row[sample], sample, center))
-            continue
-        used[sample] = True
-        picks.append(sample)
-        scores.append(np.sqrt(distance))
-    return Ranking(
-        ranked_indices=np.array(picks, dtype=np.int64), scores=np.array(scores)
-    )
+from alquery.server.strategies.parameters import int_up_to, pool_size
 
 
 def kmeans_representatives(embeddings: NDArray, batch_size: int, seed: int) -> Ranking:
     """The pool samples nearest the centroids of a k-means clustering.
 
-    k-means (Lloyd, k-means++ init, ``KMEANS_N_INIT`` runs, scikit-learn)
+    k-means (``clustering_tools.fit_kmeans``: Lloyd, k-means++ init)
     splits the pool into k = ``batch_size`` clusters; each centroid is then
     matched to its nearest pool sample, never the same sample twice (see
-    ``nearest_distinct``). score = Euclidean distance from the sample to its
-    centroid; the smallest first.
+    ``clustering_tools.nearest_distinct_by_distance``). score = Euclidean
+    distance from the sample to its centroid; the smallest first.
 
     Parameters
     ----------
@@ -141,9 +54,10 @@ def kmeans_representatives(embeddings: NDArray, batch_size: int, seed: int) -> R
     -----
     Tie-break: equal distances go to the lower pool position, then to the
     lower centroid index. With fewer distinct embeddings than clusters,
-    scikit-learn warns and repeats centroids; the matching still returns
-    distinct samples. Cost O(n_iter * n_pool * batch_size * n_features) for
-    k-means (scikit-learn works in chunks) plus the matching.
+    k-means repeats centroids and the response carries a warning; the
+    matching still returns distinct samples. Cost O(n_iter * n_pool *
+    batch_size * n_features) for k-means (scikit-learn works in chunks)
+    plus the matching.
 
     small-text's ``EmbeddingKMeans`` L2-normalises the embeddings by default
     and matches by cosine similarity in centroid order; on unit-norm
@@ -154,8 +68,9 @@ def kmeans_representatives(embeddings: NDArray, batch_size: int, seed: int) -> R
     Yuan, Lin & Boyd-Graber, "Cold-start Active Learning through
     Self-supervised Language Modeling", EMNLP 2020 (BERT-KM).
     """
-    model = fit_kmeans(embeddings, batch_size, seed)
-    return nearest_distinct(embeddings, model.cluster_centers_)
+    clustering = fit_kmeans(embeddings, batch_size, seed)
+    ranking = nearest_distinct_by_distance(embeddings, clustering.centers)
+    return dataclasses.replace(ranking, warnings=clustering.warnings)
 
 
 def kmeans_plusplus(
@@ -255,157 +170,6 @@ def kmeans_plusplus(
     return Ranking(ranked_indices=picks, scores=scores)
 
 
-def typicality(members: NDArray, n_neighbors: int) -> NDArray[np.float64]:
-    """Typicality of each sample within a set of samples.
-
-    t_i = 1 / (mean_{j in N_k(i)} ||x_i - x_j|| + 1e-12), N_k(i) the
-    k = min(``n_neighbors``, m - 1) nearest other members (Euclidean). A
-    single member has no neighbours and gets t = 0.
-
-    Parameters
-    ----------
-    members : ndarray of shape (m, n_features)
-    n_neighbors : int
-        At least 1.
-
-    Returns
-    -------
-    ndarray of shape (m,), float64
-
-    Notes
-    -----
-    Rows are processed in chunks (a 32 MiB block), so memory stays bounded
-    for any m; time O(m^2 * n_features).
-    """
-    x = np.asarray(members, dtype=np.float64)
-    m = len(x)
-    if m == 1:
-        return np.zeros(1)
-    k = min(n_neighbors, m - 1)
-    norms = squared_norms(x)
-    chunk = max(1, CHUNK_ELEMENTS // m)
-    mean_distance = np.empty(m)
-    for start in range(0, m, chunk):
-        chunk_norms = norms[start : start + chunk]
-        block = squared_distances(x[start : start + chunk], x, chunk_norms)
-        rows = np.arange(len(block))
-        block[rows, start + rows] = np.inf  # a sample is not its own neighbour
-        nearest = np.partition(block, k - 1, axis=1)[:, :k]
-        mean_distance[start : start + chunk] = np.sqrt(nearest).mean(axis=1)
-    return 1.0 / (mean_distance + TYPICALITY_EPSILON)
-
-
-def typiclust(
-    embeddings: NDArray,
-    batch_size: int,
-    seed: int,
-    labeled_embeddings: NDArray | None = None,
-    n_neighbors: int = DEFAULT_TYPICALITY_NEIGHBORS,
-) -> Ranking:
-    """TypiClust: the most typical pool sample of each large uncovered cluster.
-
-    k-means (scikit-learn, ``seed``) splits the pool and the labeled set
-    together into n_labeled + ``batch_size`` clusters. Clusters are visited
-    by (samples already in them: labeled plus picked) ascending, then size
-    descending, then cluster index; from each, the unpicked pool sample with
-    the highest typicality (see ``typicality``, computed over all of the
-    cluster's members) is picked. score = that typicality; picks come in
-    visiting order.
-
-    Parameters
-    ----------
-    embeddings : ndarray of shape (n_pool, n_features)
-        Checked, finite pool embeddings.
-    batch_size : int
-        ``1 <= batch_size <= n_pool``.
-    seed : int
-        ``random_state`` for ``KMeans``.
-    labeled_embeddings : ndarray of shape (n_labeled, n_features), optional
-    n_neighbors : int, default=20
-        k of the typicality.
-
-    Returns
-    -------
-    Ranking
-        ``batch_size`` distinct pool positions in pick order and their
-        typicality.
-
-    Notes
-    -----
-    Every uncovered cluster (no labeled sample) is visited before any
-    covered one, largest first. There are at least ``batch_size`` uncovered
-    clusters unless k-means leaves clusters empty (fewer distinct embeddings
-    than clusters); then the visit order above goes on to clusters with the
-    fewest samples taken, as the authors' code does. Tie-break: equal sizes
-    to the lower cluster index, equal typicality to the lower pool position.
-
-    Cost: k-means O(n_iter * (n_pool + n_labeled) * (n_labeled + batch_size)
-    * n_features), then O(m^2 * n_features) per visited cluster of m
-    samples, in bounded memory. The authors cap the clusters at 500 and drop
-    clusters of 5 samples or fewer; we do neither. They measure typicality
-    with squared distances (faiss) and k = min(20, m // 2); scikit-activeml's
-    ``TypiClust`` uses Euclidean distances, k = min(5, m - 1) by default, an
-    epsilon of 1e-7 on the distance sum, and random tie-breaks; it skips
-    covered clusters once the uncovered ones run out and picks at random.
-
-    References
-    ----------
-    Hacohen, Dekel & Weinshall, "Active Learning on a Budget: Opposite
-    Strategies Suit High and Low Budgets", ICML 2022.
-    """
-    pool = np.asarray(embeddings, dtype=np.float64)
-    n_pool = len(pool)
-    data = pool
-    if labeled_embeddings is not None:
-        data = np.vstack([pool, np.asarray(labeled_embeddings, dtype=np.float64)])
-    n_clusters = len(data) - n_pool + batch_size
-    labels = fit_kmeans(data, n_clusters, seed).labels_
-
-    sizes = np.bincount(labels, minlength=n_clusters)
-    taken = np.bincount(labels[n_pool:], minlength=n_clusters)
-    picked = np.zeros(n_pool, dtype=bool)
-    picks = np.empty(batch_size, dtype=np.int64)
-    scores = np.empty(batch_size)
-    cache: dict[int, tuple[NDArray, NDArray]] = {}
-    for step in range(batch_size):
-        open_clusters = np.bincount(labels[:n_pool][~picked], minlength=n_clusters) > 0
-        order = np.lexsort((np.arange(n_clusters), -sizes, taken))
-        cluster = int(order[open_clusters[order]][0])
-        if cluster not in cache:
-            members = np.flatnonzero(labels == cluster)
-            cache[cluster] = (members, typicality(data[members], n_neighbors))
-        members, values = cache[cluster]
-        # Labeled members and earlier picks cannot be picked.
-        eligible = members < n_pool
-        eligible[eligible] = ~picked[members[eligible]]
-        best = int(np.argmax(np.where(eligible, values, -np.inf)))
-        picks[step], scores[step] = members[best], values[best]
-        picked[members[best]] = True
-        taken[cluster] += 1
-    return Ranking(ranked_indices=picks, scores=scores)
-
-
-def _resolve_local_trials(value: int | None, query: Query) -> int:
-    if value is None:
-        return 1
-    if not 1 <= value <= query.n_pool:
-        raise InvalidRequestError(
-            f"diversity.n_local_trials: got {value}; it must be between 1 and "
-            f"the pool size n_pool={query.n_pool}"
-        )
-    return value
-
-
-def _resolve_typicality_neighbors(value: int | None, query: Query) -> int:
-    if value is None:
-        return DEFAULT_TYPICALITY_NEIGHBORS
-    if value < 1:
-        raise InvalidRequestError(
-            f"diversity.typicality_neighbors: got {value}; it must be at least 1"
-        )
-    return value
-
-
 register(
     Strategy(
         family="diversity",
@@ -421,7 +185,7 @@ register(
         pick=lambda query: kmeans_representatives(
             query.pool_embeddings,
             query.batch_size,
-            sklearn_seed(query.random_generator()),
+            kmeans_seed(query.random_generator()),
         ),
     )
 )
@@ -446,7 +210,7 @@ register(
                     "Candidates per step; the one lowering the potential most "
                     "is kept."
                 ),
-                resolve=_resolve_local_trials,
+                resolve=int_up_to("diversity.n_local_trials", 1, pool_size),
             ),
         ),
         pick=lambda query: kmeans_plusplus(
@@ -455,37 +219,6 @@ register(
             query.random_generator(),
             query.labeled_embeddings,
             query.params["n_local_trials"],
-        ),
-    )
-)
-
-register(
-    Strategy(
-        family="diversity",
-        method="typiclust",
-        description=(
-            "TypiClust (Hacohen et al. 2022): k-means on pool and labeled set "
-            "into n_labeled + batch_size clusters; from the largest clusters "
-            "without labeled samples, the most typical pool sample; score = "
-            "typicality 1 / mean distance to its k nearest cluster members."
-        ),
-        required_inputs=("pool_embeddings",),
-        higher_first=True,
-        parameters=(
-            Parameter(
-                name="typicality_neighbors",
-                type="int64",
-                default="20",
-                description="k nearest neighbours in the typicality.",
-                resolve=_resolve_typicality_neighbors,
-            ),
-        ),
-        pick=lambda query: typiclust(
-            query.pool_embeddings,
-            query.batch_size,
-            sklearn_seed(query.random_generator()),
-            query.labeled_embeddings,
-            query.params["typicality_neighbors"],
         ),
     )
 )

@@ -3,13 +3,10 @@
 from __future__ import annotations
 
 import heapq
-import math
 
 import numpy as np
 from numpy.typing import NDArray
 
-from alquery.server.edge import Query
-from alquery.server.errors import InvalidRequestError
 from alquery.server.registry import Parameter, Ranking, Strategy, register
 from alquery.server.strategies.diversity import (
     CHUNK_ELEMENTS,
@@ -17,6 +14,7 @@ from alquery.server.strategies.diversity import (
     squared_distances,
     squared_norms,
 )
+from alquery.server.strategies.parameters import finite_float
 
 
 def _ball_counts(
@@ -135,19 +133,6 @@ def probcover(
     return Ranking(ranked_indices=picks, scores=scores)
 
 
-def _resolve_radius(value: float | None, query: Query) -> float:
-    if value is None:
-        raise InvalidRequestError(
-            "diversity.radius: missing; diversity.probcover needs the ball "
-            "radius delta, a finite number above 0 in embedding units"
-        )
-    if not (math.isfinite(value) and value > 0):
-        raise InvalidRequestError(
-            f"diversity.radius: got {value}; it must be a finite number above 0"
-        )
-    return value
-
-
 register(
     Strategy(
         family="diversity",
@@ -166,7 +151,14 @@ register(
                 type="double",
                 default="required",
                 description="Ball radius delta, Euclidean, above 0.",
-                resolve=_resolve_radius,
+                resolve=finite_float(
+                    "diversity.radius",
+                    above_zero=True,
+                    required=(
+                        "diversity.probcover needs the ball radius delta, a "
+                        "finite number above 0 in embedding units"
+                    ),
+                ),
             ),
         ),
         pick=lambda query: probcover(

@@ -7,13 +7,18 @@ the request's random generator, so the same request gets the same batch.
 
 from __future__ import annotations
 
+import dataclasses
+
 import numpy as np
 from numpy.typing import NDArray
 
-from alquery.server.edge import Query
 from alquery.server.registry import Ranking, Strategy, register
 from alquery.server.selection import top_k
-from alquery.server.strategies.clustering_tools import nearest_distinct, weighted_kmeans
+from alquery.server.strategies.clustering_tools import (
+    fit_kmeans,
+    kmeans_seed,
+    nearest_distinct,
+)
 from alquery.server.strategies.hybrid_parameters import (
     N_CLUSTERS,
     PREFILTER_FACTOR,
@@ -81,13 +86,13 @@ def clue(
 def _weighted_cluster_picks(
     embeddings: NDArray, weights: NDArray, batch_size: int, seed: int
 ) -> Ranking:
-    centers, labels = weighted_kmeans(embeddings, batch_size, weights, seed)
+    clustering = fit_kmeans(embeddings, batch_size, seed, sample_weight=weights)
     if not weights.sum() > 0:
-        weights = np.ones_like(weights)
-    mass = np.bincount(labels, weights=weights, minlength=batch_size)
+        weights = np.ones_like(weights)  # as fit_kmeans does
+    mass = np.bincount(clustering.labels, weights=weights, minlength=batch_size)
     order = np.argsort(-mass, kind="stable")
-    picks = nearest_distinct(embeddings, centers[order])
-    return Ranking(ranked_indices=picks, scores=mass[order])
+    picks = nearest_distinct(embeddings, clustering.centers[order])
+    return Ranking(picks, mass[order], warnings=clustering.warnings)
 
 
 def two_step(
@@ -139,7 +144,9 @@ def two_step(
     candidates = top_k(u, n_candidates, higher_first=True).ranked_indices
     x = np.asarray(embeddings, dtype=np.float64)[candidates]
     ranking = _weighted_cluster_picks(x, u[candidates], batch_size, seed)
-    return Ranking(candidates[ranking.ranked_indices], ranking.scores)
+    return dataclasses.replace(
+        ranking, ranked_indices=candidates[ranking.ranked_indices]
+    )
 
 
 def cluster_margin(
@@ -195,7 +202,8 @@ def cluster_margin(
     """
     margins = margin(probabilities)
     n_clusters = batch_size if n_clusters is None else n_clusters
-    _, labels = weighted_kmeans(embeddings, n_clusters, np.ones(len(margins)), seed)
+    clustering = fit_kmeans(embeddings, n_clusters, seed)
+    labels = clustering.labels
     n_candidates = min(prefilter_factor * batch_size, len(margins))
     candidates = top_k(margins, n_candidates, higher_first=False).ranked_indices
 
@@ -214,11 +222,7 @@ def cluster_margin(
             if round_index < len(group) and len(picks) < batch_size:
                 picks.append(int(group[round_index]))
     picks = np.asarray(picks, dtype=np.int64)
-    return Ranking(ranked_indices=picks, scores=margins[picks])
-
-
-def _kmeans_seed(query: Query) -> int:
-    return int(query.random_generator().integers(np.iinfo(np.int32).max))
+    return Ranking(picks, margins[picks], warnings=clustering.warnings)
 
 
 register(
@@ -237,7 +241,7 @@ register(
             query.pool_probabilities,
             query.pool_embeddings,
             query.batch_size,
-            _kmeans_seed(query),
+            kmeans_seed(query.random_generator()),
             query.params["uncertainty"],
         ),
     )
@@ -259,7 +263,7 @@ register(
             query.pool_probabilities,
             query.pool_embeddings,
             query.batch_size,
-            _kmeans_seed(query),
+            kmeans_seed(query.random_generator()),
             query.params["uncertainty"],
             query.params["prefilter_factor"],
         ),
@@ -282,7 +286,7 @@ register(
             query.pool_probabilities,
             query.pool_embeddings,
             query.batch_size,
-            _kmeans_seed(query),
+            kmeans_seed(query.random_generator()),
             query.params["prefilter_factor"],
             query.params["n_clusters"],
         ),

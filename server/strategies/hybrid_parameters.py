@@ -16,6 +16,12 @@ from numpy.typing import NDArray
 from alquery.server.edge import Query
 from alquery.server.errors import InvalidRequestError
 from alquery.server.registry import Parameter
+from alquery.server.strategies.parameters import (
+    finite_float,
+    int_at_least,
+    int_up_to,
+    pool_size,
+)
 from alquery.server.strategies.uncertainty import entropy, least_confidence, margin
 from alquery.v1 import query_pb2
 
@@ -99,33 +105,13 @@ def similarity_parameter(family: str) -> Parameter:
     )
 
 
-def _resolve_beta(value: float | None, query: Query) -> float:
-    if value is None:
-        return 1.0
-    if not (np.isfinite(value) and value >= 0):
-        raise InvalidRequestError(
-            f"hybrid.beta: got {value}; it must be a finite number of at least 0"
-        )
-    return float(value)
-
-
 BETA = Parameter(
     name="beta",
     type="double",
     default="1",
     description="Exponent of the information density in u * density^beta.",
-    resolve=_resolve_beta,
+    resolve=finite_float("hybrid.beta", 1.0, above_zero=False),
 )
-
-
-def _resolve_prefilter_factor(value: int | None, query: Query) -> int:
-    if value is None:
-        return DEFAULT_PREFILTER_FACTOR
-    if value < 1:
-        raise InvalidRequestError(
-            f"hybrid.prefilter_factor: got {value}; it must be at least 1"
-        )
-    return int(value)
 
 
 PREFILTER_FACTOR = Parameter(
@@ -136,19 +122,8 @@ PREFILTER_FACTOR = Parameter(
         "Keep the prefilter_factor * batch_size most uncertain pool samples "
         "(at most n_pool) as candidates."
     ),
-    resolve=_resolve_prefilter_factor,
+    resolve=int_at_least("hybrid.prefilter_factor", DEFAULT_PREFILTER_FACTOR),
 )
-
-
-def _resolve_n_clusters(value: int | None, query: Query) -> int:
-    if value is None:
-        return query.batch_size
-    if not 1 <= value <= query.n_pool:
-        raise InvalidRequestError(
-            f"hybrid.n_clusters: got {value}; it must be between 1 and "
-            f"n_pool={query.n_pool}"
-        )
-    return int(value)
 
 
 N_CLUSTERS = Parameter(
@@ -156,7 +131,9 @@ N_CLUSTERS = Parameter(
     type="int64",
     default="batch_size",
     description="How many k-means clusters the pool is split into.",
-    resolve=_resolve_n_clusters,
+    resolve=int_up_to(
+        "hybrid.n_clusters", lambda query: query.batch_size, pool_size
+    ),
 )
 
 INCLUDE_BIAS = Parameter(

@@ -7,11 +7,14 @@ one predictive distribution per sample (``probabilities.predictive``).
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import numpy as np
 from numpy.typing import NDArray
 
 from alquery.server.probabilities import predictive
 from alquery.server.registry import Strategy, register
+from alquery.server.strategies.information import xlogy
 
 _NEEDS = ("pool_probabilities",)
 
@@ -23,7 +26,7 @@ def least_confidence(probabilities: NDArray) -> NDArray[np.float64]:
 
     Parameters
     ----------
-    probabilities : ndarray of shape (n_pool, n_classes) or (n_pool, n_passes, n_classes)
+    probabilities : ndarray of shape (n_pool, [n_passes,] n_classes)
         Checked probabilities.
 
     Returns
@@ -53,7 +56,7 @@ def margin(probabilities: NDArray) -> NDArray[np.float64]:
 
     Parameters
     ----------
-    probabilities : ndarray of shape (n_pool, n_classes) or (n_pool, n_passes, n_classes)
+    probabilities : ndarray of shape (n_pool, [n_passes,] n_classes)
         Checked probabilities with at least 2 classes.
 
     Returns
@@ -85,7 +88,7 @@ def entropy(probabilities: NDArray) -> NDArray[np.float64]:
 
     Parameters
     ----------
-    probabilities : ndarray of shape (n_pool, n_classes) or (n_pool, n_passes, n_classes)
+    probabilities : ndarray of shape (n_pool, [n_passes,] n_classes)
         Checked probabilities.
 
     Returns
@@ -106,10 +109,8 @@ def entropy(probabilities: NDArray) -> NDArray[np.float64]:
     "Active Learning Literature Survey", 2009, section 3.1.
     """
     p = predictive(probabilities)
-    log_p = np.zeros_like(p)
-    np.log(p, out=log_p, where=p > 0)
     # 0.0 - x rather than -x, so that a certain sample scores 0.0, not -0.0.
-    return 0.0 - (p * log_p).sum(axis=1)
+    return 0.0 - xlogy(p, p).sum(axis=1)
 
 
 def ratio_of_confidence(probabilities: NDArray) -> NDArray[np.float64]:
@@ -148,7 +149,20 @@ def ratio_of_confidence(probabilities: NDArray) -> NDArray[np.float64]:
     return top_two[:, 0] / top_two[:, 1]
 
 
-def _scored(method: str, function, higher_first: bool, description: str) -> None:
+def register_measure(
+    method: str,
+    function: Callable[[NDArray], NDArray[np.float64]],
+    description: str,
+    *,
+    higher_first: bool = True,
+    min_passes: int = 1,
+) -> None:
+    """Register ``uncertainty.<method>``, scored by ``function`` of the pool
+    probabilities alone.
+
+    ``min_passes=2`` for measures that need the n_passes axis (Bayesian and
+    committee measures).
+    """
     register(
         Strategy(
             family="uncertainty",
@@ -156,35 +170,33 @@ def _scored(method: str, function, higher_first: bool, description: str) -> None
             description=description,
             required_inputs=_NEEDS,
             higher_first=higher_first,
+            min_passes=min_passes,
             score=lambda query: function(query.pool_probabilities),
         )
     )
 
 
-_scored(
+register_measure(
     "least_confidence",
     least_confidence,
-    True,
     "score = 1 - max_c p_c; highest first; ties to the lower pool position.",
 )
-_scored(
+register_measure(
     "margin",
     margin,
-    False,
     "score = p_(1) - p_(2), the gap between the two largest class "
     "probabilities; smallest first; ties to the lower pool position.",
+    higher_first=False,
 )
-_scored(
+register_measure(
     "entropy",
     entropy,
-    True,
     "score = -sum_c p_c ln p_c (0 ln 0 = 0); highest first; ties to the "
     "lower pool position.",
 )
-_scored(
+register_measure(
     "ratio_of_confidence",
     ratio_of_confidence,
-    True,
     "score = p_(2) / p_(1), the second largest over the largest class "
     "probability; highest first; ties to the lower pool position.",
 )

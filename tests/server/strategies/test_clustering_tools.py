@@ -1,11 +1,14 @@
+import warnings
+
 import numpy as np
 import pytest
 
 from alquery.server.strategies import clustering_tools
 from alquery.server.strategies.clustering_tools import (
     d2_sampling,
+    fit_kmeans,
     nearest_distinct,
-    weighted_kmeans,
+    nearest_distinct_by_distance,
 )
 
 LINE = np.array([[0.0], [1.0], [2.0], [10.0]])
@@ -69,12 +72,42 @@ def test_d2_sampling_with_initial_centers():
 
 @pytest.mark.parametrize("weights", [np.ones(4), np.zeros(4)])
 def test_weighted_kmeans_finds_separated_groups(weights):
-    centers, labels = weighted_kmeans(LINE, 2, weights, seed=0)
+    clustering = fit_kmeans(LINE, 2, seed=0, sample_weight=weights)
+    centers, labels = clustering.centers, clustering.labels
     assert labels[0] == labels[1] == labels[2] != labels[3]
     np.testing.assert_allclose(np.sort(centers[:, 0]), [1.0, 10.0])
 
 
 def test_weighted_kmeans_moves_centroids_toward_heavy_samples():
-    centers, _ = weighted_kmeans(LINE, 2, np.array([3.0, 1.0, 0.0, 1.0]), seed=0)
+    weights = np.array([3.0, 1.0, 0.0, 1.0])
+    centers = fit_kmeans(LINE, 2, seed=0, sample_weight=weights).centers
     # (3 * 0 + 1 * 1 + 0 * 2) / 4 = 0.25.
     np.testing.assert_allclose(np.sort(centers[:, 0]), [0.25, 10.0])
+
+
+def test_fit_kmeans_turns_too_few_clusters_into_a_response_warning():
+    # Two distinct points for three clusters: scikit-learn's
+    # ConvergenceWarning is caught and reworded; nothing reaches stderr.
+    data = np.array([[0.0], [0.0], [5.0], [5.0]])
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        clustering = fit_kmeans(data, 3, seed=0)
+    assert clustering.warnings == (
+        "k-means found 2 distinct clusters for n_clusters=3 (duplicate "
+        "samples, or weights of 0); some centroids coincide, and the batch "
+        "still holds distinct samples",
+    )
+
+
+def test_fit_kmeans_on_distinct_points_has_no_warning():
+    assert fit_kmeans(LINE, 3, seed=0).warnings == ()
+
+
+def test_nearest_distinct_by_distance_gives_a_shared_sample_to_one_center_only():
+    # Centers 1 and 3 are both 1 away from sample 0 (x=2): center 0 (lower
+    # index) keeps it; center 1 takes the nearest unused, x=10 at 7 (x=-5 is
+    # 8 away).
+    pool, centers = np.array([[2.0], [10.0], [-5.0]]), np.array([[1.0], [3.0]])
+    ranking = nearest_distinct_by_distance(pool, centers)
+    assert ranking.ranked_indices.tolist() == [0, 1]
+    np.testing.assert_allclose(ranking.scores, [1.0, 7.0])

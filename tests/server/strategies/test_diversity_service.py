@@ -129,3 +129,14 @@ def test_probcover_needs_a_positive_radius(client, params):
         client.rank("diversity.probcover", 1, embeddings=POOL, params=params)
     assert caught.value.code == grpc.StatusCode.INVALID_ARGUMENT
     assert "diversity.radius" in caught.value.details
+
+
+def test_kmeans_on_duplicates_warns_the_client_after_the_edge(client):
+    # Two distinct embeddings, batch_size 6 > n_pool 4: the edge clamps the
+    # batch to 4 and warns first; k-means then finds 2 clusters of 4.
+    pool = np.array([[1.0], [1.0], [1.0], [5.0]])
+    result = client.rank("diversity.kmeans", 6, embeddings=pool, seed=0)
+    assert sorted(result.indices.tolist()) == [0, 1, 2, 3]
+    assert len(result.warnings) == 2
+    assert "batch_size=6 exceeds the pool size n_pool=4" in result.warnings[0]
+    assert "k-means found 2 distinct clusters for n_clusters=4" in result.warnings[1]

@@ -13,10 +13,10 @@ import pytest
 from alquery.server.strategies.diversity_clusters import (
     kmeans_plusplus,
     kmeans_representatives,
-    typiclust,
 )
 from alquery.server.strategies.diversity_coverage import probcover
 from alquery.server.strategies.diversity_sampling import coreset_probabilities
+from alquery.server.strategies.diversity_typiclust import typiclust
 
 RNG = np.random.default_rng(31)
 POOL = RNG.normal(size=(150, 5))

@@ -12,7 +12,8 @@ import numpy as np
 import pytest
 
 from alquery.server.selection import top_k
-from alquery.server.strategies.bayesian import bald, batchbald, variation_ratios
+from alquery.server.strategies.bayesian import bald, variation_ratios
+from alquery.server.strategies.bayesian_joint import batchbald
 from alquery.server.strategies.committee import (
     consensus_entropy,
     kl_max,

@@ -91,6 +91,16 @@ def test_epig_without_a_target_uses_the_pool(stub):
     assert min(response.scores) >= 0.0
 
 
+def test_epig_warns_when_it_subsamples_the_target(stub):
+    # The pool of 3 is the target, capped at 2 samples: a warning says so.
+    response = stub.Rank(request(U.METHOD_EPIG, max_target_samples=2))
+    assert list(response.warnings) == [
+        "uncertainty.max_target_samples=2: EPIG averaged over a seeded random "
+        "subset of 2 of the 3 samples in the pool (as target)"
+    ]
+    assert list(stub.Rank(request(U.METHOD_EPIG)).warnings) == []
+
+
 def test_list_strategies_shows_the_new_parameters(stub):
     response = stub.ListStrategies(query_pb2.ListStrategiesRequest())
     by_name = {info.name: info for info in response.strategies}
