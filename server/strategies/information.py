@@ -22,11 +22,25 @@ def xlogy(x: NDArray, y: NDArray) -> NDArray[np.float64]:
     return x * np.log(np.where(x > 0, y, 1.0))
 
 
+def entropy_along_classes(probabilities: NDArray) -> NDArray[np.float64]:
+    """Return H(p) = -sum_c p_c ln p_c over the last axis.
+
+    The terms are summed in ascending order of p_c, so the result does not
+    depend on the order of the classes: two samples whose probabilities are
+    the same values in another class order get exactly the same entropy, and
+    tie (floating-point addition is not associative, so summing in class
+    order can differ in the last bit). Costs a sort, O(n_classes log
+    n_classes) per row.
+    """
+    p = np.sort(np.asarray(probabilities, dtype=np.float64), axis=-1)
+    # 0.0 - x rather than -x, so that a certain sample scores 0.0, not -0.0.
+    return 0.0 - xlogy(p, p).sum(axis=-1)
+
+
 def expected_entropy(probabilities: NDArray) -> NDArray[np.float64]:
     """Return (1 / T) sum_t H(p_t) per sample, the mean entropy of the passes.
 
     ``probabilities`` has shape (n, n_passes, n_classes); the result has
-    shape (n,).
+    shape (n,). Each H is ``entropy_along_classes``.
     """
-    p = np.asarray(probabilities, dtype=np.float64)
-    return 0.0 - xlogy(p, p).sum(axis=2).mean(axis=1)
+    return entropy_along_classes(probabilities).mean(axis=1)

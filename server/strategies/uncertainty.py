@@ -14,7 +14,7 @@ from numpy.typing import NDArray
 
 from alquery.server.probabilities import predictive
 from alquery.server.registry import Strategy, register
-from alquery.server.strategies.information import xlogy
+from alquery.server.strategies.information import entropy_along_classes
 
 _NEEDS = ("pool_probabilities",)
 
@@ -99,18 +99,19 @@ def entropy(probabilities: NDArray) -> NDArray[np.float64]:
     Notes
     -----
     No epsilon is added: zero probabilities contribute exactly 0, so a row
-    with a zero never becomes NaN. Ties go to the lower pool position.
-    O(n_pool * n_classes). modAL's ``entropy_sampling`` uses the same natural
-    log (via scipy's entropy).
+    with a zero never becomes NaN. Terms are summed smallest first
+    (``information.entropy_along_classes``), so rows holding the same values
+    in another class order tie exactly, and ties go to the lower pool
+    position. O(n_pool * n_classes log n_classes). modAL's
+    ``entropy_sampling`` uses the same natural log (via scipy's entropy),
+    summed in class order; scores agree within rounding.
 
     References
     ----------
     Shannon, "A mathematical theory of communication", 1948; Settles,
     "Active Learning Literature Survey", 2009, section 3.1.
     """
-    p = predictive(probabilities)
-    # 0.0 - x rather than -x, so that a certain sample scores 0.0, not -0.0.
-    return 0.0 - xlogy(p, p).sum(axis=1)
+    return entropy_along_classes(predictive(probabilities))
 
 
 def ratio_of_confidence(probabilities: NDArray) -> NDArray[np.float64]:
