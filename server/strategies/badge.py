@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
-import numpy as np
-from numpy.typing import NDArray
+from collections.abc import Callable
 
+import numpy as np
 from alquery.server.probabilities import predictive
 from alquery.server.registry import Ranking, Strategy, register
 from alquery.server.strategies.clustering_tools import UniformSource, d2_sampling
-from alquery.server.strategies.diversity import squared_norms
+from alquery.server.strategies.diversity import never_cancelled, squared_norms
+from numpy.typing import NDArray
 
 
 class GradientEmbeddings:
@@ -48,6 +49,7 @@ def badge(
     embeddings: NDArray,
     batch_size: int,
     rng: UniformSource,
+    check: Callable[[], None] = never_cancelled,
 ) -> Ranking:
     """BADGE: a diverse batch of samples with large, different gradients.
 
@@ -96,7 +98,7 @@ def badge(
     gradients = GradientEmbeddings(probabilities, embeddings)
     first = int(np.argmax(gradients.squared_norms))
     picks, distances = d2_sampling(
-        first, gradients.squared_distances_to, batch_size, rng
+        first, gradients.squared_distances_to, batch_size, rng, check=check
     )
     distances[0] = gradients.squared_norms[first]
     return Ranking(ranked_indices=picks, scores=np.sqrt(distances))
@@ -118,6 +120,7 @@ register(
             query.pool_embeddings,
             query.batch_size,
             query.random_generator(),
+            check=query.check_cancelled,
         ),
     )
 )

@@ -10,11 +10,10 @@ which work with joint predictive distributions, are in ``bayesian_joint``.
 from __future__ import annotations
 
 import numpy as np
-from numpy.typing import NDArray
-
 from alquery.server.strategies.committee import hard_votes
 from alquery.server.strategies.information import expected_entropy
 from alquery.server.strategies.uncertainty import entropy, register_measure
+from numpy.typing import NDArray
 
 
 def bald(probabilities: NDArray) -> NDArray[np.float64]:

@@ -10,10 +10,9 @@ p(y_a | w_t) p(y_b | w_t). Natural log throughout, 0 ln 0 = 0
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Callable
 
 import numpy as np
-from numpy.typing import NDArray
-
 from alquery.server.edge import Query
 from alquery.server.registry import (
     Parameter,
@@ -22,10 +21,11 @@ from alquery.server.registry import (
     Strategy,
     register,
 )
-from alquery.server.strategies.diversity import CHUNK_ELEMENTS
+from alquery.server.strategies.diversity import CHUNK_ELEMENTS, never_cancelled
 from alquery.server.strategies.information import expected_entropy, xlogy
 from alquery.server.strategies.parameters import int_at_least, int_up_to
 from alquery.server.strategies.uncertainty import entropy
+from numpy.typing import NDArray
 
 DEFAULT_CONFIGURATIONS = 1000
 """BatchBALD's default bound on label configurations, exact or drawn."""
@@ -156,6 +156,7 @@ def batchbald(
     batch_size: int,
     n_configurations: int,
     rng: np.random.Generator,
+    check: Callable[[], None] = never_cancelled,
 ) -> Ranking:
     """Greedy BatchBALD: grow the batch with the largest joint mutual information.
 
@@ -219,6 +220,7 @@ def batchbald(
     batch_value, batch_conditional = 0.0, 0.0
 
     for step in range(batch_size):
+        check()
         values = configurations.joint_entropies(p) - conditional - batch_conditional
         values[~available] = -np.inf
         pick = int(np.argmax(values))
@@ -238,6 +240,7 @@ def epig(
     target_probabilities: NDArray | None,
     max_target_samples: int,
     rng: np.random.Generator,
+    check: Callable[[], None] = never_cancelled,
 ) -> NDArray[np.float64]:
     """EPIG scores: expected information gained about the target's labels.
 
@@ -289,6 +292,7 @@ def epig(
     joint_entropy = np.empty(len(pool))
     chunk = max(1, CHUNK_ELEMENTS // (n_target * n_classes * n_classes))
     for start in range(0, len(pool), chunk):
+        check()
         block = pool[start : start + chunk]
         size = len(block)
         left = block.transpose(0, 2, 1).reshape(size * n_classes, n_passes)
@@ -316,7 +320,13 @@ def _epig_scores(query: Query) -> PoolScores:
     """EPIG's scores, with a warning when the target set was subsampled."""
     limit = query.params["max_target_samples"]
     target = query.target_probabilities
-    scores = epig(query.pool_probabilities, target, limit, query.random_generator())
+    scores = epig(
+        query.pool_probabilities,
+        target,
+        limit,
+        query.random_generator(),
+        check=query.check_cancelled,
+    )
     n_target = query.n_pool if target is None else len(target)
     if n_target <= limit:
         return PoolScores(scores)
@@ -365,6 +375,7 @@ register(
             query.batch_size,
             query.params["n_configurations"],
             query.random_generator(),
+            check=query.check_cancelled,
         ),
     )
 )

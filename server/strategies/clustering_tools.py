@@ -16,16 +16,16 @@ from collections.abc import Callable
 from typing import Protocol
 
 import numpy as np
-from numpy.typing import NDArray
-from sklearn.cluster import KMeans
-from sklearn.exceptions import ConvergenceWarning
-
 from alquery.server.registry import Ranking
 from alquery.server.strategies.diversity import (
     CHUNK_ELEMENTS,
+    never_cancelled,
     squared_distances,
     squared_norms,
 )
+from numpy.typing import NDArray
+from sklearn.cluster import KMeans
+from sklearn.exceptions import ConvergenceWarning
 
 KMEANS_N_INIT = 1
 """k-means runs per clustering, best inertia kept; scikit-learn's "auto" is
@@ -139,6 +139,7 @@ def d2_sampling(
     batch_size: int,
     rng: UniformSource,
     initial: NDArray[np.float64] | None = None,
+    check: Callable[[], None] = never_cancelled,
 ) -> tuple[NDArray[np.int64], NDArray[np.float64]]:
     """k-means++ seeding: pick ``first``, then draw each next pick by D^2.
 
@@ -191,6 +192,7 @@ def d2_sampling(
     picked[first] = True
 
     for step in range(1, batch_size):
+        check()
         weights = nearest if nearest.sum() > 0 else (~picked).astype(np.float64)
         cdf = np.cumsum(weights / weights.sum())
         cdf /= cdf[-1]

@@ -9,10 +9,9 @@ consensus is the members' mean distribution, p_bar_ic = (1 / T) sum_t p_itc.
 from __future__ import annotations
 
 import numpy as np
-from numpy.typing import NDArray
-
 from alquery.server.strategies.information import xlogy
 from alquery.server.strategies.uncertainty import entropy, register_measure
+from numpy.typing import NDArray
 
 
 def hard_votes(probabilities: NDArray) -> NDArray[np.float64]:

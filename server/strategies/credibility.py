@@ -12,19 +12,19 @@ from __future__ import annotations
 from collections.abc import Callable
 
 import numpy as np
-from numpy.typing import NDArray
-
 from alquery.server.edge import Query
 from alquery.server.errors import InvalidRequestError
 from alquery.server.probabilities import cross_entropy, predictive
 from alquery.server.registry import Parameter, Ranking, Strategy, register
 from alquery.server.strategies.diversity import (
     CHUNK_ELEMENTS,
+    never_cancelled,
     squared_distances,
     squared_norms,
 )
 from alquery.server.strategies.uncertainty import entropy
 from alquery.v1 import query_pb2
+from numpy.typing import NDArray
 
 DEFAULT_NEIGHBORS = 10
 DEFAULT_MISSING_CLASS_WEAKNESS = 1.0
@@ -43,6 +43,7 @@ def validation_knn(
     validation_probabilities: NDArray,
     validation_labels: NDArray,
     n_neighbors: int,
+    check: Callable[[], None] = never_cancelled,
 ) -> NDArray[np.float64]:
     """Mean validation loss of each pool sample's nearest validation neighbours.
 
@@ -82,6 +83,7 @@ def validation_knn(
     chunk = max(1, CHUNK_ELEMENTS // len(validation))
     validation_norms = squared_norms(validation)
     for start in range(0, len(pool_embeddings), chunk):
+        check()
         block = squared_distances(
             validation, pool_embeddings[start : start + chunk], validation_norms
         ).T
@@ -129,6 +131,7 @@ register(
             query.validation_probabilities,
             query.validation_labels,
             query.params["n_neighbors"],
+            check=query.check_cancelled,
         ),
     )
 )

@@ -6,10 +6,6 @@ from __future__ import annotations
 import warnings
 
 import numpy as np
-from numpy.typing import NDArray
-from sklearn.cluster import KMeans
-from sklearn.exceptions import ConvergenceWarning
-
 from alquery.server.edge import Query
 from alquery.server.errors import InvalidRequestError
 from alquery.server.registry import Parameter, Ranking, Strategy, register
@@ -20,6 +16,9 @@ from alquery.server.strategies.credibility import (
     sample_weakness,
 )
 from alquery.server.strategies.uncertainty import entropy
+from numpy.typing import NDArray
+from sklearn.cluster import KMeans
+from sklearn.exceptions import ConvergenceWarning
 
 DEFAULT_CLUSTERS = 10
 

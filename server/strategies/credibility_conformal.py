@@ -4,8 +4,6 @@ validation set, and the trust score against the labeled set."""
 from __future__ import annotations
 
 import numpy as np
-from numpy.typing import NDArray
-
 from alquery.server.edge import Query
 from alquery.server.errors import InvalidRequestError
 from alquery.server.probabilities import predictive
@@ -17,6 +15,7 @@ from alquery.server.strategies.diversity import (
     squared_distances,
     squared_norms,
 )
+from numpy.typing import NDArray
 
 TRUST_EPSILON = 1e-12
 """Added to the distance to the predicted class before dividing, so a pool

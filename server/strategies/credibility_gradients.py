@@ -4,12 +4,11 @@ would lower the validation loss of a softmax last layer (GLISTER-style)."""
 from __future__ import annotations
 
 import numpy as np
-from numpy.typing import NDArray
-
 from alquery.server.probabilities import predictive
 from alquery.server.registry import Strategy, register
 from alquery.server.strategies.credibility import VALIDATION_INPUTS
 from alquery.server.strategies.diversity import CHUNK_ELEMENTS
+from numpy.typing import NDArray
 
 
 def residuals(probabilities: NDArray, labels: NDArray) -> NDArray[np.float64]:

@@ -9,8 +9,6 @@ from __future__ import annotations
 from collections.abc import Callable
 
 import numpy as np
-from numpy.typing import NDArray
-
 from alquery.server.registry import Strategy, register
 from alquery.server.strategies.diversity import (
     CHUNK_ELEMENTS,
@@ -23,6 +21,7 @@ from alquery.server.strategies.hybrid_parameters import (
     uncertainty_parameter,
     uncertainty_scores,
 )
+from numpy.typing import NDArray
 
 
 def information_density(

@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
-import numpy as np
-from numpy.typing import NDArray
+from collections.abc import Callable
 
+import numpy as np
 from alquery.server.registry import Ranking, Strategy, register
+from numpy.typing import NDArray
 
 CHUNK_ELEMENTS = 1 << 22
 """Distance blocks hold at most this many float64 values (32 MiB)."""
@@ -38,14 +39,25 @@ def squared_distances(
     return out
 
 
+def never_cancelled() -> None:
+    """The default cancellation check of long loops: nothing stops them."""
+
+
 def nearest_center_distances(
-    embeddings: NDArray, centers: NDArray
+    embeddings: NDArray,
+    centers: NDArray,
+    check: Callable[[], None] = never_cancelled,
 ) -> NDArray[np.float64]:
-    """Return min_c ||x_i - c||^2 for every row, computed in bounded chunks."""
+    """Return min_c ||x_i - c||^2 for every row, computed in bounded chunks.
+
+    ``check`` runs before each chunk and may raise to stop the work (see
+    ``edge.Query.check_cancelled``).
+    """
     chunk = max(1, CHUNK_ELEMENTS // max(1, len(embeddings)))
     norms = squared_norms(embeddings)
     nearest = np.full(len(embeddings), np.inf)
     for start in range(0, len(centers), chunk):
+        check()
         block = squared_distances(embeddings, centers[start : start + chunk], norms)
         np.minimum(nearest, block.min(axis=1), out=nearest)
     return nearest
@@ -55,6 +67,7 @@ def kcenter_greedy(
     embeddings: NDArray,
     batch_size: int,
     labeled_embeddings: NDArray | None = None,
+    check: Callable[[], None] = never_cancelled,
 ) -> Ranking:
     """Greedy k-center (core-set) selection.
 
@@ -88,17 +101,23 @@ def kcenter_greedy(
     mean; the greedy steps follow from there.
 
     Distances use the expansion ||x||^2 - 2 x.c + ||c||^2 in float64, clipped
-    at 0; two vectors closer than about 1e-7 times their norm may be seen at
-    distance 0. Cost O(batch_size * n_pool * n_features) plus
-    O(n_labeled * n_pool * n_features); memory O(n_pool) beyond the input and
-    a 32 MiB distance block.
+    at 0, after every vector is shifted by the pool mean (distances do not
+    change); two vectors closer than about 1e-7 times their norm about that
+    mean may be seen at distance 0. Cost O(batch_size * n_pool * n_features)
+    plus O(n_labeled * n_pool * n_features); memory O(n_pool + n_pool *
+    n_features) beyond the input (the shifted float64 copy) and a 32 MiB
+    distance block. ``check`` runs before each pick and may raise to stop.
 
     References
     ----------
     Sener & Savarese, "Active Learning for Convolutional Neural Networks: A
     Core-Set Approach", ICLR 2018.
     """
+    # Distances do not change under a shift. Centring on the pool mean keeps
+    # the expansion's rounding relative to the spread, not to the offset.
     x = np.asarray(embeddings, dtype=np.float64)
+    shift = x.mean(axis=0)
+    x = x - shift
     norms = squared_norms(x)
 
     def distances_to(pick: int) -> NDArray[np.float64]:
@@ -108,17 +127,18 @@ def kcenter_greedy(
     scores = np.empty(batch_size)
 
     if labeled_embeddings is not None:
-        nearest = nearest_center_distances(x, labeled_embeddings)
+        nearest = nearest_center_distances(x, labeled_embeddings - shift, check)
         start = 0
     else:
-        to_mean = squared_distances(x, x.mean(axis=0, keepdims=True), norms)[:, 0]
-        picks[0] = int(np.argmin(to_mean))
-        scores[0] = np.sqrt(to_mean[picks[0]])
+        # The pool mean is now the origin.
+        picks[0] = int(np.argmin(norms))
+        scores[0] = np.sqrt(norms[picks[0]])
         nearest = distances_to(picks[0])
         nearest[picks[0]] = -1.0
         start = 1
 
     for step in range(start, batch_size):
+        check()
         pick = int(np.argmax(nearest))
         picks[step] = pick
         scores[step] = np.sqrt(nearest[pick])
@@ -141,7 +161,10 @@ register(
         required_inputs=("pool_embeddings",),
         higher_first=True,
         pick=lambda query: kcenter_greedy(
-            query.pool_embeddings, query.batch_size, query.labeled_embeddings
+            query.pool_embeddings,
+            query.batch_size,
+            query.labeled_embeddings,
+            check=query.check_cancelled,
         ),
     )
 )

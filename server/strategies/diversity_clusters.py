@@ -8,10 +8,9 @@ directly; scikit-learn's ``KMeans`` gets an integer seed drawn from it.
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Callable
 
 import numpy as np
-from numpy.typing import NDArray
-
 from alquery.server.registry import Parameter, Ranking, Strategy, register
 from alquery.server.strategies.clustering_tools import (
     UniformSource,
@@ -21,10 +20,12 @@ from alquery.server.strategies.clustering_tools import (
 )
 from alquery.server.strategies.diversity import (
     nearest_center_distances,
+    never_cancelled,
     squared_distances,
     squared_norms,
 )
 from alquery.server.strategies.parameters import int_up_to, pool_size
+from numpy.typing import NDArray
 
 
 def kmeans_representatives(embeddings: NDArray, batch_size: int, seed: int) -> Ranking:
@@ -79,6 +80,7 @@ def kmeans_plusplus(
     rng: UniformSource,
     labeled_embeddings: NDArray | None = None,
     n_local_trials: int = 1,
+    check: Callable[[], None] = never_cancelled,
 ) -> Ranking:
     """k-means++ seeding (D^2 sampling) over the pool.
 
@@ -150,6 +152,7 @@ def kmeans_plusplus(
     closest[picked] = 0.0
 
     for step in range(start, batch_size):
+        check()
         cumulative = np.cumsum(closest)
         potential = cumulative[-1]
         if potential == 0.0:
@@ -219,6 +222,7 @@ register(
             query.random_generator(),
             query.labeled_embeddings,
             query.params["n_local_trials"],
+            check=query.check_cancelled,
         ),
     )
 )

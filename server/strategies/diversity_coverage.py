@@ -3,18 +3,19 @@
 from __future__ import annotations
 
 import heapq
+from collections.abc import Callable
 
 import numpy as np
-from numpy.typing import NDArray
-
 from alquery.server.registry import Parameter, Ranking, Strategy, register
 from alquery.server.strategies.diversity import (
     CHUNK_ELEMENTS,
     nearest_center_distances,
+    never_cancelled,
     squared_distances,
     squared_norms,
 )
 from alquery.server.strategies.parameters import finite_float
+from numpy.typing import NDArray
 
 
 def _ball_counts(
@@ -22,11 +23,13 @@ def _ball_counts(
     norms: NDArray[np.float64],
     uncovered: NDArray[np.bool_],
     squared_radius: float,
+    check: Callable[[], None],
 ) -> NDArray[np.int64]:
     """For every row, how many ``uncovered`` rows lie within the radius."""
     chunk = max(1, CHUNK_ELEMENTS // len(x))
     counts = np.empty(len(x), dtype=np.int64)
     for start in range(0, len(x), chunk):
+        check()
         chunk_norms = norms[start : start + chunk]
         block = squared_distances(x[start : start + chunk], x, chunk_norms)
         rows = np.arange(len(block))
@@ -41,6 +44,7 @@ def probcover(
     batch_size: int,
     radius: float,
     labeled_embeddings: NDArray | None = None,
+    check: Callable[[], None] = never_cancelled,
 ) -> Ranking:
     """ProbCover: greedily cover the most uncovered pool samples with balls.
 
@@ -97,7 +101,9 @@ def probcover(
     squared_radius = radius * radius
     covered = np.zeros(len(x), dtype=bool)
     if labeled_embeddings is not None:
-        covered = nearest_center_distances(x, labeled_embeddings) <= squared_radius
+        covered = (
+            nearest_center_distances(x, labeled_embeddings, check) <= squared_radius
+        )
 
     def ball(sample: int) -> NDArray[np.bool_]:
         row = squared_distances(x, x[sample : sample + 1], norms)[:, 0]
@@ -107,13 +113,14 @@ def probcover(
     # Heap entries: (-count, position, version); a count computed at the
     # current version of the coverage is exact, an older one an upper bound.
     version = 0
-    counts = _ball_counts(x, norms, ~covered, squared_radius)
+    counts = _ball_counts(x, norms, ~covered, squared_radius, check)
     heap = [(-int(c), i, version) for i, c in enumerate(counts)]
     heapq.heapify(heap)
     picked = np.zeros(len(x), dtype=bool)
     picks = np.empty(batch_size, dtype=np.int64)
     scores = np.zeros(batch_size)
     for step in range(batch_size):
+        check()
         if covered.all():
             rest = np.flatnonzero(~picked)[: batch_size - step]
             picks[step:] = rest
@@ -166,6 +173,7 @@ register(
             query.batch_size,
             query.params["radius"],
             query.labeled_embeddings,
+            check=query.check_cancelled,
         ),
     )
 )

@@ -8,13 +8,12 @@ always gets the same batch.
 from __future__ import annotations
 
 import numpy as np
-from numpy.typing import NDArray
-
 from alquery.server.edge import Query
 from alquery.server.errors import InvalidRequestError
 from alquery.server.registry import Parameter, Ranking, Strategy, register
 from alquery.server.selection import top_k
 from alquery.server.strategies.diversity import squared_distances, squared_norms
+from numpy.typing import NDArray
 
 
 def random_batch(n_pool: int, batch_size: int, rng: np.random.Generator) -> Ranking:

@@ -8,8 +8,6 @@ scikit-learn's ``KMeans`` gets an integer seed drawn from
 from __future__ import annotations
 
 import numpy as np
-from numpy.typing import NDArray
-
 from alquery.server.registry import Parameter, Ranking, Strategy, register
 from alquery.server.strategies.clustering_tools import fit_kmeans, kmeans_seed
 from alquery.server.strategies.diversity import (
@@ -18,6 +16,7 @@ from alquery.server.strategies.diversity import (
     squared_norms,
 )
 from alquery.server.strategies.parameters import int_at_least
+from numpy.typing import NDArray
 
 DEFAULT_TYPICALITY_NEIGHBORS = 20
 TYPICALITY_EPSILON = 1e-12

@@ -7,14 +7,15 @@ cluster-margin) in ``hybrid_clustering.py`` and density weighting in
 
 from __future__ import annotations
 
-import numpy as np
-from numpy.typing import NDArray
+from collections.abc import Callable
 
+import numpy as np
 from alquery.server.probabilities import predictive
 from alquery.server.registry import Ranking, Strategy, register
 from alquery.server.strategies.density import mean_over_pool
 from alquery.server.strategies.diversity import (
     nearest_center_distances,
+    never_cancelled,
     squared_distances,
     squared_norms,
 )
@@ -23,6 +24,7 @@ from alquery.server.strategies.hybrid_parameters import (
     uncertainty_parameter,
     uncertainty_scores,
 )
+from numpy.typing import NDArray
 
 _NEEDS = ("pool_probabilities", "pool_embeddings")
 
@@ -33,6 +35,7 @@ def ranked_batch(
     batch_size: int,
     labeled_embeddings: NDArray | None = None,
     uncertainty: str = "least_confidence",
+    check: Callable[[], None] = never_cancelled,
 ) -> Ranking:
     """Ranked batch-mode sampling: uncertain samples unlike those already chosen.
 
@@ -103,6 +106,7 @@ def ranked_batch(
     available[picks[:start]] = False
 
     for step in range(start, batch_size):
+        check()
         alpha = (n_pool - step) / (n_pool + n_labeled)
         similarity = 1.0 / (1.0 + np.sqrt(nearest))
         combined = alpha * (1.0 - similarity) + (1.0 - alpha) * u
@@ -182,6 +186,7 @@ register(
             query.batch_size,
             query.labeled_embeddings,
             query.params["uncertainty"],
+            check=query.check_cancelled,
         ),
     )
 )

@@ -10,8 +10,6 @@ from __future__ import annotations
 import dataclasses
 
 import numpy as np
-from numpy.typing import NDArray
-
 from alquery.server.registry import Ranking, Strategy, register
 from alquery.server.selection import top_k
 from alquery.server.strategies.clustering_tools import (
@@ -26,6 +24,7 @@ from alquery.server.strategies.hybrid_parameters import (
     uncertainty_scores,
 )
 from alquery.server.strategies.uncertainty import margin
+from numpy.typing import NDArray
 
 _NEEDS = ("pool_probabilities", "pool_embeddings")
 

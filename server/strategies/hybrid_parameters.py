@@ -11,8 +11,6 @@ from __future__ import annotations
 from collections.abc import Callable
 
 import numpy as np
-from numpy.typing import NDArray
-
 from alquery.server.edge import Query
 from alquery.server.errors import InvalidRequestError
 from alquery.server.registry import Parameter
@@ -24,6 +22,7 @@ from alquery.server.strategies.parameters import (
 )
 from alquery.server.strategies.uncertainty import entropy, least_confidence, margin
 from alquery.v1 import query_pb2
+from numpy.typing import NDArray
 
 _METHODS = query_pb2.UncertaintyStrategy.Method
 _SIMILARITIES = {

@@ -10,11 +10,10 @@ from __future__ import annotations
 from collections.abc import Callable
 
 import numpy as np
-from numpy.typing import NDArray
-
 from alquery.server.probabilities import predictive
 from alquery.server.registry import Strategy, register
 from alquery.server.strategies.information import entropy_along_classes
+from numpy.typing import NDArray
 
 _NEEDS = ("pool_probabilities",)
 
