@@ -55,7 +55,7 @@ class _Call:
 
     def finish(self, context: grpc.ServicerContext, error: bool) -> None:
         code = context.code()
-        if code is None and not context.is_active():
+        if not context.is_active() and code in (None, grpc.StatusCode.CANCELLED):
             # The client cancelled, or its deadline passed: whatever the
             # handler returned was never delivered.
             remaining = context.time_remaining()
@@ -153,18 +153,21 @@ def _wrap(
         token = _current.set(call.record)
         counter._enter()
         try:
-            result = behavior(request, context)
-        except BaseException:
-            call.finish(context, error=True)
-            raise
+            try:
+                result = behavior(request, context)
+            except BaseException:
+                call.finish(context, error=True)
+                raise
+            if handler.response_streaming:
+                return _streamed(result, call, context)
+            call.metrics.sent.labels(*call.labels).inc()
+            call.finish(context, error=False)
+            return result
         finally:
+            # Only once the call is counted and logged is it no longer in
+            # flight, so a drained server has recorded everything.
             counter._leave()
             _current.reset(token)
-        if handler.response_streaming:
-            return _streamed(result, call, context)
-        call.metrics.sent.labels(*call.labels).inc()
-        call.finish(context, error=False)
-        return result
 
     return factory(
         run,

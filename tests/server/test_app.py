@@ -168,3 +168,36 @@ def test_sigterm_finishes_the_request_in_flight_and_exits_cleanly():
     # The slow request was still running when the signal arrived: its log
     # line comes after the shutdown began.
     assert re.search(r"shutting down.*batch_size=1000 status=OK.*stopped", log, re.S)
+
+
+def test_a_deadline_stops_a_long_request_and_frees_the_server(server, stub):
+    rng = np.random.default_rng(1)
+    embeddings = rng.normal(size=(100_000, 64)).astype(np.float32)
+    slow = query_pb2.RankRequest(
+        pool=query_pb2.Pool(embeddings=tensor(embeddings, query_pb2.D_TYPE_FLOAT32)),
+        diversity=query_pb2.DiversityStrategy(
+            method=query_pb2.DiversityStrategy.METHOD_KCENTER
+        ),
+        batch_size=20_000,  # about a minute of work if nothing stopped it
+    )
+    before = scrape(server)
+    start = time.monotonic()
+    with pytest.raises(grpc.RpcError) as raised:
+        stub.Rank(slow, timeout=1.5)
+    assert raised.value.code() == grpc.StatusCode.DEADLINE_EXCEEDED
+
+    # The handler notices between picks and gives its thread back.
+    while server.interceptor.in_flight and time.monotonic() - start < 20:
+        time.sleep(0.05)
+    assert server.interceptor.in_flight == 0
+    assert time.monotonic() - start < 20
+    assert list(stub.Rank(margin_request(1), timeout=5).ranked_indices) == [0]
+
+    after = scrape(server)
+    codes = {
+        code: handled(after, code) - handled(before, code)
+        for code in ("OK", "CANCELLED", "DEADLINE_EXCEEDED", "UNKNOWN", "INTERNAL")
+    }
+    assert codes == {
+        "OK": 1, "CANCELLED": 0, "DEADLINE_EXCEEDED": 1, "UNKNOWN": 0, "INTERNAL": 0
+    }
