@@ -201,3 +201,40 @@ def test_a_deadline_stops_a_long_request_and_frees_the_server(server, stub):
     assert codes == {
         "OK": 1, "CANCELLED": 0, "DEADLINE_EXCEEDED": 1, "UNKNOWN": 0, "INTERNAL": 0
     }
+
+
+def test_sigterm_cancels_what_outlives_the_grace_period_and_exits():
+    server = LocalServer(["--grace-seconds", "1"]).start()
+    try:
+        channel = grpc.insecure_channel(server.target)
+        stub = query_pb2_grpc.QueryServiceStub(channel)
+        rng = np.random.default_rng(2)
+        embeddings = rng.normal(size=(100_000, 64)).astype(np.float32)
+        endless = query_pb2.RankRequest(
+            pool=query_pb2.Pool(embeddings=tensor(embeddings, query_pb2.D_TYPE_FLOAT32)),
+            diversity=query_pb2.DiversityStrategy(
+                method=query_pb2.DiversityStrategy.METHOD_KCENTER
+            ),
+            batch_size=50_000,  # minutes of work
+        )
+        outcome = {}
+
+        def call():
+            try:
+                stub.Rank(endless, timeout=120)
+            except grpc.RpcError as error:
+                outcome["code"] = error.code()
+
+        thread = threading.Thread(target=call)
+        thread.start()
+        time.sleep(1.0)
+        start = time.monotonic()
+        server.terminate()
+        assert server.process.wait(timeout=30) == 0
+        assert time.monotonic() - start < 15
+        thread.join(30)
+        assert outcome["code"] in (grpc.StatusCode.CANCELLED, grpc.StatusCode.UNAVAILABLE)
+        channel.close()
+    finally:
+        server.stop()
+    assert "stopped" in "".join(server.log)
