@@ -25,11 +25,17 @@ from alquery.client.local import LocalServer
 
 STRATEGIES = (
     "random",
+    # The v0 strategies, one or more per family ...
     "uncertainty.least_confidence",
     "uncertainty.margin",
     "uncertainty.entropy",
     "diversity.kcenter",
     "credibility.validation_knn",
+    # ... and one later strategy per family. bench/label_efficiency.py runs
+    # every strategy the server offers.
+    "diversity.typiclust",
+    "hybrid.badge",
+    "credibility.class_weakness",
 )
 
 
@@ -131,19 +137,19 @@ def random_strategy(seed: int):
 def format_table(
     curves: dict[str, np.ndarray], labels: Sequence[int], repeats: int
 ) -> str:
-    """Render mean test accuracy per strategy (columns) per label count (rows)."""
-    names = list(curves)
-    widths = [max(len(n), 6) + 2 for n in names]
+    """Render mean test accuracy per strategy (rows) per label count (columns),
+    with the mean over the columns last."""
+    width = max(len(name) for name in curves) + 2
     lines = [
         f"Test accuracy on digits, mean of {repeats} runs "
-        "(columns: strategy; rows: labels in the training set)",
-        "labels" + "".join(n.rjust(w) for n, w in zip(names, widths)),
+        "(rows: strategy; columns: labels in the training set)",
+        "strategy".ljust(width)
+        + "".join(f"{count:>7d}" for count in labels)
+        + "   mean",
     ]
-    for row, count in enumerate(labels):
-        cells = (f"{curves[n][row]:{w}.4f}" for n, w in zip(names, widths))
-        lines.append(f"{count:6d}" + "".join(cells))
-    cells = (f"{curves[n].mean():{w}.4f}" for n, w in zip(names, widths))
-    lines.append("  mean" + "".join(cells))
+    for name, curve in curves.items():
+        cells = "".join(f"{value:7.3f}" for value in curve)
+        lines.append(f"{name.ljust(width)}{cells}{curve.mean():7.3f}")
     return "\n".join(lines)
 
 
