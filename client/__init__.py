@@ -1,6 +1,17 @@
 """The alquery Python client: numpy in, ranked pool positions out."""
 
+from alquery.client.aio import AsyncAlqueryClient
 from alquery.client.client import AlqueryClient, RankResult, strategy_names
 from alquery.client.errors import AlqueryError
+from alquery.client.loop import run_loop
+from alquery.client.retry import RetryPolicy
 
-__all__ = ["AlqueryClient", "AlqueryError", "RankResult", "strategy_names"]
+__all__ = [
+    "AlqueryClient",
+    "AlqueryError",
+    "AsyncAlqueryClient",
+    "RankResult",
+    "RetryPolicy",
+    "run_loop",
+    "strategy_names",
+]

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import dataclasses
 from collections.abc import Mapping
 from typing import Any
 
@@ -11,7 +10,9 @@ import numpy as np
 from google.protobuf.descriptor import FieldDescriptor
 from numpy.typing import NDArray
 
-from alquery.client.errors import AlqueryError
+from alquery.client.errors import AlqueryError, from_rpc_error
+from alquery.client.results import RankResult, rank_result, strategy_dicts
+from alquery.client.retry import RetryPolicy, call_with_retry
 from alquery.client.tensors import to_tensor
 from alquery.v1 import query_pb2, query_pb2_grpc
 
@@ -36,32 +37,6 @@ def strategy_names() -> list[str]:
                 method = enum_name.removeprefix("METHOD_").lower()
                 names.append(f"{family}.{method}")
     return sorted(names)
-
-
-@dataclasses.dataclass(frozen=True)
-class RankResult:
-    """The server's answer to ``rank``.
-
-    Attributes
-    ----------
-    indices : ndarray of shape (n_returned,), int64
-        Pool positions, best first.
-    scores : ndarray of shape (n_returned,), float64, or None
-        The strategy's score of each index; None when scores were not asked.
-    strategy : str
-        The strategy that ran, "family.method".
-    warnings : tuple of str
-        Notes from the server, e.g. a batch size clamped to the pool size.
-    extras : dict of str to ndarray
-        Further per-sample values some strategies report, aligned with
-        ``indices`` (e.g. "confidence" from credibility.conformal).
-    """
-
-    indices: NDArray[np.int64]
-    scores: NDArray[np.float64] | None
-    strategy: str
-    warnings: tuple[str, ...] = ()
-    extras: dict[str, NDArray[np.float64]] = dataclasses.field(default_factory=dict)
 
 
 def build_request(
@@ -201,7 +176,12 @@ class AlqueryClient:
     target : str
         The server address, e.g. "127.0.0.1:50051".
     timeout : float or None, default=300
-        Deadline in seconds for each call; None waits forever.
+        Deadline in seconds for each call, retries included; None waits
+        forever. ``rank`` and ``strategies`` take their own ``timeout`` too.
+    retry : RetryPolicy, default=RetryPolicy()
+        How a call that gets UNAVAILABLE is retried: up to 5 attempts with
+        exponential backoff by default; ``RetryPolicy(max_attempts=1)``
+        turns retries off.
 
     Examples
     --------
@@ -210,12 +190,19 @@ class AlqueryClient:
     >>> result.indices  # doctest: +SKIP
     """
 
-    def __init__(self, target: str, *, timeout: float | None = 300.0) -> None:
+    def __init__(
+        self,
+        target: str,
+        *,
+        timeout: float | None = 300.0,
+        retry: RetryPolicy = RetryPolicy(),
+    ) -> None:
         self._channel = grpc.insecure_channel(
             target, options=[("grpc.max_receive_message_length", MAX_RECEIVE_BYTES)]
         )
         self._stub = query_pb2_grpc.QueryServiceStub(self._channel)
         self._timeout = timeout
+        self._retry = retry
 
     def close(self) -> None:
         """Close the channel."""
@@ -227,7 +214,14 @@ class AlqueryClient:
     def __exit__(self, *exc_info: object) -> None:
         self.close()
 
-    def rank(self, strategy: str, batch_size: int, **inputs: Any) -> RankResult:
+    def rank(
+        self,
+        strategy: str,
+        batch_size: int,
+        *,
+        timeout: float | None = None,
+        **inputs: Any,
+    ) -> RankResult:
         """Rank the pool with ``strategy`` and return the best ``batch_size``.
 
         Parameters
@@ -243,7 +237,12 @@ class AlqueryClient:
             ``labeled_labels``; ``validation_probabilities`` or
             ``validation_logits``, ``validation_labels``,
             ``validation_embeddings``. And ``params`` (a mapping of strategy
-            parameters), ``seed``, ``return_scores`` (default True).
+            parameters), ``seed``, ``return_scores`` (default True). A
+            pandas DataFrame of numeric columns, or a Series of vectors,
+            is taken as its array.
+        timeout : float or None, default=None
+            Deadline in seconds for this call, retries included; None uses
+            the client's ``timeout``.
 
         Raises
         ------
@@ -252,55 +251,24 @@ class AlqueryClient:
             refuses before sending (unknown strategy, ragged rows).
         """
         request = build_request(strategy, batch_size, **inputs)
-        response = self._call(self._stub.Rank, request)
-        scores = np.array(response.scores, dtype=np.float64)
-        return RankResult(
-            indices=np.array(response.ranked_indices, dtype=np.int64),
-            scores=scores if not request.omit_scores else None,
-            strategy=response.strategy,
-            warnings=tuple(response.warnings),
-            extras={
-                key: np.array(values.values, dtype=np.float64)
-                for key, values in response.extras.items()
-            },
-        )
+        response = self._call(self._stub.Rank, request, timeout)
+        return rank_result(response, omit_scores=request.omit_scores)
 
-    def strategies(self) -> list[dict[str, Any]]:
-        """Return the server's strategies as dicts (name, parameters, ...)."""
-        response = self._call(self._stub.ListStrategies, query_pb2.ListStrategiesRequest())
-        return [
-            {
-                "name": info.name,
-                "family": info.family,
-                "method": info.method,
-                "description": info.description,
-                "required_inputs": list(info.required_inputs),
-                "higher_first": info.higher_first,
-                "min_passes": info.min_passes,
-                "parameters": [
-                    {
-                        "name": p.name,
-                        "type": p.type,
-                        "default": p.default,
-                        "description": p.description,
-                    }
-                    for p in info.parameters
-                ],
-            }
-            for info in response.strategies
-        ]
+    def strategies(self, *, timeout: float | None = None) -> list[dict[str, Any]]:
+        """Return the server's strategies as dicts (name, parameters, ...).
 
-    def _call(self, method: Any, request: Any) -> Any:
+        ``timeout`` overrides the client's deadline for this call.
+        """
+        request = query_pb2.ListStrategiesRequest()
+        return strategy_dicts(self._call(self._stub.ListStrategies, request, timeout))
+
+    def _call(self, method: Any, request: Any, timeout: float | None = None) -> Any:
         try:
-            return method(request, timeout=self._timeout)
+            return call_with_retry(
+                method,
+                request,
+                timeout=self._timeout if timeout is None else timeout,
+                policy=self._retry,
+            )
         except grpc.RpcError as error:
-            details = error.details() or ""
-            if error.code() == grpc.StatusCode.RESOURCE_EXHAUSTED and (
-                "Received message larger than max" in details
-                and details.startswith("SERVER")
-            ):
-                details += (
-                    f"; this request is {request.ByteSize()} bytes: send fewer "
-                    "samples, or start the server with a larger --max-message-mib"
-                )
-            raise AlqueryError(error.code(), details) from None
+            raise from_rpc_error(error, request) from None

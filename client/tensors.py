@@ -10,6 +10,7 @@ import numpy as np
 from numpy.typing import NDArray
 
 from alquery.client.errors import AlqueryError
+from alquery.client.frames import from_pandas
 from alquery.v1 import query_pb2
 
 _WIRE_DTYPES = {
@@ -29,14 +30,16 @@ def as_array(values: Any, field: str, *, integer: bool = False) -> NDArray:
     """Return ``values`` as a little-endian, C-ordered array ready to send.
 
     Floats keep float32 when they are float32 and become float64 otherwise;
-    integer labels become int64. Nested lists with rows of unequal length are
-    refused with a message naming the first row that differs.
+    integer labels become int64. A pandas DataFrame or Series is taken as
+    its array (``frames.from_pandas``). Nested lists with rows of unequal
+    length are refused with a message naming the first row that differs.
 
     Raises
     ------
     AlqueryError
         INVALID_ARGUMENT for ragged rows or non-numeric values.
     """
+    values = from_pandas(values, field)
     if not isinstance(values, np.ndarray):
         _check_rectangular(values, field)
     try:

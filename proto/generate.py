@@ -1,7 +1,8 @@
 """Generate the Python code for the proto into ``client/v1`` (``alquery.v1``).
 
 Run ``python proto/generate.py`` after editing a ``.proto`` file and commit the
-result; ``tests/test_proto.py`` fails while the committed code is stale.
+result; ``tests/test_proto.py`` fails while the committed code is stale. It
+also rewrites the reference page ``docs/reference.md``.
 """
 
 from __future__ import annotations
@@ -46,7 +47,9 @@ def main() -> int:
     parser.add_argument("--out", type=pathlib.Path, default=DEFAULT_OUT)
     for path in generate(parser.parse_args().out):
         sys.stderr.write(f"wrote {path}\n")
-    return 0
+    import reference  # beside this script; it renders docs/reference.md
+
+    return reference.main([])
 
 
 if __name__ == "__main__":

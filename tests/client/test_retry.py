@@ -1,0 +1,125 @@
+"""Calls that get UNAVAILABLE are retried with backoff, within the deadline."""
+
+from __future__ import annotations
+
+import logging
+import socket
+import threading
+import time
+
+import grpc
+import pytest
+
+from alquery.client import AlqueryClient, AlqueryError
+from alquery.client.retry import RetryPolicy
+from alquery.server import app
+
+PROBABILITIES = [[0.6, 0.4], [0.9, 0.1]]
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+def retries(caplog) -> int:
+    return sum("retrying" in r.getMessage() for r in caplog.records)
+
+
+def test_a_server_that_starts_late_is_reached_by_retrying(caplog):
+    caplog.set_level(logging.INFO, logger="alquery.client.retry")
+    port = free_port()
+    started = []
+    timer = threading.Timer(
+        0.5,
+        lambda: started.append(
+            app.start(app.ServerConfig(port=port, metrics_port=None, threads=2))
+        ),
+    )
+    timer.start()
+    policy = RetryPolicy(max_attempts=10, initial_backoff=0.2, max_backoff=1.0)
+    try:
+        with AlqueryClient(f"127.0.0.1:{port}", timeout=30, retry=policy) as client:
+            result = client.rank("uncertainty.margin", 1, probabilities=PROBABILITIES)
+    finally:
+        timer.join()
+        for server in started:
+            server.stop(grace_seconds=0)
+    assert result.indices.tolist() == [0]
+    assert retries(caplog) >= 1
+
+
+def test_without_retries_an_absent_server_fails_at_once(caplog):
+    caplog.set_level(logging.INFO, logger="alquery.client.retry")
+    target = f"127.0.0.1:{free_port()}"
+    with AlqueryClient(target, retry=RetryPolicy(max_attempts=1)) as client:
+        with pytest.raises(AlqueryError) as caught:
+            client.rank("uncertainty.margin", 1, probabilities=PROBABILITIES)
+    assert caught.value.code == grpc.StatusCode.UNAVAILABLE
+    assert retries(caplog) == 0
+
+
+def test_attempts_are_bounded_and_back_off(caplog):
+    caplog.set_level(logging.INFO, logger="alquery.client.retry")
+    policy = RetryPolicy(max_attempts=4, initial_backoff=0.1, multiplier=2.0)
+    target = f"127.0.0.1:{free_port()}"
+    with AlqueryClient(target, retry=policy) as client:
+        began = time.monotonic()
+        with pytest.raises(AlqueryError, match="UNAVAILABLE"):
+            client.strategies()
+        elapsed = time.monotonic() - began
+    assert retries(caplog) == 3
+    # Waits of 0.1, 0.2 and 0.4 s, each jittered to at least half.
+    assert elapsed >= 0.35
+
+
+def test_no_wait_outlives_the_deadline(caplog):
+    caplog.set_level(logging.INFO, logger="alquery.client.retry")
+    policy = RetryPolicy(max_attempts=5, initial_backoff=5.0)
+    target = f"127.0.0.1:{free_port()}"
+    with AlqueryClient(target, timeout=1.0, retry=policy) as client:
+        began = time.monotonic()
+        with pytest.raises(AlqueryError, match="UNAVAILABLE"):
+            client.rank("uncertainty.margin", 1, probabilities=PROBABILITIES, timeout=1)
+        assert time.monotonic() - began < 1.0
+    assert retries(caplog) == 0
+
+
+def test_other_statuses_are_not_retried(client, caplog):
+    caplog.set_level(logging.INFO, logger="alquery.client.retry")
+    with pytest.raises(AlqueryError, match="INVALID_ARGUMENT"):
+        client.rank("uncertainty.margin", 1, probabilities=[[0.5, 0.4]])
+    assert retries(caplog) == 0
+
+
+def test_a_per_call_deadline_overrides_the_clients(client):
+    # 1 ms cannot rank anything: the call fails with DEADLINE_EXCEEDED.
+    with pytest.raises(AlqueryError) as caught:
+        client.rank(
+            "diversity.kcenter", 50, embeddings=[[float(i)] * 64 for i in range(4000)],
+            timeout=0.001,
+        )
+    assert caught.value.code == grpc.StatusCode.DEADLINE_EXCEEDED
+
+
+@pytest.mark.parametrize(
+    "attempt, low, high", [(2, 0.1, 0.2), (3, 0.2, 0.4), (9, 0.5, 1.0)]
+)
+def test_backoff_grows_and_is_capped(attempt, low, high):
+    policy = RetryPolicy(initial_backoff=0.2, max_backoff=1.0, multiplier=2.0)
+    for _ in range(50):
+        assert low <= policy.backoff(attempt) < high
+
+
+@pytest.mark.parametrize(
+    "settings, message",
+    [
+        ({"max_attempts": 0}, "max_attempts=0; must be at least 1"),
+        ({"initial_backoff": -1}, "must be at least 0"),
+        ({"multiplier": 0.5}, "multiplier=0.5; must be at least 1"),
+    ],
+)
+def test_bad_policies_are_refused(settings, message):
+    with pytest.raises(ValueError, match=message):
+        RetryPolicy(**settings)
