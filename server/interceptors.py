@@ -52,6 +52,7 @@ class _Call:
         self.record = CallRecord()
         self.start = time.perf_counter()
         metrics.started.labels(*labels).inc()
+        logger.debug("request started method=%s", labels[2])
 
     def finish(self, context: grpc.ServicerContext, error: bool) -> None:
         code = context.code()

@@ -131,14 +131,24 @@ def test_message_over_the_limit_gets_resource_exhausted_and_server_goes_on():
         running.stop(grace_seconds=1)
 
 
+def wait_for_log(server, text, count, timeout=60.0):
+    """Wait until ``text`` appears ``count`` times in the server's log."""
+    deadline = time.monotonic() + timeout
+    while "".join(server.log).count(text) < count:
+        assert time.monotonic() < deadline, f"never saw {text!r} x{count}"
+        time.sleep(0.02)
+
+
 def test_sigterm_finishes_the_request_in_flight_and_exits_cleanly():
-    server = LocalServer(["--grace-seconds", "20"]).start()
+    # A grace period far above the request's run time even on a loaded machine.
+    server = LocalServer(["--grace-seconds", "120", "--log-level", "DEBUG"]).start()
     try:
         channel = grpc.insecure_channel(server.target)
         stub = query_pb2_grpc.QueryServiceStub(channel)
         stub.Rank(margin_request(1), timeout=30)  # the server is up
 
-        # A k-center request that takes about 3 s here, sent before the signal.
+        # A k-center request that takes about a second on a quiet machine (and
+        # ten times that on a loaded one); the signal comes once it started.
         # (If k-center gets much faster, grow this request to keep it running.)
         rng = np.random.default_rng(0)
         embeddings = rng.normal(size=(100_000, 64)).astype(np.float32)
@@ -147,19 +157,19 @@ def test_sigterm_finishes_the_request_in_flight_and_exits_cleanly():
             diversity=query_pb2.DiversityStrategy(
                 method=query_pb2.DiversityStrategy.METHOD_KCENTER
             ),
-            batch_size=1000,
+            batch_size=300,
         )
         outcome = {}
 
         def call():
-            outcome["response"] = stub.Rank(slow, timeout=60)
+            outcome["response"] = stub.Rank(slow, timeout=150)
 
         thread = threading.Thread(target=call)
         thread.start()
-        time.sleep(0.5)
+        wait_for_log(server, "request started method=Rank", 2)
         server.terminate()
-        thread.join(60)
-        assert len(outcome["response"].ranked_indices) == 1000
+        thread.join(150)
+        assert len(outcome["response"].ranked_indices) == 300
         assert server.stop() == 0
         channel.close()
     finally:
@@ -167,7 +177,7 @@ def test_sigterm_finishes_the_request_in_flight_and_exits_cleanly():
     log = "".join(server.log)
     # The slow request was still running when the signal arrived: its log
     # line comes after the shutdown began.
-    assert re.search(r"shutting down.*batch_size=1000 status=OK.*stopped", log, re.S)
+    assert re.search(r"shutting down.*batch_size=300 status=OK.*stopped", log, re.S)
 
 
 def test_a_deadline_stops_a_long_request_and_frees_the_server(server, stub):
@@ -198,13 +208,14 @@ def test_a_deadline_stops_a_long_request_and_frees_the_server(server, stub):
         code: handled(after, code) - handled(before, code)
         for code in ("OK", "CANCELLED", "DEADLINE_EXCEEDED", "UNKNOWN", "INTERNAL")
     }
-    assert codes == {
-        "OK": 1, "CANCELLED": 0, "DEADLINE_EXCEEDED": 1, "UNKNOWN": 0, "INTERNAL": 0
-    }
+    # The client's deadline fires a moment before the server's copy of it,
+    # so the server may see the call cancelled rather than expired.
+    assert codes["CANCELLED"] + codes["DEADLINE_EXCEEDED"] == 1
+    assert codes["OK"] == 1 and codes["UNKNOWN"] == 0 and codes["INTERNAL"] == 0
 
 
 def test_sigterm_cancels_what_outlives_the_grace_period_and_exits():
-    server = LocalServer(["--grace-seconds", "1"]).start()
+    server = LocalServer(["--grace-seconds", "1", "--log-level", "DEBUG"]).start()
     try:
         channel = grpc.insecure_channel(server.target)
         stub = query_pb2_grpc.QueryServiceStub(channel)
@@ -227,7 +238,7 @@ def test_sigterm_cancels_what_outlives_the_grace_period_and_exits():
 
         thread = threading.Thread(target=call)
         thread.start()
-        time.sleep(1.0)
+        wait_for_log(server, "request started method=Rank", 1)
         start = time.monotonic()
         server.terminate()
         assert server.process.wait(timeout=30) == 0
@@ -237,4 +248,6 @@ def test_sigterm_cancels_what_outlives_the_grace_period_and_exits():
         channel.close()
     finally:
         server.stop()
-    assert "stopped" in "".join(server.log)
+    log = "".join(server.log)
+    assert "batch_size=50000 status=CANCELLED" in log
+    assert "stopped" in log
