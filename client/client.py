@@ -12,6 +12,7 @@ from google.protobuf.descriptor import FieldDescriptor
 from numpy.typing import NDArray
 
 from alquery.client.errors import AlqueryError
+from alquery.client.security import ChannelSecurity
 from alquery.client.tensors import to_tensor
 from alquery.v1 import query_pb2, query_pb2_grpc
 
@@ -202,6 +203,9 @@ class AlqueryClient:
         The server address, e.g. "127.0.0.1:50051".
     timeout : float or None, default=300
         Deadline in seconds for each call; None waits forever.
+    security : ChannelSecurity or None, default=None
+        TLS files and bearer token for a secured server; None talks
+        plaintext without a token.
 
     Examples
     --------
@@ -210,10 +214,18 @@ class AlqueryClient:
     >>> result.indices  # doctest: +SKIP
     """
 
-    def __init__(self, target: str, *, timeout: float | None = 300.0) -> None:
-        self._channel = grpc.insecure_channel(
+    def __init__(
+        self,
+        target: str,
+        *,
+        timeout: float | None = 300.0,
+        security: ChannelSecurity | None = None,
+    ) -> None:
+        security = security or ChannelSecurity()
+        self._channel = security.open_channel(
             target, options=[("grpc.max_receive_message_length", MAX_RECEIVE_BYTES)]
         )
+        self._metadata = security.metadata()
         self._stub = query_pb2_grpc.QueryServiceStub(self._channel)
         self._timeout = timeout
 
@@ -292,7 +304,7 @@ class AlqueryClient:
 
     def _call(self, method: Any, request: Any) -> Any:
         try:
-            return method(request, timeout=self._timeout)
+            return method(request, timeout=self._timeout, metadata=self._metadata)
         except grpc.RpcError as error:
             details = error.details() or ""
             if error.code() == grpc.StatusCode.RESOURCE_EXHAUSTED and (

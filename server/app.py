@@ -17,6 +17,7 @@ from prometheus_client import CollectorRegistry, start_http_server
 
 from alquery.server.interceptors import QUERY_SERVICE, ObservingInterceptor
 from alquery.server.metrics import Metrics
+from alquery.server.security import TlsFiles, TokenInterceptor, server_credentials
 from alquery.server.servicer import QueryServicer, add_to_server
 
 logger = logging.getLogger("alquery.server.app")
@@ -37,6 +38,11 @@ class ServerConfig:
     max_message_mib: int = DEFAULT_MAX_MESSAGE_MIB
     threads: int = 4
     grace_seconds: float = 30.0
+    tls: TlsFiles | None = None
+    """Serve TLS (mutual TLS with a client CA) instead of plaintext."""
+    auth_token: str | None = dataclasses.field(default=None, repr=False)
+    """Bearer token every call but health checks must carry; kept out of
+    the repr so it cannot reach a log."""
 
 
 @dataclasses.dataclass
@@ -77,15 +83,23 @@ def start(config: ServerConfig) -> RunningServer:
     ------
     OSError
         When a port cannot be bound.
+    SecurityConfigError
+        When a TLS file cannot be read.
     """
     metrics = Metrics(CollectorRegistry())
     interceptor = ObservingInterceptor(metrics)
+    # The observing interceptor comes first, so refused calls are counted
+    # and logged like any other.
+    interceptors: list[grpc.ServerInterceptor] = [interceptor]
+    if config.auth_token is not None:
+        interceptors.append(TokenInterceptor(config.auth_token))
+    credentials = None if config.tls is None else server_credentials(config.tls)
     max_bytes = config.max_message_mib * MIB
     server = grpc.server(
         futures.ThreadPoolExecutor(
             max_workers=config.threads, thread_name_prefix="alquery-rpc"
         ),
-        interceptors=[interceptor],
+        interceptors=interceptors,
         options=[
             ("grpc.max_receive_message_length", max_bytes),
             ("grpc.max_send_message_length", max_bytes),
@@ -105,7 +119,10 @@ def start(config: ServerConfig) -> RunningServer:
 
     address = f"[{config.host}]" if ":" in config.host else config.host
     try:
-        port = server.add_insecure_port(f"{address}:{config.port}")
+        if credentials is None:
+            port = server.add_insecure_port(f"{address}:{config.port}")
+        else:
+            port = server.add_secure_port(f"{address}:{config.port}", credentials)
     except RuntimeError as error:
         raise OSError(f"cannot listen on {address}:{config.port}: {error}") from error
     if port == 0:
@@ -119,12 +136,20 @@ def start(config: ServerConfig) -> RunningServer:
         metrics_port = metrics_http.server_port
     server.start()
     logger.info(
-        "serving port=%d metrics_port=%s max_message_mib=%d threads=%d",
+        "serving port=%d metrics_port=%s max_message_mib=%d threads=%d "
+        "transport=%s auth=%s",
         port, metrics_port, config.max_message_mib, config.threads,
+        _transport(config), "off" if config.auth_token is None else "token",
     )
     return RunningServer(
         server, port, metrics_port, health_servicer, metrics, interceptor, metrics_http
     )
+
+
+def _transport(config: ServerConfig) -> str:
+    if config.tls is None:
+        return "plaintext"
+    return "tls" if config.tls.client_ca is None else "mtls"
 
 
 def serve(config: ServerConfig) -> int:
