@@ -69,6 +69,11 @@ LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR")
 
 def _add_serve_security_flags(serve: argparse.ArgumentParser) -> None:
     serve.add_argument(
+        "--health-port", type=_bounded_int(-1, 65535), default=-1,
+        help="plaintext port serving only gRPC health, for probes that cannot "
+        "use TLS; 0 = any free port, -1 = none (default)",
+    )
+    serve.add_argument(
         "--log-format", default="text", choices=("text", "json"),
         help="text lines, or one JSON object per line",
     )
@@ -101,7 +106,12 @@ def _parser() -> argparse.ArgumentParser:
     )
     commands = parser.add_subparsers(dest="command", required=True)
 
-    serve = commands.add_parser("serve", help="run the gRPC server")
+    serve = commands.add_parser(
+        "serve", help="run the gRPC server",
+        epilog="Every flag can also be set by an environment variable: "
+        "ALQUERY_ and the flag in capitals, - as _ (--metrics-port: "
+        "ALQUERY_METRICS_PORT). A flag on the command line wins.",
+    )
     serve.add_argument("--host", default="127.0.0.1", help="address to bind")
     serve.add_argument("--port", type=PORT, default=50051, help="gRPC port; 0 = any")
     serve.add_argument(
@@ -207,6 +217,7 @@ def _serve(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
         threads=args.threads,
         grace_seconds=args.grace_seconds,
         tls=tls,
+        health_port=None if args.health_port < 0 else args.health_port,
         auth_token=token,
     )
     try:

@@ -40,6 +40,9 @@ class ServerConfig:
     grace_seconds: float = 30.0
     tls: TlsFiles | None = None
     """Serve TLS (mutual TLS with a client CA) instead of plaintext."""
+    health_port: int | None = None
+    """A second, plaintext port that serves only gRPC health checking, for
+    probes that cannot speak TLS (a kubelet's); None = no such port."""
     auth_token: str | None = dataclasses.field(default=None, repr=False)
     """Bearer token every call but health checks must carry; kept out of
     the repr so it cannot reach a log."""
@@ -56,6 +59,8 @@ class RunningServer:
     metrics: Metrics
     interceptor: ObservingInterceptor
     _metrics_http: object | None
+    health_port: int | None = None
+    _health_server: grpc.Server | None = None
 
     def stop(self, grace_seconds: float, drain_seconds: float = 5.0) -> bool:
         """Refuse new RPCs, let running ones finish for up to the grace period.
@@ -67,6 +72,8 @@ class RunningServer:
         """
         self.health.enter_graceful_shutdown()
         self.grpc_server.stop(grace_seconds).wait()
+        if self._health_server is not None:
+            self._health_server.stop(0).wait()
         if self._metrics_http is not None:
             self._metrics_http.shutdown()
             self._metrics_http.server_close()
@@ -128,6 +135,12 @@ def start(config: ServerConfig) -> RunningServer:
     if port == 0:
         raise OSError(f"cannot listen on {address}:{config.port}")
 
+    health_server, health_port = None, None
+    if config.health_port is not None:
+        health_server, health_port = _start_health_server(
+            address, config.health_port, health_servicer
+        )
+
     metrics_http, metrics_port = None, None
     if config.metrics_port is not None:
         metrics_http, _ = start_http_server(
@@ -137,13 +150,34 @@ def start(config: ServerConfig) -> RunningServer:
     server.start()
     logger.info(
         "serving port=%d metrics_port=%s max_message_mib=%d threads=%d "
-        "transport=%s auth=%s",
+        "transport=%s auth=%s health_port=%s",
         port, metrics_port, config.max_message_mib, config.threads,
         _transport(config), "off" if config.auth_token is None else "token",
+        health_port,
     )
     return RunningServer(
-        server, port, metrics_port, health_servicer, metrics, interceptor, metrics_http
+        server, port, metrics_port, health_servicer, metrics, interceptor,
+        metrics_http, health_port, health_server,
     )
+
+
+def _start_health_server(
+    address: str, port: int, health_servicer: health.HealthServicer
+) -> tuple[grpc.Server, int]:
+    """Serve ``health_servicer`` alone, in plaintext, on ``port``."""
+    server = grpc.server(
+        futures.ThreadPoolExecutor(max_workers=2, thread_name_prefix="alquery-health"),
+        options=[("grpc.so_reuseport", 0)],
+    )
+    health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
+    try:
+        bound = server.add_insecure_port(f"{address}:{port}")
+    except RuntimeError as error:
+        raise OSError(f"cannot listen on {address}:{port}: {error}") from error
+    if bound == 0:
+        raise OSError(f"cannot listen on {address}:{port}")
+    server.start()
+    return server, bound
 
 
 def _transport(config: ServerConfig) -> str:

@@ -238,3 +238,29 @@ def test_request_bytes_and_in_flight_are_exported(token_server):
     )
     assert samples[("alquery_response_bytes_count", labels)] >= 1
     assert samples[("alquery_in_flight_requests", ())] == 0
+
+
+def test_health_port_answers_plaintext_probes_of_a_mutual_tls_server(tls):
+    files = TlsFiles(tls.server_cert, tls.server_key, tls.ca)
+    running = started(tls=files, health_port=0, auth_token=TOKEN)
+    try:
+        with grpc.insecure_channel(f"127.0.0.1:{running.health_port}") as channel:
+            health = health_pb2_grpc.HealthStub(channel)
+            answer = health.Check(
+                health_pb2.HealthCheckRequest(service="alquery.v1.QueryService"),
+                timeout=10,
+            )
+            assert answer.status == health_pb2.HealthCheckResponse.SERVING
+            # Only health lives there: the query service is not reachable.
+            stub = channel.unary_unary("/alquery.v1.QueryService/Rank")
+            with pytest.raises(grpc.RpcError) as raised:
+                stub(margin_request(1).SerializeToString(), timeout=10)
+            assert raised.value.code() == grpc.StatusCode.UNIMPLEMENTED
+        running.health.enter_graceful_shutdown()
+        with grpc.insecure_channel(f"127.0.0.1:{running.health_port}") as channel:
+            answer = health_pb2_grpc.HealthStub(channel).Check(
+                health_pb2.HealthCheckRequest(), timeout=10
+            )
+            assert answer.status == health_pb2.HealthCheckResponse.NOT_SERVING
+    finally:
+        running.stop(grace_seconds=1)
