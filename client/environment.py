@@ -17,7 +17,7 @@ _FALSE = ("0", "false", "no", "off", "")
 
 
 def variable_name(flag: str) -> str:
-    """The environment variable of ``flag``: "--metrics-port" -> ALQUERY_METRICS_PORT."""
+    """Name the variable of ``flag``: --metrics-port is ALQUERY_METRICS_PORT."""
     return PREFIX + flag.lstrip("-").replace("-", "_").upper()
 
 

@@ -71,7 +71,8 @@ def test_probes_use_grpc_health_on_the_plaintext_health_port():
     }
     assert liveness["grpc"]["port"] == ports["health"]
     grace = float(env["ALQUERY_GRACE_SECONDS"])
-    assert deployment["spec"]["template"]["spec"]["terminationGracePeriodSeconds"] > grace
+    pod = deployment["spec"]["template"]["spec"]
+    assert pod["terminationGracePeriodSeconds"] > grace
 
 
 def test_selectors_match_the_pod_labels():
@@ -86,6 +87,9 @@ def test_selectors_match_the_pod_labels():
     assert target["name"] == by_kind("Deployment")[0]["metadata"]["name"]
 
 
+DNS_LABEL = "^[a-z0-9]([-a-z0-9]*[a-z0-9])?$"
+DURATION = "^[0-9]+(ms|s|m|h)$"
+STRING = {"type": "string"}
 # The part of the Prometheus Operator's ServiceMonitor CRD (v1) we use,
 # written from its API reference; anything else is refused.
 SERVICE_MONITOR_SCHEMA = {
@@ -98,8 +102,8 @@ SERVICE_MONITOR_SCHEMA = {
             "type": "object",
             "required": ["name"],
             "properties": {
-                "name": {"type": "string", "pattern": "^[a-z0-9]([-a-z0-9]*[a-z0-9])?$"},
-                "labels": {"type": "object", "additionalProperties": {"type": "string"}},
+                "name": {"type": "string", "pattern": DNS_LABEL},
+                "labels": {"type": "object", "additionalProperties": STRING},
             },
         },
         "spec": {
@@ -127,7 +131,7 @@ SERVICE_MONITOR_SCHEMA = {
                         "properties": {
                             "port": {"type": "string"},
                             "path": {"type": "string", "pattern": "^/"},
-                            "interval": {"type": "string", "pattern": "^[0-9]+(ms|s|m|h)$"},
+                            "interval": {"type": "string", "pattern": DURATION},
                             "scheme": {"enum": ["http", "https"]},
                         },
                     },

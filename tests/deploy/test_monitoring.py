@@ -98,7 +98,8 @@ def test_every_queried_metric_is_exported_by_the_server(server, stub):
     with pytest.raises(grpc.RpcError):
         stub.Rank(margin_request(0))  # rejected: INVALID_ARGUMENT
     exported = exported_names(server)
-    queried = {m for q in dashboard_queries() + rule_queries() for m in METRIC.findall(q)}
+    queries = dashboard_queries() + rule_queries()
+    queried = {name for query in queries for name in METRIC.findall(query)}
     assert queried, "no metric found in the queries"
     assert queried - exported == set()
 
@@ -106,7 +107,8 @@ def test_every_queried_metric_is_exported_by_the_server(server, stub):
 def test_rules_alert_on_error_rate_and_latency():
     groups = yaml.safe_load(RULES.read_text())["groups"]
     rules = {rule["alert"]: rule for group in groups for rule in group["rules"]}
-    assert {"AlqueryServerErrors", "AlqueryRankLatencyHigh", "AlqueryDown"} <= set(rules)
+    expected = {"AlqueryServerErrors", "AlqueryRankLatencyHigh", "AlqueryDown"}
+    assert expected <= set(rules)
     for rule in rules.values():
         assert rule["labels"]["severity"] in ("warning", "critical")
         assert rule["annotations"]["summary"]

@@ -94,7 +94,8 @@ def prometheus(alquery_server, tmp_path_factory):
                     break
             except OSError:
                 if process.poll() is not None or time.monotonic() > deadline:
-                    pytest.fail("prometheus did not start:\n" + (folder / "log").read_text())
+                    log = (folder / "log").read_text()
+                    pytest.fail("prometheus did not start:\n" + log)
                 time.sleep(0.2)
         yield base
     finally:
@@ -195,7 +196,9 @@ def test_strategy_pool_and_payload_histograms_carry_their_labels(prometheus, tra
         "uncertainty.margin": traffic["margin"],
         "diversity.kcenter": traffic["kcenter"],
     }
-    buckets = query(prometheus, 'alquery_pool_size_bucket{strategy="diversity.kcenter"}')
+    buckets = query(
+        prometheus, 'alquery_pool_size_bucket{strategy="diversity.kcenter"}'
+    )
     # Every request had 500 samples: none fits a bucket below 500.
     for bucket in buckets:
         upper = float(bucket["metric"]["le"])

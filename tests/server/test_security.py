@@ -72,7 +72,9 @@ def test_tls_client_trusting_the_ca_is_served(tls, tls_server):
 
 
 @pytest.mark.parametrize("client_ca", ["none", "other"])
-def test_tls_server_refuses_plaintext_and_untrusting_clients(tls, tls_server, client_ca):
+def test_tls_server_refuses_plaintext_and_untrusting_clients(
+    tls, tls_server, client_ca
+):
     security = None if client_ca == "none" else ChannelSecurity(ca_file=tls.other_ca)
     assert refusal(tls_server, security).code == grpc.StatusCode.UNAVAILABLE
     # The refused handshake leaves the server serving.
@@ -113,7 +115,11 @@ def token_server():
 
 @pytest.mark.parametrize(
     "token, reason",
-    [(None, "token_missing"), ("wrong-token", "token_wrong"), (TOKEN + "x", "token_wrong")],
+    [
+        (None, "token_missing"),
+        ("wrong-token", "token_wrong"),
+        (TOKEN + "x", "token_wrong"),
+    ],
 )
 def test_token_server_refuses_a_missing_or_wrong_token(
     token_server, alquery_log, token, reason
