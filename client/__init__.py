@@ -5,11 +5,13 @@ from alquery.client.client import AlqueryClient, RankResult, strategy_names
 from alquery.client.errors import AlqueryError
 from alquery.client.loop import run_loop
 from alquery.client.retry import RetryPolicy
+from alquery.client.security import ChannelSecurity
 
 __all__ = [
     "AlqueryClient",
     "AlqueryError",
     "AsyncAlqueryClient",
+    "ChannelSecurity",
     "RankResult",
     "RetryPolicy",
     "run_loop",

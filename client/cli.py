@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 from collections.abc import Sequence
 from typing import Any
@@ -16,7 +17,9 @@ from typing import Any
 import numpy as np
 
 from alquery.client.client import AlqueryClient, strategy_names
+from alquery.client.environment import apply_environment
 from alquery.client.errors import AlqueryError
+from alquery.client.security import ChannelSecurity, read_token
 
 # CLI flag -> keyword of AlqueryClient.rank. Each takes a .npy file.
 ARRAY_FLAGS = {
@@ -64,13 +67,51 @@ INT64 = _bounded_int(-(2**63), 2**63 - 1)
 LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR")
 
 
+def _add_serve_security_flags(serve: argparse.ArgumentParser) -> None:
+    serve.add_argument(
+        "--health-port", type=_bounded_int(-1, 65535), default=-1,
+        help="plaintext port serving only gRPC health, for probes that cannot "
+        "use TLS; 0 = any free port, -1 = none (default)",
+    )
+    serve.add_argument(
+        "--log-format", default="text", choices=("text", "json"),
+        help="text lines, or one JSON object per line",
+    )
+    serve.add_argument("--tls-cert", metavar="FILE.pem", help="server certificate")
+    serve.add_argument("--tls-key", metavar="FILE.pem", help="its private key")
+    serve.add_argument(
+        "--tls-client-ca", metavar="FILE.pem",
+        help="CA of client certificates; set, every client needs one (mutual TLS)",
+    )
+    serve.add_argument(
+        "--auth-token-file", metavar="FILE",
+        help="bearer token every call but health checks must carry "
+        "(else $ALQUERY_AUTH_TOKEN)",
+    )
+
+
+def _add_client_security_flags(command: argparse.ArgumentParser) -> None:
+    command.add_argument("--ca", metavar="FILE.pem", help="CA of the server (TLS)")
+    command.add_argument("--cert", metavar="FILE.pem", help="client certificate")
+    command.add_argument("--key", metavar="FILE.pem", help="client key")
+    command.add_argument(
+        "--token-file", metavar="FILE",
+        help="bearer token to send (else $ALQUERY_AUTH_TOKEN)",
+    )
+
+
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="alquery", description="Active-learning query strategies over gRPC."
     )
     commands = parser.add_subparsers(dest="command", required=True)
 
-    serve = commands.add_parser("serve", help="run the gRPC server")
+    serve = commands.add_parser(
+        "serve", help="run the gRPC server",
+        epilog="Every flag can also be set by an environment variable: "
+        "ALQUERY_ and the flag in capitals, - as _ (--metrics-port: "
+        "ALQUERY_METRICS_PORT). A flag on the command line wins.",
+    )
     serve.add_argument("--host", default="127.0.0.1", help="address to bind")
     serve.add_argument("--port", type=PORT, default=50051, help="gRPC port; 0 = any")
     serve.add_argument(
@@ -92,6 +133,9 @@ def _parser() -> argparse.ArgumentParser:
         "--log-level", default="INFO", type=str.upper, choices=LOG_LEVELS,
         help="level of every alquery.* logger",
     )
+    _add_serve_security_flags(serve)
+    # Every serve flag can also come from ALQUERY_<FLAG> (e.g. ALQUERY_PORT).
+    apply_environment(serve, os.environ)
 
     rank = commands.add_parser("rank", help="rank a pool read from .npy files")
     rank.add_argument("--target", required=True, help="server HOST:PORT")
@@ -109,12 +153,14 @@ def _parser() -> argparse.ArgumentParser:
     rank.add_argument("--seed", type=_bounded_int(0, 2**64 - 1))
     rank.add_argument("--no-scores", action="store_true", help="omit scores")
     rank.add_argument("--timeout", type=_positive_float, default=300.0, help="seconds")
+    _add_client_security_flags(rank)
 
     strategies = commands.add_parser("strategies", help="list the server's strategies")
     strategies.add_argument("--target", required=True, help="server HOST:PORT")
     strategies.add_argument(
         "--timeout", type=_positive_float, default=30.0, help="seconds"
     )
+    _add_client_security_flags(strategies)
     return parser
 
 
@@ -128,7 +174,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         if args.command == "rank":
             output = _rank(args, parser)
         else:
-            with AlqueryClient(args.target, timeout=args.timeout) as client:
+            with _client(args, parser) as client:
                 output = client.strategies()
     except AlqueryError as error:
         sys.stderr.write(f"{error.code.name}: {error.details}\n")
@@ -137,10 +183,32 @@ def main(argv: Sequence[str] | None = None) -> int:
     return 0
 
 
-def _serve(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
-    from alquery.server import app, logs
+def _client(args: argparse.Namespace, parser: argparse.ArgumentParser) -> AlqueryClient:
+    try:
+        security = ChannelSecurity(
+            ca_file=args.ca, cert_file=args.cert, key_file=args.key,
+            token=read_token(args.token_file),
+        )
+        return AlqueryClient(args.target, timeout=args.timeout, security=security)
+    except (OSError, ValueError) as error:
+        parser.error(f"--ca/--cert/--key/--token-file: {error}")
 
-    logs.configure(args.log_level)
+
+def _serve(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
+    from alquery.server import app, logs, security
+
+    logs.configure(args.log_level, args.log_format)
+    if (args.tls_cert is None) != (args.tls_key is None):
+        parser.error("--tls-cert and --tls-key: give both or neither")
+    if args.tls_client_ca is not None and args.tls_cert is None:
+        parser.error("--tls-client-ca needs --tls-cert and --tls-key")
+    tls = None
+    if args.tls_cert is not None:
+        tls = security.TlsFiles(args.tls_cert, args.tls_key, args.tls_client_ca)
+    try:
+        token = security.load_token(args.auth_token_file)
+    except security.SecurityConfigError as error:
+        parser.exit(1, f"alquery serve: {error}\n")
     config = app.ServerConfig(
         host=args.host,
         port=args.port,
@@ -148,10 +216,13 @@ def _serve(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
         max_message_mib=args.max_message_mib,
         threads=args.threads,
         grace_seconds=args.grace_seconds,
+        tls=tls,
+        health_port=None if args.health_port < 0 else args.health_port,
+        auth_token=token,
     )
     try:
         return app.serve(config)
-    except OSError as error:
+    except (OSError, security.SecurityConfigError) as error:
         parser.exit(1, f"alquery serve: {error}\n")
 
 
@@ -168,7 +239,7 @@ def _rank(args: argparse.Namespace, parser: argparse.ArgumentParser) -> dict[str
             parser.error(f"--param {item!r}: expected KEY=VALUE")
         params[key] = value
 
-    with AlqueryClient(args.target, timeout=args.timeout) as client:
+    with _client(args, parser) as client:
         result = client.rank(
             args.strategy,
             args.batch_size,

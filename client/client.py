@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Mapping
 from typing import Any
 
@@ -13,6 +14,7 @@ from numpy.typing import NDArray
 from alquery.client.errors import AlqueryError, from_rpc_error
 from alquery.client.results import RankResult, rank_result, strategy_dicts
 from alquery.client.retry import RetryPolicy, call_with_retry
+from alquery.client.security import ChannelSecurity
 from alquery.client.tensors import to_tensor
 from alquery.v1 import query_pb2, query_pb2_grpc
 
@@ -182,6 +184,10 @@ class AlqueryClient:
         How a call that gets UNAVAILABLE is retried: up to 5 attempts with
         exponential backoff by default; ``RetryPolicy(max_attempts=1)``
         turns retries off.
+        Deadline in seconds for each call; None waits forever.
+    security : ChannelSecurity or None, default=None
+        TLS files and bearer token for a secured server; None talks
+        plaintext without a token.
 
     Examples
     --------
@@ -196,10 +202,13 @@ class AlqueryClient:
         *,
         timeout: float | None = 300.0,
         retry: RetryPolicy = RetryPolicy(),
+        security: ChannelSecurity | None = None,
     ) -> None:
-        self._channel = grpc.insecure_channel(
+        security = security or ChannelSecurity()
+        self._channel = security.open_channel(
             target, options=[("grpc.max_receive_message_length", MAX_RECEIVE_BYTES)]
         )
+        self._metadata = security.metadata()
         self._stub = query_pb2_grpc.QueryServiceStub(self._channel)
         self._timeout = timeout
         self._retry = retry
@@ -265,7 +274,7 @@ class AlqueryClient:
     def _call(self, method: Any, request: Any, timeout: float | None = None) -> Any:
         try:
             return call_with_retry(
-                method,
+                functools.partial(method, metadata=self._metadata),
                 request,
                 timeout=self._timeout if timeout is None else timeout,
                 policy=self._retry,

@@ -11,13 +11,14 @@ import time
 from concurrent import futures
 
 import grpc
+from alquery.server import registry
+from alquery.server.interceptors import QUERY_SERVICE, ObservingInterceptor
+from alquery.server.metrics import Metrics
+from alquery.server.security import TlsFiles, TokenInterceptor, server_credentials
+from alquery.server.servicer import QueryServicer, add_to_server
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 from prometheus_client import CollectorRegistry, start_http_server
-
-from alquery.server.interceptors import QUERY_SERVICE, ObservingInterceptor
-from alquery.server.metrics import Metrics
-from alquery.server.servicer import QueryServicer, add_to_server
 
 logger = logging.getLogger("alquery.server.app")
 
@@ -37,6 +38,14 @@ class ServerConfig:
     max_message_mib: int = DEFAULT_MAX_MESSAGE_MIB
     threads: int = 4
     grace_seconds: float = 30.0
+    tls: TlsFiles | None = None
+    """Serve TLS (mutual TLS with a client CA) instead of plaintext."""
+    health_port: int | None = None
+    """A second, plaintext port that serves only gRPC health checking, for
+    probes that cannot speak TLS (a kubelet's); None = no such port."""
+    auth_token: str | None = dataclasses.field(default=None, repr=False)
+    """Bearer token every call but health checks must carry; kept out of
+    the repr so it cannot reach a log."""
 
 
 @dataclasses.dataclass
@@ -50,6 +59,8 @@ class RunningServer:
     metrics: Metrics
     interceptor: ObservingInterceptor
     _metrics_http: object | None
+    health_port: int | None = None
+    _health_server: grpc.Server | None = None
 
     def stop(self, grace_seconds: float, drain_seconds: float = 5.0) -> bool:
         """Refuse new RPCs, let running ones finish for up to the grace period.
@@ -61,6 +72,8 @@ class RunningServer:
         """
         self.health.enter_graceful_shutdown()
         self.grpc_server.stop(grace_seconds).wait()
+        if self._health_server is not None:
+            self._health_server.stop(0).wait()
         if self._metrics_http is not None:
             self._metrics_http.shutdown()
             self._metrics_http.server_close()
@@ -77,15 +90,26 @@ def start(config: ServerConfig) -> RunningServer:
     ------
     OSError
         When a port cannot be bound.
+    SecurityConfigError
+        When a TLS file cannot be read.
     """
+    # Import every strategy module (scikit-learn among them) now, so the
+    # first request does not pay for it and a broken install fails at start.
+    registry.all_strategies()
     metrics = Metrics(CollectorRegistry())
     interceptor = ObservingInterceptor(metrics)
+    # The observing interceptor comes first, so refused calls are counted
+    # and logged like any other.
+    interceptors: list[grpc.ServerInterceptor] = [interceptor]
+    if config.auth_token is not None:
+        interceptors.append(TokenInterceptor(config.auth_token))
+    credentials = None if config.tls is None else server_credentials(config.tls)
     max_bytes = config.max_message_mib * MIB
     server = grpc.server(
         futures.ThreadPoolExecutor(
             max_workers=config.threads, thread_name_prefix="alquery-rpc"
         ),
-        interceptors=[interceptor],
+        interceptors=interceptors,
         options=[
             ("grpc.max_receive_message_length", max_bytes),
             ("grpc.max_send_message_length", max_bytes),
@@ -105,11 +129,20 @@ def start(config: ServerConfig) -> RunningServer:
 
     address = f"[{config.host}]" if ":" in config.host else config.host
     try:
-        port = server.add_insecure_port(f"{address}:{config.port}")
+        if credentials is None:
+            port = server.add_insecure_port(f"{address}:{config.port}")
+        else:
+            port = server.add_secure_port(f"{address}:{config.port}", credentials)
     except RuntimeError as error:
         raise OSError(f"cannot listen on {address}:{config.port}: {error}") from error
     if port == 0:
         raise OSError(f"cannot listen on {address}:{config.port}")
+
+    health_server, health_port = None, None
+    if config.health_port is not None:
+        health_server, health_port = _start_health_server(
+            address, config.health_port, health_servicer
+        )
 
     metrics_http, metrics_port = None, None
     if config.metrics_port is not None:
@@ -119,12 +152,41 @@ def start(config: ServerConfig) -> RunningServer:
         metrics_port = metrics_http.server_port
     server.start()
     logger.info(
-        "serving port=%d metrics_port=%s max_message_mib=%d threads=%d",
+        "serving port=%d metrics_port=%s max_message_mib=%d threads=%d "
+        "transport=%s auth=%s health_port=%s",
         port, metrics_port, config.max_message_mib, config.threads,
+        _transport(config), "off" if config.auth_token is None else "token",
+        health_port,
     )
     return RunningServer(
-        server, port, metrics_port, health_servicer, metrics, interceptor, metrics_http
+        server, port, metrics_port, health_servicer, metrics, interceptor,
+        metrics_http, health_port, health_server,
     )
+
+
+def _start_health_server(
+    address: str, port: int, health_servicer: health.HealthServicer
+) -> tuple[grpc.Server, int]:
+    """Serve ``health_servicer`` alone, in plaintext, on ``port``."""
+    server = grpc.server(
+        futures.ThreadPoolExecutor(max_workers=2, thread_name_prefix="alquery-health"),
+        options=[("grpc.so_reuseport", 0)],
+    )
+    health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
+    try:
+        bound = server.add_insecure_port(f"{address}:{port}")
+    except RuntimeError as error:
+        raise OSError(f"cannot listen on {address}:{port}: {error}") from error
+    if bound == 0:
+        raise OSError(f"cannot listen on {address}:{port}")
+    server.start()
+    return server, bound
+
+
+def _transport(config: ServerConfig) -> str:
+    if config.tls is None:
+        return "plaintext"
+    return "tls" if config.tls.client_ca is None else "mtls"
 
 
 def serve(config: ServerConfig) -> int:

@@ -30,6 +30,22 @@ class CallRecord:
     strategy: str = ""
     n_pool: int | None = None
     batch_size: int | None = None
+    reject_reason: str = ""
+    """Why the call was refused, when a finer reason than its code is
+    known (e.g. "token_wrong"); the rejected-requests metric uses it."""
+
+
+REJECTED_CODES = frozenset({
+    grpc.StatusCode.INVALID_ARGUMENT,
+    grpc.StatusCode.RESOURCE_EXHAUSTED,
+    grpc.StatusCode.UNAUTHENTICATED,
+    grpc.StatusCode.PERMISSION_DENIED,
+    grpc.StatusCode.FAILED_PRECONDITION,
+    grpc.StatusCode.OUT_OF_RANGE,
+})
+"""Codes that mean "refused because of the request", counted by
+``alquery_rejected_requests_total`` with the code's name as reason unless
+the refusing code gave a finer one."""
 
 
 _current: contextvars.ContextVar[CallRecord] = contextvars.ContextVar("call")
@@ -69,19 +85,36 @@ class _Call:
         seconds = time.perf_counter() - self.start
         self.metrics.handled.labels(*self.labels, code.name).inc()
         self.metrics.handling_seconds.labels(*self.labels).observe(seconds)
+        if code in REJECTED_CODES:
+            reason = self.record.reject_reason or code.name.lower()
+            self.metrics.rejected.labels(reason).inc()
         _, service, method = self.labels
         level = logging.INFO if service == QUERY_SERVICE else logging.DEBUG
+        fields = {
+            "method": method,
+            "strategy": self.record.strategy or "-",
+            "n_pool": "-" if self.record.n_pool is None else self.record.n_pool,
+            "batch_size": (
+                "-" if self.record.batch_size is None else self.record.batch_size
+            ),
+            "status": code.name,
+            "duration_ms": round(seconds * 1000.0, 1),
+        }
         logger.log(
             level,
             "request method=%s strategy=%s n_pool=%s batch_size=%s status=%s "
             "duration_ms=%.1f",
-            method,
-            self.record.strategy or "-",
-            "-" if self.record.n_pool is None else self.record.n_pool,
-            "-" if self.record.batch_size is None else self.record.batch_size,
-            code.name,
-            seconds * 1000.0,
+            *fields.values(),
+            extra={"fields": fields},
         )
+
+    def observe_size(self, histogram: Any, message: Any) -> None:
+        """Record the serialized size of a request or response message."""
+        if isinstance(message, bytes):
+            size = len(message)
+        else:
+            size = message.ByteSize()
+        histogram.labels(*self.labels[1:]).observe(size)
 
 
 class ObservingInterceptor(grpc.ServerInterceptor):
@@ -101,10 +134,12 @@ class ObservingInterceptor(grpc.ServerInterceptor):
     def _enter(self) -> None:
         with self._lock:
             self._in_flight += 1
+        self._metrics.in_flight.inc()
 
     def _leave(self) -> None:
         with self._lock:
             self._in_flight -= 1
+        self._metrics.in_flight.dec()
 
     def intercept_service(
         self,
@@ -143,6 +178,7 @@ def _wrap(
     def counted(requests: Iterator[Any], call: _Call) -> Iterator[Any]:
         for request in requests:
             call.metrics.received.labels(*call.labels).inc()
+            call.observe_size(call.metrics.request_bytes, request)
             yield request
 
     def run(request: Any, context: grpc.ServicerContext) -> Any:
@@ -151,6 +187,7 @@ def _wrap(
             request = counted(request, call)
         else:
             call.metrics.received.labels(*call.labels).inc()
+            call.observe_size(call.metrics.request_bytes, request)
         token = _current.set(call.record)
         counter._enter()
         try:
@@ -162,6 +199,7 @@ def _wrap(
             if handler.response_streaming:
                 return _streamed(result, call, context)
             call.metrics.sent.labels(*call.labels).inc()
+            call.observe_size(call.metrics.response_bytes, result)
             call.finish(context, error=False)
             return result
         finally:
@@ -184,6 +222,7 @@ def _streamed(
     try:
         for response in responses:
             call.metrics.sent.labels(*call.labels).inc()
+            call.observe_size(call.metrics.response_bytes, response)
             yield response
         error = False
     finally:

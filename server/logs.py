@@ -1,20 +1,61 @@
-"""Logging set-up for ``alquery serve``: one format under the ``alquery`` root."""
+"""Logging set-up for ``alquery serve``: one format under the ``alquery`` root.
+
+Two formats: ``text``, one human-readable line per record, and ``json``, one
+JSON object per line with ``time``, ``level``, ``logger`` and ``message``,
+plus the request line's fields (``method``, ``strategy``, ``n_pool``,
+``batch_size``, ``status``, ``duration_ms``) as keys of their own.
+"""
 
 from __future__ import annotations
 
+import json
 import logging
 import sys
+import time
 
 ROOT = "alquery"
 FORMAT = "%(asctime)s %(levelname)s %(name)s %(message)s"
+LOG_FORMATS = ("text", "json")
 
 
-def configure(level: str = "INFO") -> None:
-    """Send every ``alquery.*`` record at ``level`` or above to stderr."""
+class JsonLinesFormatter(logging.Formatter):
+    """Format a record as one JSON object on one line; times in UTC."""
+
+    converter = time.gmtime
+
+    def format(self, record: logging.LogRecord) -> str:
+        entry = {
+            "time": self.formatTime(record, "%Y-%m-%dT%H:%M:%S")
+            + f".{int(record.msecs):03d}Z",
+            "level": record.levelname,
+            "logger": record.name,
+            "message": record.getMessage(),
+        }
+        entry.update(getattr(record, "fields", {}))
+        if record.exc_info:
+            entry["traceback"] = self.formatException(record.exc_info)
+        return json.dumps(entry, default=str)
+
+
+def configure(level: str = "INFO", log_format: str = "text") -> None:
+    """Send every ``alquery.*`` record at ``level`` or above to stderr.
+
+    Parameters
+    ----------
+    level : str, default="INFO"
+        DEBUG, INFO, WARNING or ERROR.
+    log_format : {"text", "json"}, default="text"
+        Human-readable lines, or JSON lines for a log pipeline.
+    """
+    if log_format not in LOG_FORMATS:
+        raise ValueError(f"log_format: {log_format!r}; expected text or json")
     root = logging.getLogger(ROOT)
     root.setLevel(level.upper())
+    formatter = (
+        JsonLinesFormatter() if log_format == "json" else logging.Formatter(FORMAT)
+    )
     if not root.handlers:
-        handler = logging.StreamHandler(sys.stderr)
-        handler.setFormatter(logging.Formatter(FORMAT))
-        root.addHandler(handler)
+        root.addHandler(logging.StreamHandler(sys.stderr))
+    for handler in root.handlers:
+        handler.setFormatter(formatter)
     root.propagate = False

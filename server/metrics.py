@@ -1,21 +1,44 @@
 """Prometheus metrics: the conventional gRPC server set, plus alquery's own.
 
-The gRPC names and labels follow the widely used go-grpc-prometheus and
-py-grpc-prometheus exporters, so existing dashboards work unchanged:
+The gRPC metric names and label names follow the widely used
+go-grpc-prometheus and py-grpc-prometheus exporters. One difference: the
+``grpc_code`` values are Python's status names (``INVALID_ARGUMENT``), where
+go-grpc-prometheus writes ``InvalidArgument``; a dashboard that filters on
+codes needs those values (``deploy/grafana/alquery.json`` uses ours).
 
 - ``grpc_server_started_total{grpc_type, grpc_service, grpc_method}``
 - ``grpc_server_handled_total{grpc_type, grpc_service, grpc_method, grpc_code}``
 - ``grpc_server_handling_seconds{grpc_type, grpc_service, grpc_method}``
 - ``grpc_server_msg_received_total`` and ``grpc_server_msg_sent_total``
 
-alquery adds ``alquery_pool_size{strategy}`` (samples per ranked request) and
-``alquery_strategy_seconds{strategy}`` (time inside the strategy). Labels are
-low-cardinality: strategy names come from the registry, never from a client.
+alquery adds:
+
+- ``alquery_pool_size{strategy}``: samples per ranked request;
+- ``alquery_strategy_seconds{strategy}``: time inside the strategy;
+- ``alquery_request_bytes`` and ``alquery_response_bytes``
+  ``{grpc_service, grpc_method}``: serialized message sizes;
+- ``alquery_in_flight_requests``: RPC handlers running now;
+- ``alquery_rejected_requests_total{reason}``: calls refused because of
+  the request (see ``REJECTED_CODES``), with the refusing code's reason.
+
+Labels are low-cardinality: strategy names come from the registry, method
+names from the server's own services, reasons from a fixed set; never
+anything a client chooses.
+
+Notes
+-----
+One process, one registry. prometheus_client's multiprocess mode
+(``PROMETHEUS_MULTIPROC_DIR``) is what several worker processes behind one
+port would need: each process writes its samples to memory-mapped files in
+that directory and one exporter sums them with ``MultiProcessCollector``;
+the gauge then needs ``multiprocess_mode="livesum"``. Until the server has
+worker processes (``--workers``, planned), run one process per pod or
+container and let Prometheus sum over them, as the dashboard does.
 """
 
 from __future__ import annotations
 
-from prometheus_client import CollectorRegistry, Counter, Histogram
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
 _GRPC_LABELS = ("grpc_type", "grpc_service", "grpc_method")
 
@@ -23,6 +46,8 @@ _GRPC_LABELS = ("grpc_type", "grpc_service", "grpc_method")
 POOL_SIZE_BUCKETS = tuple(
     round(10 ** (exponent / 2)) for exponent in range(2, 15)
 )
+# Message sizes from 1 KiB to 1 GiB, a bucket per factor of 4.
+BYTES_BUCKETS = tuple(float(1 << bits) for bits in range(10, 31, 2))
 SECONDS_BUCKETS = (
     0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5,
     1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 120.0,
@@ -77,5 +102,30 @@ class Metrics:
             "Time spent inside the strategy, selection included.",
             ("strategy",),
             buckets=SECONDS_BUCKETS,
+            registry=registry,
+        )
+        self.request_bytes = Histogram(
+            "alquery_request_bytes",
+            "Serialized size of each request message.",
+            _GRPC_LABELS[1:],
+            buckets=BYTES_BUCKETS,
+            registry=registry,
+        )
+        self.response_bytes = Histogram(
+            "alquery_response_bytes",
+            "Serialized size of each response message.",
+            _GRPC_LABELS[1:],
+            buckets=BYTES_BUCKETS,
+            registry=registry,
+        )
+        self.in_flight = Gauge(
+            "alquery_in_flight_requests",
+            "RPC handlers running now.",
+            registry=registry,
+        )
+        self.rejected = Counter(
+            "alquery_rejected_requests_total",
+            "Calls refused because of the request, by reason.",
+            ("reason",),
             registry=registry,
         )
