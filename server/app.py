@@ -17,6 +17,7 @@ from prometheus_client import CollectorRegistry, start_http_server
 
 from alquery.server.interceptors import QUERY_SERVICE, ObservingInterceptor
 from alquery.server.metrics import Metrics
+from alquery.server.models.cache import ModelCache
 from alquery.server.servicer import QueryServicer, add_to_server
 
 logger = logging.getLogger("alquery.server.app")
@@ -37,6 +38,9 @@ class ServerConfig:
     max_message_mib: int = DEFAULT_MAX_MESSAGE_MIB
     threads: int = 4
     grace_seconds: float = 30.0
+    model_cache_mib: int = 1024
+    max_model_mib: int = 256
+    model_threads: int = 0
 
 
 @dataclasses.dataclass
@@ -93,7 +97,12 @@ def start(config: ServerConfig) -> RunningServer:
             ("grpc.so_reuseport", 0),
         ],
     )
-    add_to_server(QueryServicer(metrics, max_response_bytes=max_bytes), server)
+    models = ModelCache(
+        config.model_cache_mib * MIB, config.max_model_mib * MIB, config.model_threads
+    )
+    add_to_server(
+        QueryServicer(metrics, max_response_bytes=max_bytes, models=models), server
+    )
 
     health_servicer = health.HealthServicer()
     health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
