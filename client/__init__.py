@@ -2,5 +2,6 @@
 
 from alquery.client.client import AlqueryClient, RankResult, strategy_names
 from alquery.client.errors import AlqueryError
+from alquery.client.models import OnnxModel
 
-__all__ = ["AlqueryClient", "AlqueryError", "RankResult", "strategy_names"]
+__all__ = ["AlqueryClient", "AlqueryError", "OnnxModel", "RankResult", "strategy_names"]

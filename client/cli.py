@@ -1,4 +1,4 @@
-"""The ``alquery`` command: ``serve``, ``rank`` and ``strategies``.
+"""The ``alquery`` command: ``serve``, ``rank``, ``strategies``, ``describe-model``.
 
 ``rank`` prints ``{"indices": [...], "scores": [...], "strategy": "..."}`` on
 stdout; server warnings go to stderr. On an error status it prints
@@ -17,6 +17,7 @@ import numpy as np
 
 from alquery.client.client import AlqueryClient, strategy_names
 from alquery.client.errors import AlqueryError
+from alquery.client.models import OnnxModel
 
 # CLI flag -> keyword of AlqueryClient.rank. Each takes a .npy file.
 ARRAY_FLAGS = {
@@ -89,6 +90,18 @@ def _parser() -> argparse.ArgumentParser:
         help="on SIGTERM, how long running requests may take to finish",
     )
     serve.add_argument(
+        "--model-cache-mib", type=_bounded_int(1, 1 << 20), default=1024,
+        help="memory for ONNX models kept by hash, in MiB (default 1024)",
+    )
+    serve.add_argument(
+        "--max-model-mib", type=_bounded_int(1, 1 << 20), default=256,
+        help="largest ONNX model accepted, in MiB (default 256)",
+    )
+    serve.add_argument(
+        "--model-threads", type=_bounded_int(0, 256), default=0,
+        help="onnxruntime threads per model run; 0 = every core",
+    )
+    serve.add_argument(
         "--log-level", default="INFO", type=str.upper, choices=LOG_LEVELS,
         help="level of every alquery.* logger",
     )
@@ -106,6 +119,11 @@ def _parser() -> argparse.ArgumentParser:
         "--param", action="append", default=[], metavar="KEY=VALUE",
         help="strategy parameter, repeatable",
     )
+    _add_model_flags(rank)
+    rank.add_argument(
+        "--score-validation", action="store_true",
+        help="also run --model on --validation-embeddings",
+    )
     rank.add_argument("--seed", type=_bounded_int(0, 2**64 - 1))
     rank.add_argument("--no-scores", action="store_true", help="omit scores")
     rank.add_argument("--timeout", type=_positive_float, default=300.0, help="seconds")
@@ -115,7 +133,52 @@ def _parser() -> argparse.ArgumentParser:
     strategies.add_argument(
         "--timeout", type=_positive_float, default=30.0, help="seconds"
     )
+
+    describe = commands.add_parser(
+        "describe-model", help="show a model's inputs, outputs and binding"
+    )
+    describe.add_argument("--target", required=True, help="server HOST:PORT")
+    _add_model_flags(describe)
+    describe.add_argument(
+        "--timeout", type=_positive_float, default=60.0, help="seconds"
+    )
     return parser
+
+
+def _add_model_flags(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--model", action="append", default=[], metavar="FILE.onnx",
+        help="an ONNX model run on the embeddings; repeat for a committee",
+    )
+    parser.add_argument("--model-input", default="", help="the input to feed")
+    parser.add_argument(
+        "--model-output", default="", help="the probabilities or logits output"
+    )
+    parser.add_argument(
+        "--output-kind", choices=("probabilities", "logits"),
+        help="what --model-output holds; default detected",
+    )
+    parser.add_argument(
+        "--embeddings-output", default="", help="an output to use as embeddings"
+    )
+    parser.add_argument(
+        "--mc-passes", type=_bounded_int(1, 256),
+        help="Monte-Carlo dropout passes of each model",
+    )
+
+
+def _models(args: argparse.Namespace) -> list[OnnxModel]:
+    return [
+        OnnxModel(
+            path,
+            input_name=args.model_input,
+            output_name=args.model_output,
+            output_kind=args.output_kind,
+            embeddings_output=args.embeddings_output,
+            mc_passes=args.mc_passes,
+        )
+        for path in args.model
+    ]
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -127,6 +190,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         if args.command == "rank":
             output = _rank(args, parser)
+        elif args.command == "describe-model":
+            if len(args.model) != 1:
+                parser.error("describe-model: give exactly one --model")
+            with AlqueryClient(args.target, timeout=args.timeout) as client:
+                output = client.describe_model(_models(args)[0])
         else:
             with AlqueryClient(args.target, timeout=args.timeout) as client:
                 output = client.strategies()
@@ -148,6 +216,9 @@ def _serve(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
         max_message_mib=args.max_message_mib,
         threads=args.threads,
         grace_seconds=args.grace_seconds,
+        model_cache_mib=args.model_cache_mib,
+        max_model_mib=args.max_model_mib,
+        model_threads=args.model_threads,
     )
     try:
         return app.serve(config)
@@ -175,6 +246,8 @@ def _rank(args: argparse.Namespace, parser: argparse.ArgumentParser) -> dict[str
             params=params,
             seed=args.seed,
             return_scores=not args.no_scores,
+            model=_models(args) or None,
+            score_validation=args.score_validation,
             **inputs,
         )
     for warning in result.warnings:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import hashlib
 from collections.abc import Mapping
 from typing import Any
 
@@ -12,6 +13,7 @@ from google.protobuf.descriptor import FieldDescriptor
 from numpy.typing import NDArray
 
 from alquery.client.errors import AlqueryError
+from alquery.client.models import ModelSender, OnnxModel, as_models
 from alquery.client.tensors import to_tensor
 from alquery.v1 import query_pb2, query_pb2_grpc
 
@@ -216,6 +218,9 @@ class AlqueryClient:
         )
         self._stub = query_pb2_grpc.QueryServiceStub(self._channel)
         self._timeout = timeout
+        self._models = ModelSender(
+            lambda chunks: self._call(self._stub.UploadModel, chunks)
+        )
 
     def close(self) -> None:
         """Close the channel."""
@@ -244,6 +249,10 @@ class AlqueryClient:
             ``validation_logits``, ``validation_labels``,
             ``validation_embeddings``. And ``params`` (a mapping of strategy
             parameters), ``seed``, ``return_scores`` (default True).
+            ``model``: an ONNX model (a path, bytes or ``OnnxModel``), or a
+            list of them for a committee, run by the server on the
+            embeddings instead of sending probabilities or logits; with
+            ``score_validation=True`` it also scores the validation set.
 
         Raises
         ------
@@ -251,8 +260,13 @@ class AlqueryClient:
             With the server's status, or INVALID_ARGUMENT for input the client
             refuses before sending (unknown strategy, ragged rows).
         """
+        models = as_models(inputs.pop("model", None))
+        score_validation = bool(inputs.pop("score_validation", False))
         request = build_request(strategy, batch_size, **inputs)
-        response = self._call(self._stub.Rank, request)
+        if models:
+            response = self._rank_with_models(request, models, score_validation)
+        else:
+            response = self._call(self._stub.Rank, request)
         scores = np.array(response.scores, dtype=np.float64)
         return RankResult(
             indices=np.array(response.ranked_indices, dtype=np.int64),
@@ -264,6 +278,82 @@ class AlqueryClient:
                 for key, values in response.extras.items()
             },
         )
+
+    def _rank_with_models(
+        self,
+        request: query_pb2.RankRequest,
+        models: list[OnnxModel],
+        score_validation: bool,
+    ) -> query_pb2.RankResponse:
+        # Models already sent go by hash; a NOT_FOUND means the server no
+        # longer holds one, so send the bytes again, once.
+        for resend in (False, True):
+            inference, hashes = self._models.inference(
+                models, score_validation, resend=resend
+            )
+            request.inference.CopyFrom(inference)
+            try:
+                response = self._call(self._stub.Rank, request)
+            except AlqueryError as error:
+                if error.code != grpc.StatusCode.NOT_FOUND or resend:
+                    raise
+                continue
+            self._models.mark_sent(hashes)
+            return response
+
+    def upload_model(self, model: Any) -> str:
+        """Stream a model (path, bytes or ``OnnxModel``) to the server in chunks.
+
+        Returns its SHA-256, which later requests may send instead of the
+        bytes (``rank`` does that by itself).
+        """
+        (onnx_model,) = as_models(model)
+        data = onnx_model.data()
+        return self._models.upload(data, hashlib.sha256(data).hexdigest())
+
+    def describe_model(self, model: Any) -> dict[str, Any]:
+        """Describe a model: its inputs, outputs, and the binding the server uses.
+
+        ``model`` is a path, bytes or ``OnnxModel`` (whose binding fields are
+        resolved). Returns a dict with ``sha256``, ``size_bytes``,
+        ``inputs`` and ``outputs`` (name, type, shape with None for dynamic
+        axes), ``input_name``, ``output_name``, ``embeddings_output``,
+        ``output_kind``, ``fixed_batch_size``, ``class_labels``,
+        ``training_dropout_nodes``, ``opsets`` and ``binding_error``.
+        """
+        (onnx_model,) = as_models(model)
+        request = query_pb2.DescribeModelRequest(
+            model=onnx_model.message(data=onnx_model.data())
+        )
+        response = self._call(self._stub.DescribeModel, request)
+        self._models.mark_sent([response.sha256])
+
+        def values(infos: Any) -> list[dict[str, Any]]:
+            return [
+                {
+                    "name": info.name,
+                    "type": info.type,
+                    "shape": [d.size or d.name or None for d in info.shape],
+                }
+                for info in infos
+            ]
+
+        kind = query_pb2.OutputKind.Name(response.output_kind)
+        return {
+            "sha256": response.sha256,
+            "size_bytes": response.size_bytes,
+            "inputs": values(response.inputs),
+            "outputs": values(response.outputs),
+            "input_name": response.input_name,
+            "output_name": response.output_name,
+            "embeddings_output": response.embeddings_output,
+            "output_kind": kind.removeprefix("OUTPUT_KIND_").lower(),
+            "fixed_batch_size": response.fixed_batch_size,
+            "class_labels": list(response.class_labels),
+            "training_dropout_nodes": response.training_dropout_nodes,
+            "opsets": list(response.opsets),
+            "binding_error": response.binding_error,
+        }
 
     def strategies(self) -> list[dict[str, Any]]:
         """Return the server's strategies as dicts (name, parameters, ...)."""
@@ -299,8 +389,9 @@ class AlqueryClient:
                 "Received message larger than max" in details
                 and details.startswith("SERVER")
             ):
+                size = request.ByteSize() if hasattr(request, "ByteSize") else "?"
                 details += (
-                    f"; this request is {request.ByteSize()} bytes: send fewer "
+                    f"; this request is {size} bytes: send fewer "
                     "samples, or start the server with a larger --max-message-mib"
                 )
             raise AlqueryError(error.code(), details) from None
