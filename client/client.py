@@ -14,7 +14,7 @@ from numpy.typing import NDArray
 
 from alquery.client.errors import AlqueryError
 from alquery.client.models import ModelSender, OnnxModel, as_models
-from alquery.client.tensors import to_tensor
+from alquery.client.tensors import fill_tensor
 from alquery.v1 import query_pb2, query_pb2_grpc
 
 FAMILIES = {
@@ -103,8 +103,8 @@ def build_request(
     }
     for (group, name), (values, integer) in tensors.items():
         if values is not None:
-            tensor = to_tensor(values, f"{group}.{name}", integer=integer)
-            getattr(getattr(request, group), name).CopyFrom(tensor)
+            target = getattr(getattr(request, group), name)
+            fill_tensor(target, values, f"{group}.{name}", integer=integer)
     return request
 
 
@@ -130,7 +130,7 @@ def _set_predictions(message: Any, group: str, probabilities: Any, logits: Any) 
         )
     for name, values in (("probabilities", probabilities), ("logits", logits)):
         if values is not None:
-            getattr(message, name).CopyFrom(to_tensor(values, f"{group}.{name}"))
+            fill_tensor(getattr(message, name), values, f"{group}.{name}")
 
 
 def _set_strategy(

@@ -30,7 +30,12 @@ probabilities and a labeled set."""
 
 @dataclasses.dataclass(frozen=True)
 class ServerConfig:
-    """Settings of one server process."""
+    """Settings of one server process.
+
+    ``model_cache_mib`` bounds the ONNX models kept by hash,
+    ``max_model_mib`` the largest model accepted, and ``model_threads`` the
+    onnxruntime intra-op threads of a run (0: every core).
+    """
 
     host: str = "127.0.0.1"
     port: int = 50051

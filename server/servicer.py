@@ -124,11 +124,11 @@ class QueryServicer(query_pb2_grpc.QueryServiceServicer):
         stop_requested: Callable[[], bool],
         on_stop: Callable[[Callable[[], None]], object],
     ) -> query_pb2.RankResponse:
-        inference.apply(
+        decoded = inference.apply(
             request, self._models, stop_requested=stop_requested, on_stop=on_stop
         )
         query = dataclasses.replace(
-            edge.build_query(request), stop_requested=stop_requested
+            edge.build_query(request, decoded), stop_requested=stop_requested
         )
         record.n_pool, record.batch_size = query.n_pool, query.batch_size
 

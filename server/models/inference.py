@@ -1,10 +1,13 @@
 """Turn ``RankRequest.inference`` into the predictions and embeddings it stands for.
 
 This runs at the edge, before the usual checks: the models run on each
-set's embeddings, and their outputs are written into the request as if the
-client had sent them (``pool.probabilities``, ``validation.probabilities``,
-and every set's ``embeddings`` when a model names an embeddings output).
-The checks in ``edge.build_query`` and every strategy then run unchanged.
+set's embeddings, and their predictions are written into the request as if
+the client had sent them (``pool.probabilities``, and
+``validation.probabilities`` with ``score_validation``). The embeddings
+each set ends up with (the model's embeddings output, or the input as
+decoded) are handed to ``edge.build_query`` as arrays, so a large pool is
+decoded once. The checks of the edge and every strategy then run
+unchanged.
 """
 
 from __future__ import annotations
@@ -74,11 +77,13 @@ def apply(
     *,
     stop_requested: Callable[[], bool],
     on_stop: Callable[[Callable[[], None]], object],
-) -> None:
+) -> dict[str, NDArray]:
     """Run ``request.inference``'s models and write their outputs into ``request``.
 
-    Does nothing when the request carries no models. ``on_stop`` registers
-    a callback run when the call ends; it aborts a run in progress.
+    Returns the embeddings of each set the models ran on, by ``Query``
+    attribute ("pool_embeddings", ...), for ``edge.build_query``; an empty
+    dict when the request carries no models. ``on_stop`` registers a
+    callback run when the call ends; it aborts a run in progress.
 
     Raises
     ------
@@ -87,7 +92,7 @@ def apply(
         missing, binding or output errors.
     """
     if not request.HasField("inference"):
-        return
+        return {}
     inference = request.inference
     _check_inputs(request)
     members = [
@@ -105,6 +110,7 @@ def apply(
     on_stop(lambda: setattr(options, "terminate", True))
     control = RunControl(options, stop_requested, cache.threads)
     seed = DEFAULT_SEED if not request.HasField("seed") else request.seed
+    decoded = {}
     for set_index, name in enumerate(_SETS):
         wanted = name == "pool" or (name == "validation" and inference.score_validation)
         if not wanted and not embedders:
@@ -115,9 +121,15 @@ def apply(
         features = decode(
             message.embeddings, f"{name}.embeddings", ndims=(2,)
         )
-        _run_set(message, name, features, members, wanted, control,
-                 np.random.SeedSequence([seed, set_index]))
+        embeddings = _run_set(
+            message, name, features, members, wanted, control,
+            np.random.SeedSequence([seed, set_index]),
+        )
+        if embeddings is not None:
+            embeddings.flags.writeable = False
+        decoded[f"{name}_embeddings"] = features if embeddings is None else embeddings
     request.ClearField("inference")
+    return decoded
 
 
 def _check_inputs(request: query_pb2.RankRequest) -> None:
@@ -152,7 +164,7 @@ def _run_set(
     wanted: bool,
     control: RunControl,
     seed: np.random.SeedSequence,
-) -> None:
+) -> NDArray | None:
     field = f"{name}.embeddings"
     parts, embeddings = [], None
     member_seeds = seed.spawn(len(members))
@@ -179,8 +191,7 @@ def _run_set(
         if stacked.shape[1] == 1:
             stacked = stacked[:, 0]
         message.probabilities.CopyFrom(_tensor(stacked))
-    if embeddings is not None:
-        message.embeddings.CopyFrom(_tensor(embeddings))
+    return embeddings
 
 
 def _check_classes(parts: list[NDArray], members: list[Member]) -> None:
