@@ -76,7 +76,9 @@ def best_seconds(work, repeats: int) -> float:
     return min(times)
 
 
-def in_process(model: bytes, embeddings: np.ndarray, threads: int, repeats: int) -> float:
+def in_process(
+    model: bytes, embeddings: np.ndarray, threads: int, repeats: int
+) -> float:
     options = ort.SessionOptions()
     options.intra_op_num_threads = threads
     session = ort.InferenceSession(model, options, providers=["CPUExecutionProvider"])
@@ -109,7 +111,9 @@ def through_service(
     model: bytes, embeddings: np.ndarray, threads: int, repeats: int
 ) -> float:
     flags = ["--threads", "2", "--model-threads", str(threads)]
-    with LocalServer(flags) as server, AlqueryClient(server.target, timeout=600) as client:
+    with LocalServer(flags) as server, AlqueryClient(
+        server.target, timeout=600
+    ) as client:
         bound = OnnxModel(model, output_kind="logits")
         return best_seconds(
             lambda: client.rank(

@@ -73,7 +73,9 @@ class OnnxModel:
                 f"model: cannot read {str(self.source)!r} ({error.strerror})",
             ) from None
 
-    def message(self, *, data: bytes | None = None, sha256: str = "") -> query_pb2.Model:
+    def message(
+        self, *, data: bytes | None = None, sha256: str = ""
+    ) -> query_pb2.Model:
         """The wire ``Model``, carrying ``data`` or referring to ``sha256``."""
         if self.output_kind not in _KINDS:
             raise AlqueryError(

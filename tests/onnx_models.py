@@ -98,7 +98,8 @@ def sklearn_classifier(zipmap: bool, *, double: bool = False, seed: int = 0):
 
     rng = np.random.default_rng(seed)
     X = rng.normal(size=(120, 6)).astype(np.float32)
-    y = np.array(["owl", "cat", "emu"])[np.argmax(X[:, :3] + rng.normal(size=(120, 3)), 1)]
+    noisy = X[:, :3] + rng.normal(size=(120, 3))
+    y = np.array(["owl", "cat", "emu"])[np.argmax(noisy, axis=1)]
     classifier = LogisticRegression(max_iter=500).fit(X, y)
     sample = X[:1].astype(np.float64 if double else np.float32)
     options = {id(classifier): {"zipmap": zipmap}}

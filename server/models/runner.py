@@ -92,7 +92,8 @@ def run(
         session = loaded.new_session(seeds, control.threads)
 
     n = len(features)
-    collected = _Collector(n, binding.passes, loaded.class_labels.get(binding.output_name))
+    labels = loaded.class_labels.get(binding.output_name)
+    collected = _Collector(n, binding.passes, labels)
     for pass_index in range(binding.passes):
         for start, rows, results in _chunks(
             session, binding, features, names, loaded.chunk_rows, control,

@@ -1,4 +1,4 @@
-"""The client sends models by itself: inline, by hash, uploaded, and again when evicted."""
+"""The client sends models by itself: inline, by hash, uploaded, resent if evicted."""
 
 import hashlib
 import json
@@ -62,7 +62,9 @@ def test_an_evicted_model_is_sent_again_by_the_client(small_cache_client):
     assert error.value.code() == grpc.StatusCode.NOT_FOUND
     # The client knows it sent the first model, tries its hash, gets
     # NOT_FOUND and sends the bytes again.
-    again = small_cache_client.rank("uncertainty.entropy", 5, model=first, embeddings=POOL)
+    again = small_cache_client.rank(
+        "uncertainty.entropy", 5, model=first, embeddings=POOL
+    )
     np.testing.assert_array_equal(again.indices, expected.indices)
     assert by_hash(small_cache_client, first.source).ranked_indices
 

@@ -87,7 +87,8 @@ def test_torch_network_logits_and_embeddings_feed_badge(client, torch_model):
     logits, hidden = run_in_process(torch_model, POOL)
     (labeled_hidden,) = run_in_process(torch_model, LABELED, ["hidden"])
     model = OnnxModel(torch_model, embeddings_output="hidden", output_kind="logits")
-    for strategy in ("hybrid.badge", "hybrid.expected_gradient_length", "diversity.kcenter"):
+    strategies = ("hybrid.badge", "hybrid.expected_gradient_length", "diversity.kcenter")
+    for strategy in strategies:
         by_model = client.rank(
             strategy, 8, model=model, embeddings=POOL, labeled_embeddings=LABELED
         )
