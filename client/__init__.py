@@ -4,6 +4,7 @@ from alquery.client.aio import AsyncAlqueryClient
 from alquery.client.client import AlqueryClient, RankResult, strategy_names
 from alquery.client.errors import AlqueryError
 from alquery.client.loop import run_loop
+from alquery.client.models import OnnxModel
 from alquery.client.retry import RetryPolicy
 from alquery.client.security import ChannelSecurity
 
@@ -12,6 +13,7 @@ __all__ = [
     "AlqueryError",
     "AsyncAlqueryClient",
     "ChannelSecurity",
+    "OnnxModel",
     "RankResult",
     "RetryPolicy",
     "run_loop",

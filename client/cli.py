@@ -1,4 +1,4 @@
-"""The ``alquery`` command: ``serve``, ``rank`` and ``strategies``.
+"""The ``alquery`` command: ``serve``, ``rank``, ``strategies``, ``describe-model``.
 
 ``rank`` prints ``{"indices": [...], "scores": [...], "strategy": "..."}`` on
 stdout; server warnings go to stderr. On an error status it prints
@@ -19,6 +19,7 @@ import numpy as np
 from alquery.client.client import AlqueryClient, strategy_names
 from alquery.client.environment import apply_environment
 from alquery.client.errors import AlqueryError
+from alquery.client.models import OnnxModel
 from alquery.client.security import ChannelSecurity, read_token
 
 # CLI flag -> keyword of AlqueryClient.rank. Each takes a .npy file.
@@ -130,6 +131,18 @@ def _parser() -> argparse.ArgumentParser:
         help="on SIGTERM, how long running requests may take to finish",
     )
     serve.add_argument(
+        "--model-cache-mib", type=_bounded_int(1, 1 << 20), default=1024,
+        help="memory for ONNX models kept by hash, in MiB (default 1024)",
+    )
+    serve.add_argument(
+        "--max-model-mib", type=_bounded_int(1, 1 << 20), default=256,
+        help="largest ONNX model accepted, in MiB (default 256)",
+    )
+    serve.add_argument(
+        "--model-threads", type=_bounded_int(0, 256), default=0,
+        help="onnxruntime threads per model run; 0 = every core",
+    )
+    serve.add_argument(
         "--log-level", default="INFO", type=str.upper, choices=LOG_LEVELS,
         help="level of every alquery.* logger",
     )
@@ -150,6 +163,11 @@ def _parser() -> argparse.ArgumentParser:
         "--param", action="append", default=[], metavar="KEY=VALUE",
         help="strategy parameter, repeatable",
     )
+    _add_model_flags(rank)
+    rank.add_argument(
+        "--score-validation", action="store_true",
+        help="also run --model on --validation-embeddings",
+    )
     rank.add_argument("--seed", type=_bounded_int(0, 2**64 - 1))
     rank.add_argument("--no-scores", action="store_true", help="omit scores")
     rank.add_argument("--timeout", type=_positive_float, default=300.0, help="seconds")
@@ -161,7 +179,53 @@ def _parser() -> argparse.ArgumentParser:
         "--timeout", type=_positive_float, default=30.0, help="seconds"
     )
     _add_client_security_flags(strategies)
+
+    describe = commands.add_parser(
+        "describe-model", help="show a model's inputs, outputs and binding"
+    )
+    describe.add_argument("--target", required=True, help="server HOST:PORT")
+    _add_model_flags(describe)
+    describe.add_argument(
+        "--timeout", type=_positive_float, default=60.0, help="seconds"
+    )
+    _add_client_security_flags(describe)
     return parser
+
+
+def _add_model_flags(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--model", action="append", default=[], metavar="FILE.onnx",
+        help="an ONNX model run on the embeddings; repeat for a committee",
+    )
+    parser.add_argument("--model-input", default="", help="the input to feed")
+    parser.add_argument(
+        "--model-output", default="", help="the probabilities or logits output"
+    )
+    parser.add_argument(
+        "--output-kind", choices=("probabilities", "logits"),
+        help="what --model-output holds; default detected",
+    )
+    parser.add_argument(
+        "--embeddings-output", default="", help="an output to use as embeddings"
+    )
+    parser.add_argument(
+        "--mc-passes", type=_bounded_int(1, 256),
+        help="Monte-Carlo dropout passes of each model",
+    )
+
+
+def _models(args: argparse.Namespace) -> list[OnnxModel]:
+    return [
+        OnnxModel(
+            path,
+            input_name=args.model_input,
+            output_name=args.model_output,
+            output_kind=args.output_kind,
+            embeddings_output=args.embeddings_output,
+            mc_passes=args.mc_passes,
+        )
+        for path in args.model
+    ]
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -173,6 +237,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         if args.command == "rank":
             output = _rank(args, parser)
+        elif args.command == "describe-model":
+            if len(args.model) != 1:
+                parser.error("describe-model: give exactly one --model")
+            with _client(args, parser) as client:
+                output = client.describe_model(_models(args)[0])
         else:
             with _client(args, parser) as client:
                 output = client.strategies()
@@ -219,6 +288,9 @@ def _serve(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
         tls=tls,
         health_port=None if args.health_port < 0 else args.health_port,
         auth_token=token,
+        model_cache_mib=args.model_cache_mib,
+        max_model_mib=args.max_model_mib,
+        model_threads=args.model_threads,
     )
     try:
         return app.serve(config)
@@ -246,6 +318,8 @@ def _rank(args: argparse.Namespace, parser: argparse.ArgumentParser) -> dict[str
             params=params,
             seed=args.seed,
             return_scores=not args.no_scores,
+            model=_models(args) or None,
+            score_validation=args.score_validation,
             **inputs,
         )
     for warning in result.warnings:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import functools
+import hashlib
 from collections.abc import Mapping
 from typing import Any
 
@@ -12,10 +13,11 @@ from google.protobuf.descriptor import FieldDescriptor
 from numpy.typing import NDArray
 
 from alquery.client.errors import AlqueryError, from_rpc_error
+from alquery.client.models import ModelSender, OnnxModel, as_models
 from alquery.client.results import RankResult, rank_result, strategy_dicts
 from alquery.client.retry import RetryPolicy, call_with_retry
 from alquery.client.security import ChannelSecurity
-from alquery.client.tensors import to_tensor
+from alquery.client.tensors import fill_tensor
 from alquery.v1 import query_pb2, query_pb2_grpc
 
 FAMILIES = {
@@ -78,8 +80,8 @@ def build_request(
     }
     for (group, name), (values, integer) in tensors.items():
         if values is not None:
-            tensor = to_tensor(values, f"{group}.{name}", integer=integer)
-            getattr(getattr(request, group), name).CopyFrom(tensor)
+            target = getattr(getattr(request, group), name)
+            fill_tensor(target, values, f"{group}.{name}", integer=integer)
     return request
 
 
@@ -105,7 +107,7 @@ def _set_predictions(message: Any, group: str, probabilities: Any, logits: Any) 
         )
     for name, values in (("probabilities", probabilities), ("logits", logits)):
         if values is not None:
-            getattr(message, name).CopyFrom(to_tensor(values, f"{group}.{name}"))
+            fill_tensor(getattr(message, name), values, f"{group}.{name}")
 
 
 def _set_strategy(
@@ -212,6 +214,7 @@ class AlqueryClient:
         self._stub = query_pb2_grpc.QueryServiceStub(self._channel)
         self._timeout = timeout
         self._retry = retry
+        self._models = ModelSender(self._upload)
 
     def close(self) -> None:
         """Close the channel."""
@@ -248,7 +251,11 @@ class AlqueryClient:
             ``validation_embeddings``. And ``params`` (a mapping of strategy
             parameters), ``seed``, ``return_scores`` (default True). A
             pandas DataFrame of numeric columns, or a Series of vectors,
-            is taken as its array.
+            is taken as its array. ``model``: an ONNX model (a path, bytes
+            or ``OnnxModel``), or a list of them for a committee, run by the
+            server on the embeddings instead of sending probabilities or
+            logits; with ``score_validation=True`` it also scores the
+            validation set.
         timeout : float or None, default=None
             Deadline in seconds for this call, retries included; None uses
             the client's ``timeout``.
@@ -259,9 +266,93 @@ class AlqueryClient:
             With the server's status, or INVALID_ARGUMENT for input the client
             refuses before sending (unknown strategy, ragged rows).
         """
+        models = as_models(inputs.pop("model", None))
+        score_validation = bool(inputs.pop("score_validation", False))
         request = build_request(strategy, batch_size, **inputs)
-        response = self._call(self._stub.Rank, request, timeout)
+        if models:
+            response = self._rank_with_models(
+                request, models, score_validation, timeout
+            )
+        else:
+            response = self._call(self._stub.Rank, request, timeout)
         return rank_result(response, omit_scores=request.omit_scores)
+
+    def _rank_with_models(
+        self,
+        request: query_pb2.RankRequest,
+        models: list[OnnxModel],
+        score_validation: bool,
+        timeout: float | None,
+    ) -> query_pb2.RankResponse:
+        # Models already sent go by hash; a NOT_FOUND means the server no
+        # longer holds one, so send the bytes again, once.
+        for resend in (False, True):
+            inference, hashes = self._models.inference(
+                models, score_validation, resend=resend
+            )
+            request.inference.CopyFrom(inference)
+            try:
+                response = self._call(self._stub.Rank, request, timeout)
+            except AlqueryError as error:
+                if error.code != grpc.StatusCode.NOT_FOUND or resend:
+                    raise
+                continue
+            self._models.mark_sent(hashes)
+            return response
+
+    def upload_model(self, model: Any) -> str:
+        """Stream a model (path, bytes or ``OnnxModel``) to the server in chunks.
+
+        Returns its SHA-256, which later requests may send instead of the
+        bytes (``rank`` does that by itself).
+        """
+        (onnx_model,) = as_models(model)
+        data = onnx_model.data()
+        return self._models.upload(data, hashlib.sha256(data).hexdigest())
+
+    def describe_model(self, model: Any) -> dict[str, Any]:
+        """Describe a model: its inputs, outputs, and the binding the server uses.
+
+        ``model`` is a path, bytes or ``OnnxModel`` (whose binding fields are
+        resolved). Returns a dict with ``sha256``, ``size_bytes``,
+        ``inputs`` and ``outputs`` (name, type, shape with None for dynamic
+        axes), ``input_name``, ``output_name``, ``embeddings_output``,
+        ``output_kind``, ``fixed_batch_size``, ``class_labels``,
+        ``training_dropout_nodes``, ``opsets`` and ``binding_error``.
+        """
+        (onnx_model,) = as_models(model)
+        request = query_pb2.DescribeModelRequest(
+            model=onnx_model.message(data=onnx_model.data())
+        )
+        response = self._call(self._stub.DescribeModel, request)
+        self._models.mark_sent([response.sha256])
+
+        def values(infos: Any) -> list[dict[str, Any]]:
+            return [
+                {
+                    "name": info.name,
+                    "type": info.type,
+                    "shape": [d.size or d.name or None for d in info.shape],
+                }
+                for info in infos
+            ]
+
+        kind = query_pb2.OutputKind.Name(response.output_kind)
+        return {
+            "sha256": response.sha256,
+            "size_bytes": response.size_bytes,
+            "inputs": values(response.inputs),
+            "outputs": values(response.outputs),
+            "input_name": response.input_name,
+            "output_name": response.output_name,
+            "embeddings_output": response.embeddings_output,
+            "output_kind": kind.removeprefix("OUTPUT_KIND_").lower(),
+            "fixed_batch_size": response.fixed_batch_size,
+            "class_labels": list(response.class_labels),
+            "training_dropout_nodes": response.training_dropout_nodes,
+            "opsets": list(response.opsets),
+            "binding_error": response.binding_error,
+        }
 
     def strategies(self, *, timeout: float | None = None) -> list[dict[str, Any]]:
         """Return the server's strategies as dicts (name, parameters, ...).
@@ -270,6 +361,15 @@ class AlqueryClient:
         """
         request = query_pb2.ListStrategiesRequest()
         return strategy_dicts(self._call(self._stub.ListStrategies, request, timeout))
+
+    def _upload(self, chunks: Any) -> Any:
+        # A client-streaming call consumes its chunks, so it is not retried.
+        try:
+            return self._stub.UploadModel(
+                chunks, timeout=self._timeout, metadata=self._metadata
+            )
+        except grpc.RpcError as error:
+            raise AlqueryError(error.code(), error.details() or "") from None
 
     def _call(self, method: Any, request: Any, timeout: float | None = None) -> Any:
         try:

@@ -80,6 +80,17 @@ def _check_rectangular(values: Any, field: str, prefix: str = "") -> None:
         _check_rectangular(row, field, prefix=f"{prefix}{position}.")
 
 
+def fill_tensor(
+    message: query_pb2.Tensor, values: Any, field: str, *, integer: bool = False
+) -> None:
+    """Encode ``values`` into ``message`` in place (one copy fewer than
+    ``CopyFrom(to_tensor(...))``, which matters for large pools)."""
+    array = as_array(values, field, integer=integer)
+    message.dtype = _WIRE_DTYPES[array.dtype]
+    message.shape[:] = array.shape
+    message.data = array.tobytes()
+
+
 def to_tensor(values: Any, field: str, *, integer: bool = False) -> query_pb2.Tensor:
     """Encode ``values`` as a wire tensor (see ``as_array``)."""
     array = as_array(values, field, integer=integer)

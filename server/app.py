@@ -11,14 +11,16 @@ import time
 from concurrent import futures
 
 import grpc
-from alquery.server import registry
-from alquery.server.interceptors import QUERY_SERVICE, ObservingInterceptor
-from alquery.server.metrics import Metrics
-from alquery.server.security import TlsFiles, TokenInterceptor, server_credentials
-from alquery.server.servicer import QueryServicer, add_to_server
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 from prometheus_client import CollectorRegistry, start_http_server
+
+from alquery.server import registry
+from alquery.server.interceptors import QUERY_SERVICE, ObservingInterceptor
+from alquery.server.metrics import Metrics
+from alquery.server.models.cache import ModelCache
+from alquery.server.security import TlsFiles, TokenInterceptor, server_credentials
+from alquery.server.servicer import QueryServicer, add_to_server
 
 logger = logging.getLogger("alquery.server.app")
 
@@ -30,7 +32,12 @@ probabilities and a labeled set."""
 
 @dataclasses.dataclass(frozen=True)
 class ServerConfig:
-    """Settings of one server process."""
+    """Settings of one server process.
+
+    ``model_cache_mib`` bounds the ONNX models kept by hash,
+    ``max_model_mib`` the largest model accepted, and ``model_threads`` the
+    onnxruntime intra-op threads of a run (0: every core).
+    """
 
     host: str = "127.0.0.1"
     port: int = 50051
@@ -46,6 +53,9 @@ class ServerConfig:
     auth_token: str | None = dataclasses.field(default=None, repr=False)
     """Bearer token every call but health checks must carry; kept out of
     the repr so it cannot reach a log."""
+    model_cache_mib: int = 1024
+    max_model_mib: int = 256
+    model_threads: int = 0
 
 
 @dataclasses.dataclass
@@ -117,7 +127,12 @@ def start(config: ServerConfig) -> RunningServer:
             ("grpc.so_reuseport", 0),
         ],
     )
-    add_to_server(QueryServicer(metrics, max_response_bytes=max_bytes), server)
+    models = ModelCache(
+        config.model_cache_mib * MIB, config.max_model_mib * MIB, config.model_threads
+    )
+    add_to_server(
+        QueryServicer(metrics, max_response_bytes=max_bytes, models=models), server
+    )
 
     health_servicer = health.HealthServicer()
     health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)

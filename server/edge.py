@@ -86,8 +86,15 @@ def strategy_name(request: query_pb2.RankRequest) -> str:
     return f"{family}.{enum.Name(method).removeprefix('METHOD_').lower()}"
 
 
-def build_query(request: query_pb2.RankRequest) -> Query:
+def build_query(
+    request: query_pb2.RankRequest, decoded: Mapping[str, NDArray] | None = None
+) -> Query:
     """Check ``request`` and return it as a ``Query``.
+
+    ``decoded`` maps ``Query`` embedding attributes (e.g. "pool_embeddings")
+    to arrays that stand for the request's tensors, already decoded and
+    checked by ``tensors.decode`` (the ONNX runner passes what it read or
+    produced, so large arrays are not decoded twice).
 
     Raises
     ------
@@ -100,7 +107,7 @@ def build_query(request: query_pb2.RankRequest) -> Query:
             f"batch_size: got {request.batch_size}; it must be at least 1"
         )
     mode, temperature = _resolve_selection(request.selection)
-    arrays = _decode_arrays(request)
+    arrays = _decode_arrays(request, decoded or {})
     _check_agreement(arrays, request)
     n_pool = _pool_size(arrays, strategy)
     _check_required(arrays, strategy)
@@ -177,8 +184,13 @@ def _decode_predictions(message: Any, prefix: str) -> NDArray[np.float64] | None
     return np.asarray(array, dtype=np.float64)
 
 
-def _decode_arrays(request: query_pb2.RankRequest) -> dict[str, NDArray | None]:
+def _decode_arrays(
+    request: query_pb2.RankRequest, decoded: Mapping[str, NDArray]
+) -> dict[str, NDArray | None]:
     def optional(message: Any, name: str, field: str, **kwargs: Any) -> NDArray | None:
+        key = field.replace(".", "_")
+        if key in decoded:
+            return decoded[key]
         if not message.HasField(name):
             return None
         return decode(getattr(message, name), field, **kwargs)

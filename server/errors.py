@@ -26,6 +26,10 @@ class TooLargeError(AlqueryError):
     """The request is within the message limit but exceeds a size limit."""
 
 
+class UnknownModelError(AlqueryError):
+    """A request names a model by a SHA-256 the server does not hold."""
+
+
 class CancelledError(AlqueryError):
     """The client cancelled, its deadline passed, or the server is stopping;
     a strategy noticed between chunks and stopped early."""
@@ -35,6 +39,7 @@ _STATUS_BY_ERROR: dict[type[AlqueryError], grpc.StatusCode] = {
     InvalidRequestError: grpc.StatusCode.INVALID_ARGUMENT,
     TooLargeError: grpc.StatusCode.RESOURCE_EXHAUSTED,
     CancelledError: grpc.StatusCode.CANCELLED,
+    UnknownModelError: grpc.StatusCode.NOT_FOUND,
 }
 
 INTERNAL_MESSAGE = "internal error; the server log has the details"

@@ -5,7 +5,8 @@ from __future__ import annotations
 import dataclasses
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from typing import Any
 
 import grpc
 from google.protobuf.message import DecodeError
@@ -19,6 +20,8 @@ from alquery.server.errors import (
 )
 from alquery.server.interceptors import QUERY_SERVICE, CallRecord, current_call
 from alquery.server.metrics import Metrics
+from alquery.server.models import inference, service
+from alquery.server.models.cache import ModelCache
 from alquery.server.ranking import rank
 from alquery.v1 import query_pb2, query_pb2_grpc
 
@@ -27,6 +30,10 @@ _RESPONSES = {
     "ListStrategies": (
         query_pb2.ListStrategiesRequest,
         query_pb2.ListStrategiesResponse,
+    ),
+    "DescribeModel": (
+        query_pb2.DescribeModelRequest,
+        query_pb2.DescribeModelResponse,
     ),
 }
 
@@ -39,17 +46,25 @@ def add_to_server(servicer: "QueryServicer", server: grpc.Server) -> None:
     answers INVALID_ARGUMENT instead, naming the message type.
     """
 
+    def parse(raw: bytes, request_type, context: grpc.ServicerContext):
+        try:
+            return request_type.FromString(raw)
+        except DecodeError as error:
+            context.abort(
+                grpc.StatusCode.INVALID_ARGUMENT,
+                f"request: not a valid {request_type.DESCRIPTOR.full_name} "
+                f"message ({error})",
+            )
+
     def parsing(method, request_type):
         def handle(raw: bytes, context: grpc.ServicerContext):
-            try:
-                request = request_type.FromString(raw)
-            except DecodeError as error:
-                context.abort(
-                    grpc.StatusCode.INVALID_ARGUMENT,
-                    f"request: not a valid {request_type.DESCRIPTOR.full_name} "
-                    f"message ({error})",
-                )
-            return method(request, context)
+            return method(parse(raw, request_type, context), context)
+
+        return handle
+
+    def parsing_stream(method, request_type):
+        def handle(raws, context: grpc.ServicerContext):
+            return method((parse(r, request_type, context) for r in raws), context)
 
         return handle
 
@@ -60,6 +75,10 @@ def add_to_server(servicer: "QueryServicer", server: grpc.Server) -> None:
         )
         for name, (request_type, response_type) in _RESPONSES.items()
     }
+    handlers["UploadModel"] = grpc.stream_unary_rpc_method_handler(
+        parsing_stream(servicer.UploadModel, query_pb2.UploadModelRequest),
+        response_serializer=query_pb2.UploadModelResponse.SerializeToString,
+    )
     server.add_generic_rpc_handlers(
         (grpc.method_handlers_generic_handler(QUERY_SERVICE, handlers),)
     )
@@ -68,11 +87,17 @@ logger = logging.getLogger("alquery.server.servicer")
 
 
 class QueryServicer(query_pb2_grpc.QueryServiceServicer):
-    """Serves ``Rank`` and ``ListStrategies``."""
+    """Serves ``Rank``, ``ListStrategies`` and the model RPCs."""
 
-    def __init__(self, metrics: Metrics, max_response_bytes: int) -> None:
+    def __init__(
+        self,
+        metrics: Metrics,
+        max_response_bytes: int,
+        models: ModelCache | None = None,
+    ) -> None:
         self._metrics = metrics
         self._max_response_bytes = max_response_bytes
+        self._models = models or ModelCache(1 << 30, 256 << 20, threads=0)
 
     def Rank(
         self, request: query_pb2.RankRequest, context: grpc.ServicerContext
@@ -80,7 +105,9 @@ class QueryServicer(query_pb2_grpc.QueryServiceServicer):
         record = current_call()
         record.strategy = edge.strategy_name(request)
         try:
-            response = self._rank(request, record, lambda: not context.is_active())
+            response = self._rank(
+                request, record, lambda: not context.is_active(), context.add_callback
+            )
         except AlqueryError as error:
             code, details = status_for(error)
         except Exception:
@@ -95,9 +122,13 @@ class QueryServicer(query_pb2_grpc.QueryServiceServicer):
         request: query_pb2.RankRequest,
         record: CallRecord,
         stop_requested: Callable[[], bool],
+        on_stop: Callable[[Callable[[], None]], object],
     ) -> query_pb2.RankResponse:
+        decoded = inference.apply(
+            request, self._models, stop_requested=stop_requested, on_stop=on_stop
+        )
         query = dataclasses.replace(
-            edge.build_query(request), stop_requested=stop_requested
+            edge.build_query(request, decoded), stop_requested=stop_requested
         )
         record.n_pool, record.batch_size = query.n_pool, query.batch_size
 
@@ -132,6 +163,30 @@ class QueryServicer(query_pb2_grpc.QueryServiceServicer):
         return query_pb2.ListStrategiesResponse(
             strategies=[_describe(s) for s in registry.all_strategies()]
         )
+
+    def UploadModel(
+        self,
+        requests: Iterator[query_pb2.UploadModelRequest],
+        context: grpc.ServicerContext,
+    ) -> query_pb2.UploadModelResponse:
+        return _answer(lambda: service.upload(requests, self._models), context)
+
+    def DescribeModel(
+        self, request: query_pb2.DescribeModelRequest, context: grpc.ServicerContext
+    ) -> query_pb2.DescribeModelResponse:
+        return _answer(lambda: service.describe(request, self._models), context)
+
+
+def _answer(work: Callable[[], Any], context: grpc.ServicerContext) -> Any:
+    """Return ``work()``, or abort the call with the status for its error."""
+    try:
+        return work()
+    except AlqueryError as error:
+        code, details = status_for(error)
+    except Exception:
+        logger.exception("a model call failed on an unexpected error")
+        code, details = grpc.StatusCode.INTERNAL, INTERNAL_MESSAGE
+    context.abort(code, details)
 
 
 def _describe(strategy: registry.Strategy) -> query_pb2.StrategyInfo:

@@ -84,14 +84,16 @@ def decode(
             )
 
     expected_bytes = math.prod(shape) * dtype.itemsize
-    if len(tensor.data) != expected_bytes:
+    # Each read of a bytes field copies it: read it once.
+    data = tensor.data
+    if len(data) != expected_bytes:
         raise InvalidRequestError(
-            f"{field}.data: has {len(tensor.data)} bytes, but shape "
+            f"{field}.data: has {len(data)} bytes, but shape "
             f"{list(shape)} with dtype {query_pb2.DType.Name(tensor.dtype)} "
             f"needs {expected_bytes}"
         )
 
-    array = np.frombuffer(tensor.data, dtype=dtype).reshape(shape)
+    array = np.frombuffer(data, dtype=dtype).reshape(shape)
     if not integer:
         _check_finite(array, field)
     return array

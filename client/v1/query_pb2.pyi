@@ -20,6 +20,12 @@ class Similarity(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     SIMILARITY_UNSPECIFIED: _ClassVar[Similarity]
     SIMILARITY_COSINE: _ClassVar[Similarity]
     SIMILARITY_EUCLIDEAN: _ClassVar[Similarity]
+
+class OutputKind(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
+    __slots__ = ()
+    OUTPUT_KIND_UNSPECIFIED: _ClassVar[OutputKind]
+    OUTPUT_KIND_PROBABILITIES: _ClassVar[OutputKind]
+    OUTPUT_KIND_LOGITS: _ClassVar[OutputKind]
 D_TYPE_UNSPECIFIED: DType
 D_TYPE_FLOAT32: DType
 D_TYPE_FLOAT64: DType
@@ -28,6 +34,9 @@ D_TYPE_INT64: DType
 SIMILARITY_UNSPECIFIED: Similarity
 SIMILARITY_COSINE: Similarity
 SIMILARITY_EUCLIDEAN: Similarity
+OUTPUT_KIND_UNSPECIFIED: OutputKind
+OUTPUT_KIND_PROBABILITIES: OutputKind
+OUTPUT_KIND_LOGITS: OutputKind
 
 class Tensor(_message.Message):
     __slots__ = ("dtype", "shape", "data")
@@ -274,7 +283,7 @@ class Selection(_message.Message):
     def __init__(self, mode: _Optional[_Union[Selection.Mode, str]] = ..., temperature: _Optional[float] = ...) -> None: ...
 
 class RankRequest(_message.Message):
-    __slots__ = ("pool", "labeled", "validation", "uncertainty", "diversity", "credibility", "hybrid", "batch_size", "seed", "omit_scores", "selection", "target")
+    __slots__ = ("pool", "labeled", "validation", "uncertainty", "diversity", "credibility", "hybrid", "batch_size", "seed", "omit_scores", "selection", "target", "inference")
     POOL_FIELD_NUMBER: _ClassVar[int]
     LABELED_FIELD_NUMBER: _ClassVar[int]
     VALIDATION_FIELD_NUMBER: _ClassVar[int]
@@ -287,6 +296,7 @@ class RankRequest(_message.Message):
     OMIT_SCORES_FIELD_NUMBER: _ClassVar[int]
     SELECTION_FIELD_NUMBER: _ClassVar[int]
     TARGET_FIELD_NUMBER: _ClassVar[int]
+    INFERENCE_FIELD_NUMBER: _ClassVar[int]
     pool: Pool
     labeled: LabeledSet
     validation: ValidationSet
@@ -299,7 +309,8 @@ class RankRequest(_message.Message):
     omit_scores: bool
     selection: Selection
     target: TargetSet
-    def __init__(self, pool: _Optional[_Union[Pool, _Mapping]] = ..., labeled: _Optional[_Union[LabeledSet, _Mapping]] = ..., validation: _Optional[_Union[ValidationSet, _Mapping]] = ..., uncertainty: _Optional[_Union[UncertaintyStrategy, _Mapping]] = ..., diversity: _Optional[_Union[DiversityStrategy, _Mapping]] = ..., credibility: _Optional[_Union[CredibilityStrategy, _Mapping]] = ..., hybrid: _Optional[_Union[HybridStrategy, _Mapping]] = ..., batch_size: _Optional[int] = ..., seed: _Optional[int] = ..., omit_scores: _Optional[bool] = ..., selection: _Optional[_Union[Selection, _Mapping]] = ..., target: _Optional[_Union[TargetSet, _Mapping]] = ...) -> None: ...
+    inference: Inference
+    def __init__(self, pool: _Optional[_Union[Pool, _Mapping]] = ..., labeled: _Optional[_Union[LabeledSet, _Mapping]] = ..., validation: _Optional[_Union[ValidationSet, _Mapping]] = ..., uncertainty: _Optional[_Union[UncertaintyStrategy, _Mapping]] = ..., diversity: _Optional[_Union[DiversityStrategy, _Mapping]] = ..., credibility: _Optional[_Union[CredibilityStrategy, _Mapping]] = ..., hybrid: _Optional[_Union[HybridStrategy, _Mapping]] = ..., batch_size: _Optional[int] = ..., seed: _Optional[int] = ..., omit_scores: _Optional[bool] = ..., selection: _Optional[_Union[Selection, _Mapping]] = ..., target: _Optional[_Union[TargetSet, _Mapping]] = ..., inference: _Optional[_Union[Inference, _Mapping]] = ...) -> None: ...
 
 class ScoreList(_message.Message):
     __slots__ = ("values",)
@@ -369,3 +380,99 @@ class ListStrategiesResponse(_message.Message):
     STRATEGIES_FIELD_NUMBER: _ClassVar[int]
     strategies: _containers.RepeatedCompositeFieldContainer[StrategyInfo]
     def __init__(self, strategies: _Optional[_Iterable[_Union[StrategyInfo, _Mapping]]] = ...) -> None: ...
+
+class Model(_message.Message):
+    __slots__ = ("onnx", "sha256", "input_name", "output_name", "output_kind", "embeddings_output", "mc_passes")
+    ONNX_FIELD_NUMBER: _ClassVar[int]
+    SHA256_FIELD_NUMBER: _ClassVar[int]
+    INPUT_NAME_FIELD_NUMBER: _ClassVar[int]
+    OUTPUT_NAME_FIELD_NUMBER: _ClassVar[int]
+    OUTPUT_KIND_FIELD_NUMBER: _ClassVar[int]
+    EMBEDDINGS_OUTPUT_FIELD_NUMBER: _ClassVar[int]
+    MC_PASSES_FIELD_NUMBER: _ClassVar[int]
+    onnx: bytes
+    sha256: str
+    input_name: str
+    output_name: str
+    output_kind: OutputKind
+    embeddings_output: str
+    mc_passes: int
+    def __init__(self, onnx: _Optional[bytes] = ..., sha256: _Optional[str] = ..., input_name: _Optional[str] = ..., output_name: _Optional[str] = ..., output_kind: _Optional[_Union[OutputKind, str]] = ..., embeddings_output: _Optional[str] = ..., mc_passes: _Optional[int] = ...) -> None: ...
+
+class Inference(_message.Message):
+    __slots__ = ("models", "score_validation")
+    MODELS_FIELD_NUMBER: _ClassVar[int]
+    SCORE_VALIDATION_FIELD_NUMBER: _ClassVar[int]
+    models: _containers.RepeatedCompositeFieldContainer[Model]
+    score_validation: bool
+    def __init__(self, models: _Optional[_Iterable[_Union[Model, _Mapping]]] = ..., score_validation: _Optional[bool] = ...) -> None: ...
+
+class UploadModelRequest(_message.Message):
+    __slots__ = ("chunk", "sha256")
+    CHUNK_FIELD_NUMBER: _ClassVar[int]
+    SHA256_FIELD_NUMBER: _ClassVar[int]
+    chunk: bytes
+    sha256: str
+    def __init__(self, chunk: _Optional[bytes] = ..., sha256: _Optional[str] = ...) -> None: ...
+
+class UploadModelResponse(_message.Message):
+    __slots__ = ("sha256", "size_bytes")
+    SHA256_FIELD_NUMBER: _ClassVar[int]
+    SIZE_BYTES_FIELD_NUMBER: _ClassVar[int]
+    sha256: str
+    size_bytes: int
+    def __init__(self, sha256: _Optional[str] = ..., size_bytes: _Optional[int] = ...) -> None: ...
+
+class Dimension(_message.Message):
+    __slots__ = ("size", "name")
+    SIZE_FIELD_NUMBER: _ClassVar[int]
+    NAME_FIELD_NUMBER: _ClassVar[int]
+    size: int
+    name: str
+    def __init__(self, size: _Optional[int] = ..., name: _Optional[str] = ...) -> None: ...
+
+class ValueInfo(_message.Message):
+    __slots__ = ("name", "type", "shape")
+    NAME_FIELD_NUMBER: _ClassVar[int]
+    TYPE_FIELD_NUMBER: _ClassVar[int]
+    SHAPE_FIELD_NUMBER: _ClassVar[int]
+    name: str
+    type: str
+    shape: _containers.RepeatedCompositeFieldContainer[Dimension]
+    def __init__(self, name: _Optional[str] = ..., type: _Optional[str] = ..., shape: _Optional[_Iterable[_Union[Dimension, _Mapping]]] = ...) -> None: ...
+
+class DescribeModelRequest(_message.Message):
+    __slots__ = ("model",)
+    MODEL_FIELD_NUMBER: _ClassVar[int]
+    model: Model
+    def __init__(self, model: _Optional[_Union[Model, _Mapping]] = ...) -> None: ...
+
+class DescribeModelResponse(_message.Message):
+    __slots__ = ("sha256", "size_bytes", "inputs", "outputs", "input_name", "output_name", "embeddings_output", "output_kind", "fixed_batch_size", "class_labels", "training_dropout_nodes", "binding_error", "opsets")
+    SHA256_FIELD_NUMBER: _ClassVar[int]
+    SIZE_BYTES_FIELD_NUMBER: _ClassVar[int]
+    INPUTS_FIELD_NUMBER: _ClassVar[int]
+    OUTPUTS_FIELD_NUMBER: _ClassVar[int]
+    INPUT_NAME_FIELD_NUMBER: _ClassVar[int]
+    OUTPUT_NAME_FIELD_NUMBER: _ClassVar[int]
+    EMBEDDINGS_OUTPUT_FIELD_NUMBER: _ClassVar[int]
+    OUTPUT_KIND_FIELD_NUMBER: _ClassVar[int]
+    FIXED_BATCH_SIZE_FIELD_NUMBER: _ClassVar[int]
+    CLASS_LABELS_FIELD_NUMBER: _ClassVar[int]
+    TRAINING_DROPOUT_NODES_FIELD_NUMBER: _ClassVar[int]
+    BINDING_ERROR_FIELD_NUMBER: _ClassVar[int]
+    OPSETS_FIELD_NUMBER: _ClassVar[int]
+    sha256: str
+    size_bytes: int
+    inputs: _containers.RepeatedCompositeFieldContainer[ValueInfo]
+    outputs: _containers.RepeatedCompositeFieldContainer[ValueInfo]
+    input_name: str
+    output_name: str
+    embeddings_output: str
+    output_kind: OutputKind
+    fixed_batch_size: int
+    class_labels: _containers.RepeatedScalarFieldContainer[str]
+    training_dropout_nodes: int
+    binding_error: str
+    opsets: _containers.RepeatedScalarFieldContainer[str]
+    def __init__(self, sha256: _Optional[str] = ..., size_bytes: _Optional[int] = ..., inputs: _Optional[_Iterable[_Union[ValueInfo, _Mapping]]] = ..., outputs: _Optional[_Iterable[_Union[ValueInfo, _Mapping]]] = ..., input_name: _Optional[str] = ..., output_name: _Optional[str] = ..., embeddings_output: _Optional[str] = ..., output_kind: _Optional[_Union[OutputKind, str]] = ..., fixed_batch_size: _Optional[int] = ..., class_labels: _Optional[_Iterable[str]] = ..., training_dropout_nodes: _Optional[int] = ..., binding_error: _Optional[str] = ..., opsets: _Optional[_Iterable[str]] = ...) -> None: ...

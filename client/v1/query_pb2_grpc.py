@@ -45,6 +45,16 @@ class QueryServiceStub:
                 request_serializer=alquery_dot_v1_dot_query__pb2.ListStrategiesRequest.SerializeToString,
                 response_deserializer=alquery_dot_v1_dot_query__pb2.ListStrategiesResponse.FromString,
                 _registered_method=True)
+        self.UploadModel = channel.stream_unary(
+                '/alquery.v1.QueryService/UploadModel',
+                request_serializer=alquery_dot_v1_dot_query__pb2.UploadModelRequest.SerializeToString,
+                response_deserializer=alquery_dot_v1_dot_query__pb2.UploadModelResponse.FromString,
+                _registered_method=True)
+        self.DescribeModel = channel.unary_unary(
+                '/alquery.v1.QueryService/DescribeModel',
+                request_serializer=alquery_dot_v1_dot_query__pb2.DescribeModelRequest.SerializeToString,
+                response_deserializer=alquery_dot_v1_dot_query__pb2.DescribeModelResponse.FromString,
+                _registered_method=True)
 
 
 class QueryServiceServicer:
@@ -65,6 +75,22 @@ class QueryServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def UploadModel(self, request_iterator, context):
+        """Send a model in chunks (client streaming), for models larger than one
+        message; answers the SHA-256 to reference it by in Rank.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def DescribeModel(self, request, context):
+        """Describe a model: its inputs, outputs, shapes, types, and the binding
+        alquery would use.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_QueryServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -77,6 +103,16 @@ def add_QueryServiceServicer_to_server(servicer, server):
                     servicer.ListStrategies,
                     request_deserializer=alquery_dot_v1_dot_query__pb2.ListStrategiesRequest.FromString,
                     response_serializer=alquery_dot_v1_dot_query__pb2.ListStrategiesResponse.SerializeToString,
+            ),
+            'UploadModel': grpc.stream_unary_rpc_method_handler(
+                    servicer.UploadModel,
+                    request_deserializer=alquery_dot_v1_dot_query__pb2.UploadModelRequest.FromString,
+                    response_serializer=alquery_dot_v1_dot_query__pb2.UploadModelResponse.SerializeToString,
+            ),
+            'DescribeModel': grpc.unary_unary_rpc_method_handler(
+                    servicer.DescribeModel,
+                    request_deserializer=alquery_dot_v1_dot_query__pb2.DescribeModelRequest.FromString,
+                    response_serializer=alquery_dot_v1_dot_query__pb2.DescribeModelResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -134,6 +170,60 @@ class QueryService:
             '/alquery.v1.QueryService/ListStrategies',
             alquery_dot_v1_dot_query__pb2.ListStrategiesRequest.SerializeToString,
             alquery_dot_v1_dot_query__pb2.ListStrategiesResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def UploadModel(request_iterator,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.stream_unary(
+            request_iterator,
+            target,
+            '/alquery.v1.QueryService/UploadModel',
+            alquery_dot_v1_dot_query__pb2.UploadModelRequest.SerializeToString,
+            alquery_dot_v1_dot_query__pb2.UploadModelResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def DescribeModel(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/alquery.v1.QueryService/DescribeModel',
+            alquery_dot_v1_dot_query__pb2.DescribeModelRequest.SerializeToString,
+            alquery_dot_v1_dot_query__pb2.DescribeModelResponse.FromString,
             options,
             channel_credentials,
             insecure,

@@ -1,0 +1,165 @@
+"""Send ONNX models to the server: inline, by hash, or in streamed chunks.
+
+The server keeps models in a bounded cache keyed by SHA-256. The client
+sends a model's bytes once, then refers to it by hash; when the server
+answers NOT_FOUND (it evicted the model or restarted), ``AlqueryClient``
+sends the bytes again and retries, so callers never see the cache.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import os
+import pathlib
+import threading
+from collections.abc import Iterator, Sequence
+from typing import Any
+
+import grpc
+
+from alquery.client.errors import AlqueryError
+from alquery.v1 import query_pb2
+
+CHUNK_BYTES = 4 << 20
+"""Models up to this size travel inside the request; larger ones are
+uploaded first with the streaming ``UploadModel``, in chunks of this size."""
+
+_KINDS = {
+    None: query_pb2.OUTPUT_KIND_UNSPECIFIED,
+    "probabilities": query_pb2.OUTPUT_KIND_PROBABILITIES,
+    "logits": query_pb2.OUTPUT_KIND_LOGITS,
+}
+
+
+@dataclasses.dataclass(frozen=True)
+class OnnxModel:
+    """An ONNX model and how the server should bind it.
+
+    Parameters
+    ----------
+    source : str, os.PathLike or bytes
+        A path to a .onnx file, or the model's bytes.
+    input_name : str, default=""
+        The input to feed; default the model's only input.
+    output_name : str, default=""
+        The output holding probabilities or logits; default the only
+        candidate.
+    output_kind : {"probabilities", "logits"} or None, default=None
+        What that output holds; None lets the server detect it.
+    embeddings_output : str, default=""
+        An output to use as the embeddings of every set (e.g. for BADGE).
+    mc_passes : int or None, default=None
+        Monte-Carlo dropout passes (the model's Dropout nodes must be in
+        training mode); None means 1.
+    """
+
+    source: str | os.PathLike | bytes
+    input_name: str = ""
+    output_name: str = ""
+    output_kind: str | None = None
+    embeddings_output: str = ""
+    mc_passes: int | None = None
+
+    def data(self) -> bytes:
+        """The model's bytes (read from the file when ``source`` is a path)."""
+        if isinstance(self.source, (bytes, bytearray, memoryview)):
+            return bytes(self.source)
+        try:
+            return pathlib.Path(self.source).read_bytes()
+        except OSError as error:
+            raise AlqueryError(
+                grpc.StatusCode.INVALID_ARGUMENT,
+                f"model: cannot read {str(self.source)!r} ({error.strerror})",
+            ) from None
+
+    def message(
+        self, *, data: bytes | None = None, sha256: str = ""
+    ) -> query_pb2.Model:
+        """The wire ``Model``, carrying ``data`` or referring to ``sha256``."""
+        if self.output_kind not in _KINDS:
+            raise AlqueryError(
+                grpc.StatusCode.INVALID_ARGUMENT,
+                f"model.output_kind: got {self.output_kind!r}; expected "
+                "'probabilities', 'logits' or None (detect)",
+            )
+        message = query_pb2.Model(
+            input_name=self.input_name,
+            output_name=self.output_name,
+            output_kind=_KINDS[self.output_kind],
+            embeddings_output=self.embeddings_output,
+        )
+        if self.mc_passes is not None:
+            message.mc_passes = self.mc_passes
+        if data is not None:
+            message.onnx = data
+        else:
+            message.sha256 = sha256
+        return message
+
+
+def as_models(model: Any) -> list[OnnxModel]:
+    """Accept one model (path, bytes or ``OnnxModel``) or a sequence of them."""
+    if model is None:
+        return []
+    single = isinstance(model, (str, os.PathLike, bytes, bytearray, OnnxModel))
+    items = [model] if single else list(model)
+    return [m if isinstance(m, OnnxModel) else OnnxModel(m) for m in items]
+
+
+def chunks(data: bytes, sha256: str) -> Iterator[query_pb2.UploadModelRequest]:
+    """Split ``data`` into ``UploadModelRequest`` chunks; the first states the hash."""
+    for start in range(0, max(len(data), 1), CHUNK_BYTES):
+        yield query_pb2.UploadModelRequest(
+            chunk=data[start:start + CHUNK_BYTES], sha256=sha256 if not start else ""
+        )
+
+
+class ModelSender:
+    """Remembers which models this client has sent, and sends the rest.
+
+    ``upload`` is a callable taking a chunk iterator and returning the
+    server's ``UploadModelResponse``.
+    """
+
+    def __init__(self, upload: Any) -> None:
+        self._upload = upload
+        self._sent: set[str] = set()
+        self._lock = threading.Lock()
+
+    def inference(
+        self, models: Sequence[OnnxModel], score_validation: bool, *, resend: bool
+    ) -> tuple[query_pb2.Inference, list[str]]:
+        """Build the request's ``Inference``; return it and the models' hashes.
+
+        A model this client has already sent goes by hash, unless
+        ``resend``; otherwise a small one goes inline and a large one is
+        uploaded first.
+        """
+        inference = query_pb2.Inference(score_validation=score_validation)
+        hashes = []
+        for model in models:
+            data = model.data()
+            sha256 = hashlib.sha256(data).hexdigest()
+            hashes.append(sha256)
+            with self._lock:
+                known = sha256 in self._sent and not resend
+            if known:
+                inference.models.append(model.message(sha256=sha256))
+            elif len(data) <= CHUNK_BYTES:
+                inference.models.append(model.message(data=data))
+            else:
+                self.upload(data, sha256)
+                inference.models.append(model.message(sha256=sha256))
+        return inference, hashes
+
+    def upload(self, data: bytes, sha256: str) -> str:
+        """Stream ``data`` to the server; return the hash it answers."""
+        response = self._upload(chunks(data, sha256))
+        self.mark_sent([response.sha256])
+        return response.sha256
+
+    def mark_sent(self, hashes: Sequence[str]) -> None:
+        """Note that the server now holds these models."""
+        with self._lock:
+            self._sent.update(hashes)

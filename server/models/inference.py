@@ -1,0 +1,213 @@
+"""Turn ``RankRequest.inference`` into the predictions and embeddings it stands for.
+
+This runs at the edge, before the usual checks: the models run on each
+set's embeddings, and their predictions are written into the request as if
+the client had sent them (``pool.probabilities``, and
+``validation.probabilities`` with ``score_validation``). The embeddings
+each set ends up with (the model's embeddings output, or the input as
+decoded) are handed to ``edge.build_query`` as arrays, so a large pool is
+decoded once. The checks of the edge and every strategy then run
+unchanged.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+from collections.abc import Callable
+
+import numpy as np
+import onnxruntime as ort
+from numpy.typing import NDArray
+
+from alquery.server.edge import DEFAULT_SEED
+from alquery.server.errors import InvalidRequestError
+from alquery.server.models import binding as bindings
+from alquery.server.models.cache import LoadedModel, ModelCache
+from alquery.server.models.runner import RunControl, run, to_probabilities
+from alquery.server.tensors import decode
+from alquery.v1 import query_pb2
+
+logger = logging.getLogger("alquery.server.models.inference")
+
+_SETS = ("pool", "labeled", "validation")
+
+
+@dataclasses.dataclass(frozen=True)
+class Member:
+    """One model of the request with its resolved binding."""
+
+    loaded: LoadedModel
+    binding: bindings.Binding
+    field: str
+
+
+def load_member(
+    spec: query_pb2.Model, cache: ModelCache, field: str
+) -> Member:
+    """Fetch (or load) the model of ``spec`` and resolve its binding.
+
+    Raises
+    ------
+    InvalidRequestError, TooLargeError, UnknownModelError
+        From the checks, the binding, or an unknown hash.
+    """
+    source = spec.WhichOneof("source")
+    if source is None:
+        raise InvalidRequestError(
+            f"{field}: no model; set `onnx` (the bytes) or `sha256`"
+        )
+    if source == "onnx":
+        loaded = cache.add(spec.onnx, f"{field}.onnx")
+    else:
+        loaded = cache.get(spec.sha256, f"{field}.sha256")
+    binding = bindings.resolve(spec, loaded.inputs, loaded.outputs, field)
+    if binding.passes > 1 and loaded.dropout_nodes == 0:
+        raise InvalidRequestError(
+            f"{field}.mc_passes: {binding.passes} passes asked, but the model "
+            "has no Dropout node with training_mode set to a constant true; "
+            "its passes would all be the same"
+        )
+    return Member(loaded, binding, field)
+
+
+def apply(
+    request: query_pb2.RankRequest,
+    cache: ModelCache,
+    *,
+    stop_requested: Callable[[], bool],
+    on_stop: Callable[[Callable[[], None]], object],
+) -> dict[str, NDArray]:
+    """Run ``request.inference``'s models and write their outputs into ``request``.
+
+    Returns the embeddings of each set the models ran on, by ``Query``
+    attribute ("pool_embeddings", ...), for ``edge.build_query``; an empty
+    dict when the request carries no models. ``on_stop`` registers a
+    callback run when the call ends; it aborts a run in progress.
+
+    Raises
+    ------
+    InvalidRequestError
+        Naming the field: models and predictions both sent, embeddings
+        missing, binding or output errors.
+    """
+    if not request.HasField("inference"):
+        return {}
+    inference = request.inference
+    _check_inputs(request)
+    members = [
+        load_member(spec, cache, f"inference.models[{i}]")
+        for i, spec in enumerate(inference.models)
+    ]
+    embedders = [m for m in members if m.binding.embeddings_output]
+    if len(embedders) > 1:
+        raise InvalidRequestError(
+            f"{embedders[1].field}.embeddings_output: only one model may give "
+            f"the embeddings; {embedders[0].field} already does"
+        )
+
+    options = ort.RunOptions()
+    on_stop(lambda: setattr(options, "terminate", True))
+    control = RunControl(options, stop_requested, cache.threads)
+    seed = DEFAULT_SEED if not request.HasField("seed") else request.seed
+    decoded = {}
+    for set_index, name in enumerate(_SETS):
+        wanted = name == "pool" or (name == "validation" and inference.score_validation)
+        if not wanted and not embedders:
+            continue
+        message = getattr(request, name)
+        if not message.HasField("embeddings"):
+            continue
+        features = decode(
+            message.embeddings, f"{name}.embeddings", ndims=(2,)
+        )
+        embeddings = _run_set(
+            message, name, features, members, wanted, control,
+            np.random.SeedSequence([seed, set_index]),
+        )
+        if embeddings is not None:
+            embeddings.flags.writeable = False
+        decoded[f"{name}_embeddings"] = features if embeddings is None else embeddings
+    request.ClearField("inference")
+    return decoded
+
+
+def _check_inputs(request: query_pb2.RankRequest) -> None:
+    inference = request.inference
+    if not inference.models:
+        raise InvalidRequestError(
+            "inference.models: empty; send at least one model"
+        )
+    for name in ("pool", "validation"):
+        kind = getattr(request, name).WhichOneof("predictions")
+        if kind is not None and (name == "pool" or inference.score_validation):
+            raise InvalidRequestError(
+                f"{name}.{kind}: sent together with inference models that "
+                "produce it; send one or the other"
+            )
+    if not request.pool.HasField("embeddings"):
+        raise InvalidRequestError(
+            "pool.embeddings: missing; the inference models run on it"
+        )
+    if inference.score_validation and not request.validation.HasField("embeddings"):
+        raise InvalidRequestError(
+            "validation.embeddings: missing; inference.score_validation runs "
+            "the models on it"
+        )
+
+
+def _run_set(
+    message: object,
+    name: str,
+    features: NDArray,
+    members: list[Member],
+    wanted: bool,
+    control: RunControl,
+    seed: np.random.SeedSequence,
+) -> NDArray | None:
+    field = f"{name}.embeddings"
+    parts, embeddings = [], None
+    member_seeds = seed.spawn(len(members))
+    for member, member_seed in zip(members, member_seeds):
+        if not wanted and not member.binding.embeddings_output:
+            continue
+        bindings.features_for(member.binding, features.shape[1], field)
+        outputs = run(
+            member.loaded, member.binding, features,
+            field=member.field, features_field=field, seed=member_seed,
+            control=control, predictions=wanted,
+        )
+        if outputs.embeddings is not None:
+            embeddings = outputs.embeddings
+        if wanted:
+            what = f"{member.field}: output {member.binding.output_name!r} on {field}"
+            parts.append(
+                to_probabilities(outputs.predictions, member.binding.output_kind, what)
+            )
+
+    if parts:
+        _check_classes(parts, members)
+        stacked = np.concatenate(parts, axis=1)
+        if stacked.shape[1] == 1:
+            stacked = stacked[:, 0]
+        message.probabilities.CopyFrom(_tensor(stacked))
+    return embeddings
+
+
+def _check_classes(parts: list[NDArray], members: list[Member]) -> None:
+    for part, member in zip(parts[1:], members[1:]):
+        if part.shape[-1] != parts[0].shape[-1]:
+            raise InvalidRequestError(
+                f"{member.field}: gives {part.shape[-1]} classes but "
+                f"{members[0].field} gives {parts[0].shape[-1]}; committee "
+                "members must agree"
+            )
+
+
+def _tensor(array: NDArray) -> query_pb2.Tensor:
+    if array.dtype == np.float32:
+        dtype, wire = query_pb2.D_TYPE_FLOAT32, "<f4"
+    else:
+        dtype, wire = query_pb2.D_TYPE_FLOAT64, "<f8"
+    array = np.ascontiguousarray(array, dtype=wire)
+    return query_pb2.Tensor(dtype=dtype, shape=array.shape, data=array.tobytes())

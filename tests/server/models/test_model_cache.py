@@ -1,0 +1,51 @@
+"""The model cache: bounded by bytes, least recently used out, keyed by SHA-256."""
+
+import hashlib
+
+import pytest
+
+from alquery.server.errors import UnknownModelError
+from alquery.server.models.cache import ModelCache
+from onnx_models import mlp
+
+MODELS = [mlp(64, 32, 3, seed=seed) for seed in range(3)]
+SIZE = max(len(m) for m in MODELS)
+
+
+def sha(data: bytes) -> str:
+    return hashlib.sha256(data).hexdigest()
+
+
+def test_a_model_is_found_by_the_hash_of_its_bytes():
+    cache = ModelCache(10 * SIZE, SIZE, threads=1)
+    loaded = cache.add(MODELS[0], "m")
+    assert loaded.sha256 == sha(MODELS[0]) and loaded.size_bytes == len(MODELS[0])
+    assert cache.get(sha(MODELS[0]).upper(), "m") is loaded
+    assert cache.add(MODELS[0], "m") is loaded
+    assert cache.size_bytes == len(MODELS[0])
+
+
+def test_adding_past_the_byte_limit_evicts_the_least_recently_used():
+    cache = ModelCache(2 * SIZE, SIZE, threads=1)
+    cache.add(MODELS[0], "m")
+    cache.add(MODELS[1], "m")
+    cache.get(sha(MODELS[0]), "m")  # now the most recent
+    cache.add(MODELS[2], "m")
+    assert sha(MODELS[1]) not in cache
+    assert sha(MODELS[0]) in cache and sha(MODELS[2]) in cache
+    assert cache.evictions == 1
+    assert cache.size_bytes == len(MODELS[0]) + len(MODELS[2]) <= 2 * SIZE
+
+
+def test_an_unknown_hash_names_the_hash():
+    cache = ModelCache(SIZE, SIZE, threads=1)
+    with pytest.raises(UnknownModelError, match="^f: this server holds no model "
+                       "with SHA-256 'abc123'"):
+        cache.get("abc123", "f")
+
+
+def test_a_model_larger_than_the_cache_is_served_but_not_kept():
+    cache = ModelCache(SIZE - 1, SIZE, threads=1)
+    loaded = cache.add(MODELS[0], "m")
+    assert loaded.session is not None
+    assert sha(MODELS[0]) not in cache and cache.size_bytes == 0
