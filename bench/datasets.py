@@ -93,8 +93,13 @@ def fashion(seed: int = 0, n_pool: int = 5000, n_test: int = 2000) -> Dataset:
     x, y = train_x[chosen] / 255.0, train_y[chosen]
     pca = PCA(n_components=50, random_state=seed).fit(x)
     return _split(
-        "fashion", pca.transform(x), y, pca.transform(test_x[tested] / 255.0),
-        test_y[tested], n_validation=200, seed=seed,
+        "fashion",
+        pca.transform(x),
+        y,
+        pca.transform(test_x[tested] / 255.0),
+        test_y[tested],
+        n_validation=200,
+        seed=seed,
     )
 
 
@@ -137,9 +142,15 @@ def embed_texts(texts: list[str], max_tokens: int = 64) -> np.ndarray:
         mask = np.array([e.attention_mask for e in encoded], dtype=np.int64)
         hidden = session.run(
             None,
-            {"input_ids": ids, "attention_mask": mask, "token_type_ids": np.zeros_like(ids)},
+            {
+                "input_ids": ids,
+                "attention_mask": mask,
+                "token_type_ids": np.zeros_like(ids),
+            },
         )[0]
-        pooled = (hidden * mask[..., None]).sum(axis=1) / mask.sum(axis=1, keepdims=True)
+        pooled = (hidden * mask[..., None]).sum(axis=1) / mask.sum(
+            axis=1, keepdims=True
+        )
         chunks.append(pooled / np.linalg.norm(pooled, axis=1, keepdims=True))
     return np.vstack(chunks)
 
@@ -168,8 +179,13 @@ def newsgroups(seed: int = 0, n_train: int = 2200, n_test: int = 600) -> Dataset
         )
     data = np.load(cache)
     return _split(
-        "newsgroups", data["train_x"], data["train_y"], data["test_x"],
-        data["test_y"], n_validation=200, seed=seed,
+        "newsgroups",
+        data["train_x"],
+        data["train_y"],
+        data["test_x"],
+        data["test_y"],
+        n_validation=200,
+        seed=seed,
     )
 
 

@@ -112,7 +112,10 @@ def run_loop(data, strategy, info, client, seed, settings):
             if info["min_passes"] > 1:
                 members = committee(x, y, n_classes, rng)
                 pool_p = np.stack(
-                    [probabilities(m, data.pool_x[unlabeled], n_classes) for m in members],
+                    [
+                        probabilities(m, data.pool_x[unlabeled], n_classes)
+                        for m in members
+                    ],
                     axis=1,
                 )
             else:
@@ -124,7 +127,9 @@ def run_loop(data, strategy, info, client, seed, settings):
                 embeddings=data.pool_x[unlabeled],
                 labeled_embeddings=x,
                 labeled_labels=y,
-                validation_probabilities=probabilities(model, data.validation_x, n_classes),
+                validation_probabilities=probabilities(
+                    model, data.validation_x, n_classes
+                ),
                 validation_labels=data.validation_y,
                 validation_embeddings=data.validation_x,
                 seed=seed * 1000 + round_,
@@ -140,8 +145,10 @@ def summarise(name, curves, full_accuracy):
     """Per strategy: mean curves and the label counts the table reports."""
     labels = [point[0] for point in next(iter(curves.values()))[0]]
     mean = {
-        s: (np.mean([[p[1] for p in c] for c in runs], axis=0),
-            np.mean([[p[2] for p in c] for c in runs], axis=0))
+        s: (
+            np.mean([[p[1] for p in c] for c in runs], axis=0),
+            np.mean([[p[2] for p in c] for c in runs], axis=0),
+        )
         for s, runs in curves.items()
     }
 
@@ -164,15 +171,20 @@ def summarise(name, curves, full_accuracy):
                 "final_f1": float(f1[-1]),
                 "labels_to_95_full": to_goal,
                 "vs_random": (to_goal / random_to_goal)
-                if to_goal and random_to_goal else None,
+                if to_goal and random_to_goal
+                else None,
                 "labels_to_random_final": to_random,
                 "share_of_random_labels": to_random / labels[-1] if to_random else None,
             }
         )
     rows.sort(key=lambda r: -r["auc"])
-    return {"dataset": name, "labels": labels, "full_accuracy": full_accuracy,
-            "mean": {s: [a.tolist(), f.tolist()] for s, (a, f) in mean.items()},
-            "rows": rows}
+    return {
+        "dataset": name,
+        "labels": labels,
+        "full_accuracy": full_accuracy,
+        "mean": {s: [a.tolist(), f.tolist()] for s, (a, f) in mean.items()},
+        "rows": rows,
+    }
 
 
 def table(summary, seeds, settings):
@@ -191,6 +203,7 @@ def table(summary, seeds, settings):
         "|---|---|---|---|---|---|---|---|",
     ]
     for r in summary["rows"]:
+
         def show(value, fmt="{}"):
             return "-" if value is None else fmt.format(value)
 
@@ -247,7 +260,9 @@ def main(argv=None):
     parser.add_argument("--strategies", help="comma-separated; default: all")
     parser.add_argument("--target", help="a running server; default: start one")
     parser.add_argument("--results", type=pathlib.Path, default=HERE / "RESULTS.md")
-    parser.add_argument("--plot", type=pathlib.Path, default=HERE / "label_efficiency.png")
+    parser.add_argument(
+        "--plot", type=pathlib.Path, default=HERE / "label_efficiency.png"
+    )
     args = parser.parse_args(argv)
 
     if args.target:
@@ -273,7 +288,14 @@ def run(args, target):
                 start = time.perf_counter()
                 try:
                     curves[strategy] = [
-                        run_loop(data, strategy, offered.get(strategy), client, seed, settings)
+                        run_loop(
+                            data,
+                            strategy,
+                            offered.get(strategy),
+                            client,
+                            seed,
+                            settings,
+                        )
                         for seed, data in enumerate(loaded)
                     ]
                 except AlqueryError as error:
@@ -282,10 +304,14 @@ def run(args, target):
                 sys.stderr.write(
                     f"{name} {strategy}: {time.perf_counter() - start:.1f} s\n"
                 )
-            full = np.mean([
-                accuracy_score(d.test_y, fit(d.pool_x, d.pool_y, d.n_classes).predict(d.test_x))
-                for d in loaded
-            ])
+            full = np.mean(
+                [
+                    accuracy_score(
+                        d.test_y, fit(d.pool_x, d.pool_y, d.n_classes).predict(d.test_x)
+                    )
+                    for d in loaded
+                ]
+            )
             summary = summarise(name, curves, float(full))
             summaries.append(summary)
             sections.append(table(summary, args.seeds, settings))
@@ -306,7 +332,7 @@ def report(args, summaries, sections):
             f"Command: `{command.strip()}` (plot: `{args.plot.name}`). Produced "
             f"{time.strftime('%Y-%m-%d')} on a 2-core machine. Rows are sorted "
             "by mean test accuracy over all rounds (area under the learning "
-            "curve). \"vs random\": labels a strategy needs to reach 95% of "
+            'curve). "vs random": labels a strategy needs to reach 95% of '
             "the full-pool accuracy, divided by random's. \"share of random's "
             "labels\": the labels a strategy needs to reach random's final "
             "accuracy, as a share of random's final label count; '-' means "

@@ -35,14 +35,16 @@ class CallRecord:
     known (e.g. "token_wrong"); the rejected-requests metric uses it."""
 
 
-REJECTED_CODES = frozenset({
-    grpc.StatusCode.INVALID_ARGUMENT,
-    grpc.StatusCode.RESOURCE_EXHAUSTED,
-    grpc.StatusCode.UNAUTHENTICATED,
-    grpc.StatusCode.PERMISSION_DENIED,
-    grpc.StatusCode.FAILED_PRECONDITION,
-    grpc.StatusCode.OUT_OF_RANGE,
-})
+REJECTED_CODES = frozenset(
+    {
+        grpc.StatusCode.INVALID_ARGUMENT,
+        grpc.StatusCode.RESOURCE_EXHAUSTED,
+        grpc.StatusCode.UNAUTHENTICATED,
+        grpc.StatusCode.PERMISSION_DENIED,
+        grpc.StatusCode.FAILED_PRECONDITION,
+        grpc.StatusCode.OUT_OF_RANGE,
+    }
+)
 """Codes that mean "refused because of the request", counted by
 ``alquery_rejected_requests_total`` with the code's name as reason unless
 the refusing code gave a finer one."""
@@ -78,7 +80,9 @@ class _Call:
             remaining = context.time_remaining()
             expired = remaining is not None and remaining <= 0
             code = (
-                grpc.StatusCode.DEADLINE_EXCEEDED if expired else grpc.StatusCode.CANCELLED
+                grpc.StatusCode.DEADLINE_EXCEEDED
+                if expired
+                else grpc.StatusCode.CANCELLED
             )
         if code is None:
             code = grpc.StatusCode.UNKNOWN if error else grpc.StatusCode.OK

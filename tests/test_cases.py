@@ -93,7 +93,9 @@ def test_case(client, path):
         if "scores" in expected:
             # The case lists scores by pool position; ours follow the ranking.
             by_position = np.asarray(expected["scores"])
-            np.testing.assert_allclose(result.scores, by_position[result.indices], atol=1e-4)
+            np.testing.assert_allclose(
+                result.scores, by_position[result.indices], atol=1e-4
+            )
 
     # Whatever the case did, the server answers the next valid request.
     again = client.rank("uncertainty.margin", 1, probabilities=[[0.6, 0.4], [0.5, 0.5]])
@@ -116,7 +118,9 @@ def test_case_04_negative_batch_size_is_refused_too(client):
 
 def test_case_06_float32_softmax_rows_are_accepted(client):
     thirds = np.full((1, 3), 0.33333334, dtype=np.float32)
-    assert client.rank("uncertainty.entropy", 1, probabilities=thirds).indices.tolist() == [0]
+    assert client.rank(
+        "uncertainty.entropy", 1, probabilities=thirds
+    ).indices.tolist() == [0]
 
 
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])

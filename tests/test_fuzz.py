@@ -85,8 +85,14 @@ METHODS = {
 
 
 def dense(array):
-    dtype = query_pb2.D_TYPE_FLOAT32 if array.dtype == np.float32 else (
-        query_pb2.D_TYPE_FLOAT64 if array.dtype == np.float64 else query_pb2.D_TYPE_INT64
+    dtype = (
+        query_pb2.D_TYPE_FLOAT32
+        if array.dtype == np.float32
+        else (
+            query_pb2.D_TYPE_FLOAT64
+            if array.dtype == np.float64
+            else query_pb2.D_TYPE_INT64
+        )
     )
     return query_pb2.Tensor(dtype=dtype, shape=array.shape, data=array.tobytes())
 
@@ -143,7 +149,9 @@ def rank_requests(draw):
             request.batch_size = draw(INT64)
         elif mutation == "strategy":
             family = draw(
-                st.sampled_from([None, "uncertainty", "diversity", "credibility", "hybrid"])
+                st.sampled_from(
+                    [None, "uncertainty", "diversity", "credibility", "hybrid"]
+                )
             )
             if family is None:
                 request.ClearField("strategy")

@@ -12,7 +12,9 @@ ROOT = pathlib.Path(__file__).resolve().parent.parent
 
 
 def test_generated_code_is_up_to_date(tmp_path):
-    spec = importlib.util.spec_from_file_location("generate", ROOT / "proto" / "generate.py")
+    spec = importlib.util.spec_from_file_location(
+        "generate", ROOT / "proto" / "generate.py"
+    )
     generate = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(generate)
     written = generate.generate(tmp_path)

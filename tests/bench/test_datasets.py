@@ -54,7 +54,9 @@ def test_idx_reader_decodes_the_header(tmp_path):
 
 def test_newsgroups_tab_reader(tmp_path):
     path = tmp_path / "tiny.tab"
-    path.write_text("Category\tText\nd\tstring\nclass\t\nsci.space\tthe moon\nrec.autos\ta car\n")
+    path.write_text(
+        "Category\tText\nd\tstring\nclass\t\nsci.space\tthe moon\nrec.autos\ta car\n"
+    )
     labels, texts = datasets._read_tab(path)
     assert labels == ["sci.space", "rec.autos"]
     assert texts == ["the moon", "a car"]
@@ -63,7 +65,11 @@ def test_newsgroups_tab_reader(tmp_path):
 def test_embedding_model_gives_unit_vectors_that_separate_topics():
     try:
         vectors = datasets.embed_texts(
-            ["the rocket reached orbit", "the shuttle launch to orbit", "engine oil for my car"]
+            [
+                "the rocket reached orbit",
+                "the shuttle launch to orbit",
+                "engine oil for my car",
+            ]
         )
     except (datasets.MissingData, ImportError) as error:
         pytest.skip(f"embedding model not installed (make bench-data): {error}")

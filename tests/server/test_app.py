@@ -100,7 +100,9 @@ def test_one_info_line_per_request_with_fixed_fields(stub, caplog):
         stub.Rank(margin_request(1))
         with pytest.raises(grpc.RpcError):
             stub.Rank(margin_request(-5))
-    lines = [r.getMessage() for r in caplog.records if r.name == "alquery.server.requests"]
+    lines = [
+        r.getMessage() for r in caplog.records if r.name == "alquery.server.requests"
+    ]
     assert len(lines) == 2
     pattern = (
         r"request method=Rank strategy=uncertainty\.margin n_pool=(\S+) "
@@ -153,7 +155,9 @@ def test_sigterm_finishes_the_request_in_flight_and_exits_cleanly():
         rng = np.random.default_rng(0)
         embeddings = rng.normal(size=(100_000, 64)).astype(np.float32)
         slow = query_pb2.RankRequest(
-            pool=query_pb2.Pool(embeddings=tensor(embeddings, query_pb2.D_TYPE_FLOAT32)),
+            pool=query_pb2.Pool(
+                embeddings=tensor(embeddings, query_pb2.D_TYPE_FLOAT32)
+            ),
             diversity=query_pb2.DiversityStrategy(
                 method=query_pb2.DiversityStrategy.METHOD_KCENTER
             ),
@@ -222,7 +226,9 @@ def test_sigterm_cancels_what_outlives_the_grace_period_and_exits():
         rng = np.random.default_rng(2)
         embeddings = rng.normal(size=(100_000, 64)).astype(np.float32)
         endless = query_pb2.RankRequest(
-            pool=query_pb2.Pool(embeddings=tensor(embeddings, query_pb2.D_TYPE_FLOAT32)),
+            pool=query_pb2.Pool(
+                embeddings=tensor(embeddings, query_pb2.D_TYPE_FLOAT32)
+            ),
             diversity=query_pb2.DiversityStrategy(
                 method=query_pb2.DiversityStrategy.METHOD_KCENTER
             ),
@@ -244,7 +250,10 @@ def test_sigterm_cancels_what_outlives_the_grace_period_and_exits():
         assert server.process.wait(timeout=30) == 0
         assert time.monotonic() - start < 15
         thread.join(30)
-        assert outcome["code"] in (grpc.StatusCode.CANCELLED, grpc.StatusCode.UNAVAILABLE)
+        assert outcome["code"] in (
+            grpc.StatusCode.CANCELLED,
+            grpc.StatusCode.UNAVAILABLE,
+        )
         channel.close()
     finally:
         server.stop()

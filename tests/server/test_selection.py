@@ -62,9 +62,14 @@ def test_sampling_is_without_replacement_and_reproducible(mode):
     scores = np.linspace(0.1, 1.0, 40)
     first = draw(scores, 25, mode, seed=7)
     assert len(set(first.ranked_indices.tolist())) == 25
-    np.testing.assert_array_equal(first.ranked_indices, draw(scores, 25, mode, seed=7).ranked_indices)
+    np.testing.assert_array_equal(
+        first.ranked_indices, draw(scores, 25, mode, seed=7).ranked_indices
+    )
     np.testing.assert_array_equal(first.scores, scores[first.ranked_indices])
-    assert first.ranked_indices.tolist() != draw(scores, 25, mode, seed=8).ranked_indices.tolist()
+    assert (
+        first.ranked_indices.tolist()
+        != draw(scores, 25, mode, seed=8).ranked_indices.tolist()
+    )
 
 
 @pytest.mark.parametrize("mode", MODES)
@@ -90,8 +95,9 @@ def test_a_cold_temperature_gives_the_top_k_order(mode, higher_first):
 def test_single_draws_follow_the_mode_weights(mode, scores, expected_share):
     rng = np.random.default_rng(11)
     picks = [
-        sample(np.array(scores), 1, higher_first=True, mode=mode, temperature=1.0,
-               rng=rng).ranked_indices[0]
+        sample(
+            np.array(scores), 1, higher_first=True, mode=mode, temperature=1.0, rng=rng
+        ).ranked_indices[0]
         for _ in range(4000)
     ]
     assert np.mean(picks) == pytest.approx(expected_share, abs=0.025)
@@ -101,5 +107,7 @@ def test_power_mode_on_lower_first_scores_never_draws_the_worst_first():
     # Margin-like scores, lower first: the largest margin gets weight 0.
     margins = np.array([0.1, 0.2, 0.9])
     for seed in range(50):
-        got = draw(margins, 2, query_pb2.Selection.MODE_POWER, seed=seed, higher_first=False)
+        got = draw(
+            margins, 2, query_pb2.Selection.MODE_POWER, seed=seed, higher_first=False
+        )
         assert 2 not in got.ranked_indices.tolist()

@@ -87,13 +87,20 @@ def test_torch_network_logits_and_embeddings_feed_badge(client, torch_model):
     logits, hidden = run_in_process(torch_model, POOL)
     (labeled_hidden,) = run_in_process(torch_model, LABELED, ["hidden"])
     model = OnnxModel(torch_model, embeddings_output="hidden", output_kind="logits")
-    strategies = ("hybrid.badge", "hybrid.expected_gradient_length", "diversity.kcenter")
+    strategies = (
+        "hybrid.badge",
+        "hybrid.expected_gradient_length",
+        "diversity.kcenter",
+    )
     for strategy in strategies:
         by_model = client.rank(
             strategy, 8, model=model, embeddings=POOL, labeled_embeddings=LABELED
         )
         by_outputs = client.rank(
-            strategy, 8, logits=logits, embeddings=hidden,
+            strategy,
+            8,
+            logits=logits,
+            embeddings=hidden,
             labeled_embeddings=labeled_hidden,
         )
         assert_same_ranking(by_model, by_outputs)
@@ -107,7 +114,9 @@ def test_two_candidate_outputs_and_no_binding_is_refused(client, torch_model):
         "inference.models[0].output_name: not set, and the model has 2 outputs"
     )
     named = client.rank(
-        "uncertainty.margin", 3, embeddings=POOL,
+        "uncertainty.margin",
+        3,
+        embeddings=POOL,
         model=OnnxModel(torch_model, output_name="logits"),
     )
     assert len(named.indices) == 3
@@ -116,11 +125,14 @@ def test_two_candidate_outputs_and_no_binding_is_refused(client, torch_model):
 @pytest.mark.parametrize("fixed_batch", [1, 4])
 def test_a_fixed_batch_axis_runs_in_chunks_of_that_size(client, fixed_batch):
     model = torch_network(fixed_batch=fixed_batch)
-    logits = np.concatenate([
-        run_in_process(model, np.resize(POOL[i:i + fixed_batch], (fixed_batch, 6)))[0]
-        [: len(POOL[i:i + fixed_batch])]
-        for i in range(0, len(POOL), fixed_batch)
-    ])
+    logits = np.concatenate(
+        [
+            run_in_process(
+                model, np.resize(POOL[i : i + fixed_batch], (fixed_batch, 6))
+            )[0][: len(POOL[i : i + fixed_batch])]
+            for i in range(0, len(POOL), fixed_batch)
+        ]
+    )
     binding = OnnxModel(model, output_name="logits")
     by_model = client.rank("uncertainty.entropy", 12, model=binding, embeddings=POOL)
     by_outputs = client.rank("uncertainty.entropy", 12, logits=logits)
@@ -201,24 +213,40 @@ def test_an_unknown_hash_is_not_found_naming_the_hash(stub):
 @pytest.mark.parametrize(
     "change, field",
     [
-        (lambda r: r.pool.probabilities.CopyFrom(tensor([[0.5, 0.5]] * 57)),
-         "pool.probabilities: sent together with inference models"),
+        (
+            lambda r: r.pool.probabilities.CopyFrom(tensor([[0.5, 0.5]] * 57)),
+            "pool.probabilities: sent together with inference models",
+        ),
         (lambda r: r.pool.ClearField("embeddings"), "pool.embeddings: missing"),
         (lambda r: r.inference.ClearField("models"), "inference.models: empty"),
-        (lambda r: setattr(r.inference, "score_validation", True),
-         "validation.embeddings: missing"),
-        (lambda r: r.pool.embeddings.CopyFrom(tensor(np.ones((4, 5)))),
-         "pool.embeddings: has 5 features per row, but the model's input 'x'"),
-        (lambda r: setattr(r.inference.models[0], "output_kind", 9),
-         "inference.models[0].output_kind: unknown value 9"),
-        (lambda r: setattr(r.inference.models[0], "input_name", "y"),
-         "inference.models[0].input_name: 'y' is not an input"),
-        (lambda r: setattr(r.inference.models[0], "embeddings_output", "nope"),
-         "inference.models[0].embeddings_output: 'nope' is not an output"),
-        (lambda r: setattr(r.inference.models[0], "mc_passes", 0),
-         "inference.models[0].mc_passes: got 0"),
-        (lambda r: r.inference.models[0].ClearField("onnx"),
-         "inference.models[0]: no model"),
+        (
+            lambda r: setattr(r.inference, "score_validation", True),
+            "validation.embeddings: missing",
+        ),
+        (
+            lambda r: r.pool.embeddings.CopyFrom(tensor(np.ones((4, 5)))),
+            "pool.embeddings: has 5 features per row, but the model's input 'x'",
+        ),
+        (
+            lambda r: setattr(r.inference.models[0], "output_kind", 9),
+            "inference.models[0].output_kind: unknown value 9",
+        ),
+        (
+            lambda r: setattr(r.inference.models[0], "input_name", "y"),
+            "inference.models[0].input_name: 'y' is not an input",
+        ),
+        (
+            lambda r: setattr(r.inference.models[0], "embeddings_output", "nope"),
+            "inference.models[0].embeddings_output: 'nope' is not an output",
+        ),
+        (
+            lambda r: setattr(r.inference.models[0], "mc_passes", 0),
+            "inference.models[0].mc_passes: got 0",
+        ),
+        (
+            lambda r: r.inference.models[0].ClearField("onnx"),
+            "inference.models[0]: no model",
+        ),
     ],
 )
 def test_bad_inference_requests_name_the_field(stub, change, field):

@@ -73,8 +73,12 @@ def rows(probabilities):
     ],
 )
 def test_uncertainty_scores_equal_modal(probabilities, ours, theirs):
-    modal = pytest.importorskip("modAL.uncertainty", reason="modAL-python not installed")
-    expected = getattr(modal, theirs)(FixedProbabilities(probabilities), rows(probabilities))
+    modal = pytest.importorskip(
+        "modAL.uncertainty", reason="modAL-python not installed"
+    )
+    expected = getattr(modal, theirs)(
+        FixedProbabilities(probabilities), rows(probabilities)
+    )
     np.testing.assert_allclose(ours(probabilities), expected, rtol=1e-12, atol=1e-15)
 
 
@@ -87,7 +91,9 @@ def test_uncertainty_scores_equal_modal(probabilities, ours, theirs):
     ],
 )
 def test_uncertainty_batches_equal_modal(probabilities, sampling, ours, higher_first):
-    modal = pytest.importorskip("modAL.uncertainty", reason="modAL-python not installed")
+    modal = pytest.importorskip(
+        "modAL.uncertainty", reason="modAL-python not installed"
+    )
     picked, _ = getattr(modal, sampling)(
         FixedProbabilities(probabilities), rows(probabilities), n_instances=15
     )
@@ -106,7 +112,9 @@ def test_uncertainty_batches_equal_modal(probabilities, sampling, ours, higher_f
     ],
 )
 def test_uncertainty_scores_equal_scikit_activeml(probabilities, ours, method, convert):
-    pool = pytest.importorskip("skactiveml.pool", reason="scikit-activeml not installed")
+    pool = pytest.importorskip(
+        "skactiveml.pool", reason="scikit-activeml not installed"
+    )
     expected = pool.uncertainty_scores(probabilities, method=method)
     np.testing.assert_allclose(
         convert(ours(probabilities)), expected, rtol=1e-9, atol=1e-12
@@ -164,7 +172,7 @@ def test_kcenter_picks_equal_scikit_activeml_core_set():
     )
     x = np.vstack([POOL, LABELED])
     y = np.full(len(x), np.nan)
-    y[len(POOL):] = 0
+    y[len(POOL) :] = 0
     picked, _ = core_set.k_greedy_center(x, y, batch_size=25, random_state=0)
     ours = kcenter_greedy(POOL, 25, LABELED)
     assert ours.ranked_indices.tolist() == picked.tolist()
