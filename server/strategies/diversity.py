@@ -67,6 +67,20 @@ def nearest_center_distances(
     return nearest
 
 
+SCREEN_MAGNITUDES = (1e-20, 1e30)
+"""k-center screens candidates in float32 only when the largest squared
+norm lies between these."""
+
+
+def _positions(
+    rows: slice | NDArray[np.int64], keep: NDArray[np.bool_]
+) -> NDArray[np.int64]:
+    """Return the pool positions of ``rows`` where ``keep`` holds."""
+    if isinstance(rows, slice):
+        return rows.start + np.flatnonzero(keep)
+    return rows[keep]
+
+
 class NearestCenters:
     """Each pool sample's squared distance to its nearest center, and which.
 
@@ -75,7 +89,10 @@ class NearestCenters:
     a has ||c - a|| >= 2 ||x - a||, then ||x - c|| >= ||x - a||: c cannot
     win, and x is skipped. The test leaves a margin for the rounding of the
     float64 expansion (``slack``), so a skipped sample is one whose computed
-    distance could not have dropped either.
+    distance could not have dropped either. The samples left are screened
+    with a float32 copy (half the memory traffic, with its own rounding
+    bound ``slack32``); only those whose distance might drop are computed
+    exactly, in float64.
 
     Parameters
     ----------
@@ -103,6 +120,39 @@ class NearestCenters:
         self.slack = 8.0 * (x.shape[1] + 2) * eps * magnitude
         self.reach = np.empty(len(x))
         self._update_reach(slice(None))
+        self._start_screening(magnitude)
+
+    def _start_screening(self, magnitude: float) -> None:
+        # A float32 copy screens the candidates at half the memory traffic:
+        # its distance, computed by BLAS in float32, is within slack32 of
+        # the exact one (rounding of the values to float32, then of the
+        # n_features-term sums; doubled for safety). Outside the range where
+        # float32 squares neither overflow nor lose precision to underflow,
+        # there is no screening.
+        self.x32: NDArray[np.float32] | None = None
+        self.screened = 0
+        if not SCREEN_MAGNITUDES[0] < magnitude < SCREEN_MAGNITUDES[1]:
+            return
+        self.x32 = self.x.astype(np.float32)
+        self.norms32 = np.einsum("ij,ij->i", self.x32, self.x32)
+        unit = float(np.finfo(np.float32).eps) / 2.0
+        self.slack32 = 8.0 * (self.x.shape[1] + 6) * unit * magnitude
+
+    def _screen(
+        self, center: NDArray[np.float64], rows: slice | NDArray[np.int64]
+    ) -> slice | NDArray[np.int64]:
+        # The rows whose exact distance to ``center`` might drop below (or
+        # tie) their nearest distance; the others certainly keep it.
+        self.screened += len(self.norms[rows])
+        if self.x32 is None:
+            return rows
+        center32 = center.astype(np.float32)
+        approx = self.x32[rows] @ center32
+        approx *= -2.0
+        approx += self.norms32[rows]
+        approx += center32 @ center32
+        bound = self.nearest[rows] + (2.0 * self.slack + self.slack32)
+        return _positions(rows, approx < bound)
 
     def _update_reach(self, rows: slice | NDArray[np.int64]) -> None:
         # reach = (2 sqrt(nearest + slack) + 2 sqrt(slack))^2: a center whose
@@ -122,18 +172,17 @@ class NearestCenters:
         rows_per_chunk = max(1, CHUNK_ELEMENTS // max(1, self.x.shape[1]))
         per_block = np.bincount(candidates // BLOCK_ROWS, minlength=1)
         dense = per_block > BLOCK_ROWS // 3
-        # Runs of consecutive dense blocks, each read as one slice.
+        # Runs of consecutive dense blocks, each read as one slice (one BLAS
+        # call: on a busy machine, many small threaded calls cost more).
         edges = np.diff(np.concatenate(([0], dense.view(np.int8), [0])))
         for first, last in zip(np.flatnonzero(edges == 1), np.flatnonzero(edges == -1)):
-            stop = min(int(last) * BLOCK_ROWS, n_pool)
-            for start in range(int(first) * BLOCK_ROWS, stop, rows_per_chunk):
-                yield slice(start, min(start + rows_per_chunk, stop))
+            yield slice(int(first) * BLOCK_ROWS, min(int(last) * BLOCK_ROWS, n_pool))
         scattered = candidates[~dense[candidates // BLOCK_ROWS]]
         for start in range(0, len(scattered), rows_per_chunk):
             yield scattered[start : start + rows_per_chunk]
 
     def _distances_to(
-        self, center: NDArray[np.float64], rows: NDArray[np.int64]
+        self, center: NDArray[np.float64], rows: slice | NDArray[np.int64]
     ) -> NDArray[np.float64]:
         # The expansion of ``squared_distances``, but with the dot products
         # by einsum: one row's result does not depend on which other rows
@@ -186,18 +235,36 @@ class NearestCenters:
             candidates = np.arange(len(self.x))
         self.centers[index] = center[0]
         self.n_centers += 1
-        for rows in self._row_groups(candidates):
-            distances = self._distances_to(center[0], rows)
-            self.evaluations += len(distances)
-            closer = distances < self.nearest[rows]
-            if isinstance(rows, slice):
-                moved = rows.start + np.flatnonzero(closer)
-            else:
-                moved = rows[closer]
-            self.nearest[moved] = distances[closer]
-            self.owner[moved] = index
-            self._update_reach(moved)
+        for group in self._row_groups(candidates):
+            for rows in self._chunks(self._screen(center[0], group)):
+                self._move_closer(center[0], index, rows)
         self.nearest[pick] = -1.0
+
+    def _chunks(
+        self, rows: slice | NDArray[np.int64]
+    ) -> Iterator[slice | NDArray[np.int64]]:
+        # Gathered rows come CHUNK_ELEMENTS at a time; a slice is a view.
+        if isinstance(rows, slice):
+            yield rows
+            return
+        per_chunk = max(1, CHUNK_ELEMENTS // max(1, self.x.shape[1]))
+        for start in range(0, len(rows), per_chunk):
+            yield rows[start : start + per_chunk]
+
+    def _move_closer(
+        self,
+        center: NDArray[np.float64],
+        index: int,
+        rows: slice | NDArray[np.int64],
+    ) -> None:
+        # Hand ``rows`` whose exact distance drops to center ``index``.
+        distances = self._distances_to(center, rows)
+        self.evaluations += len(distances)
+        closer = distances < self.nearest[rows]
+        moved = _positions(rows, closer)
+        self.nearest[moved] = distances[closer]
+        self.owner[moved] = index
+        self._update_reach(moved)
 
 
 def kcenter_greedy(
@@ -256,8 +323,10 @@ def kcenter_greedy(
     O(batch_size * n_pool * n_features), plus O(n_labeled * n_pool *
     n_features) for the labeled set and O(batch_size * (n_labeled +
     batch_size) * n_features) between centers. Memory beyond the input: the
-    shifted float64 copy, the centers, three float64 vectors of n_pool and a
-    32 MiB block. BLAS threads the products; the rest is one core.
+    shifted float64 copy and a float32 one (1.5 times the pool in float64),
+    the centers, a few vectors of n_pool and a 32 MiB block. BLAS threads
+    the float32 screening; the exact distances (einsum) and the bookkeeping
+    run on one core.
 
     References
     ----------
@@ -272,9 +341,10 @@ def kcenter_greedy_counted(
     batch_size: int,
     labeled_embeddings: NDArray | None = None,
     check: Callable[[], None] = never_cancelled,
-) -> tuple[Ranking, int]:
-    """Run ``kcenter_greedy`` and also return how many sample-to-center
-    distances it computed (the plain greedy computes n_pool per pick)."""
+) -> tuple[Ranking, int, int]:
+    """Run ``kcenter_greedy``; also return how many sample-to-center
+    distances it computed exactly (float64) and how many it screened in
+    float32 (the plain greedy computes n_pool per pick)."""
     # Distances do not change under a shift. Centring on the pool mean keeps
     # the expansion's rounding relative to the spread, not to the offset.
     x = np.asarray(embeddings, dtype=np.float64)
@@ -306,7 +376,8 @@ def kcenter_greedy_counted(
         picks[step] = pick
         scores[step] = np.sqrt(cover.nearest[pick])
         cover.add_pool_sample(pick)
-    return Ranking(ranked_indices=picks, scores=scores), cover.evaluations
+    ranking = Ranking(ranked_indices=picks, scores=scores)
+    return ranking, cover.evaluations, cover.screened
 
 
 register(
