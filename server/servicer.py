@@ -15,6 +15,7 @@ from alquery.server import edge, registry, streaming
 from alquery.server.errors import (
     INTERNAL_MESSAGE,
     AlqueryError,
+    InvalidRequestError,
     TooLargeError,
     status_for,
 )
@@ -63,9 +64,21 @@ def add_to_server(servicer: "QueryServicer", server: grpc.Server) -> None:
 
         return handle
 
+    def parse_streamed(raw: bytes, request_type):
+        # Inside a stream the handler is already running: raise our own
+        # error, which it answers as INVALID_ARGUMENT (an abort here would
+        # surface in the handler as an unexpected exception).
+        try:
+            return request_type.FromString(raw)
+        except DecodeError as error:
+            raise InvalidRequestError(
+                f"request: not a valid {request_type.DESCRIPTOR.full_name} "
+                f"message ({error})"
+            ) from None
+
     def parsing_stream(method, request_type):
         def handle(raws, context: grpc.ServicerContext):
-            return method((parse(r, request_type, context) for r in raws), context)
+            return method((parse_streamed(r, request_type) for r in raws), context)
 
         return handle
 

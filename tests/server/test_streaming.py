@@ -159,3 +159,15 @@ def test_requests_under_the_threshold_go_by_rank(client):
     client.rank("diversity.kcenter", 3, progress=lambda *s: progress.append(s),
                 **inputs())
     assert progress == []
+
+
+def test_a_message_that_does_not_parse_gets_invalid_argument(channel, stub):
+    raw = channel.stream_unary(
+        "/alquery.v1.QueryService/RankStream",
+        request_serializer=lambda message: message,
+        response_deserializer=lambda message: message,
+    )
+    with pytest.raises(grpc.RpcError) as raised:
+        raw(iter([header().SerializeToString(), b"\xff\xff\xff"]), timeout=30)
+    assert raised.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+    assert "not a valid alquery.v1.RankStreamRequest" in raised.value.details()
