@@ -20,6 +20,7 @@ from alquery.client.client import AlqueryClient, strategy_names
 from alquery.client.environment import apply_environment
 from alquery.client.errors import AlqueryError
 from alquery.client.models import OnnxModel
+from alquery.client.progress import ProgressBar
 from alquery.client.security import ChannelSecurity, read_token
 
 # CLI flag -> keyword of AlqueryClient.rank. Each takes a .npy file.
@@ -124,6 +125,11 @@ def _parser() -> argparse.ArgumentParser:
         help="largest request or response, in MiB (1 to 2047; default 512)",
     )
     serve.add_argument(
+        "--max-stream-mib", type=_bounded_int(1, 1 << 30), default=4096,
+        help="most tensor bytes one RankStream call may declare, in MiB "
+        "(default 4096)",
+    )
+    serve.add_argument(
         "--threads", type=_bounded_int(1, 256), default=4, help="RPC worker threads"
     )
     serve.add_argument(
@@ -170,6 +176,15 @@ def _parser() -> argparse.ArgumentParser:
     )
     rank.add_argument("--seed", type=_bounded_int(0, 2**64 - 1))
     rank.add_argument("--no-scores", action="store_true", help="omit scores")
+    rank.add_argument(
+        "--stream-threshold-mib", type=_bounded_int(0, 1 << 30), default=256,
+        help="send pools holding more MiB than this in chunks (RankStream)",
+    )
+    rank.add_argument(
+        "--progress", action="store_true",
+        help="draw an upload progress bar on stderr even when it is not a "
+        "terminal (it is drawn on a terminal anyway)",
+    )
     rank.add_argument("--timeout", type=_positive_float, default=300.0, help="seconds")
     _add_client_security_flags(rank)
 
@@ -258,7 +273,13 @@ def _client(args: argparse.Namespace, parser: argparse.ArgumentParser) -> Alquer
             ca_file=args.ca, cert_file=args.cert, key_file=args.key,
             token=read_token(args.token_file),
         )
-        return AlqueryClient(args.target, timeout=args.timeout, security=security)
+        threshold = getattr(args, "stream_threshold_mib", 256) << 20
+        return AlqueryClient(
+            args.target,
+            timeout=args.timeout,
+            security=security,
+            stream_threshold_bytes=threshold,
+        )
     except (OSError, ValueError) as error:
         parser.error(f"--ca/--cert/--key/--token-file: {error}")
 
@@ -283,6 +304,7 @@ def _serve(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
         port=args.port,
         metrics_port=None if args.metrics_port < 0 else args.metrics_port,
         max_message_mib=args.max_message_mib,
+        max_stream_mib=args.max_stream_mib,
         threads=args.threads,
         grace_seconds=args.grace_seconds,
         tls=tls,
@@ -320,6 +342,7 @@ def _rank(args: argparse.Namespace, parser: argparse.ArgumentParser) -> dict[str
             return_scores=not args.no_scores,
             model=_models(args) or None,
             score_validation=args.score_validation,
+            progress=_progress_bar(args),
             **inputs,
         )
     for warning in result.warnings:
@@ -329,6 +352,12 @@ def _rank(args: argparse.Namespace, parser: argparse.ArgumentParser) -> dict[str
         "scores": [] if result.scores is None else result.scores.tolist(),
         "strategy": result.strategy,
     }
+
+
+def _progress_bar(args: argparse.Namespace) -> ProgressBar | None:
+    if args.progress or sys.stderr.isatty():
+        return ProgressBar(sys.stderr)
+    return None
 
 
 def _load(path: str, flag: str, parser: argparse.ArgumentParser) -> np.ndarray:

@@ -12,6 +12,7 @@ import numpy as np
 from google.protobuf.descriptor import FieldDescriptor
 from numpy.typing import NDArray
 
+from alquery.client import streaming
 from alquery.client.errors import AlqueryError, from_rpc_error
 from alquery.client.models import ModelSender, OnnxModel, as_models
 from alquery.client.results import RankResult, rank_result, strategy_dicts
@@ -59,17 +60,26 @@ def build_request(
     params: Mapping[str, Any] | None = None,
     seed: int | None = None,
     return_scores: bool = True,
+    deferred: dict[str, NDArray] | None = None,
 ) -> query_pb2.RankRequest:
-    """Build a ``RankRequest`` from numpy arrays; see ``AlqueryClient.rank``."""
+    """Build a ``RankRequest`` from numpy arrays; see ``AlqueryClient.rank``.
+
+    With ``deferred``, tensors get their dtype and shape but no data; their
+    arrays go into ``deferred`` by field path (see ``streaming``).
+    """
     request = query_pb2.RankRequest(omit_scores=not return_scores)
     _set_scalar(request, "batch_size", batch_size, "an integer from -2**63 to 2**63-1")
     if seed is not None:
         _set_scalar(request, "seed", seed, "an integer from 0 to 2**64-1")
     _set_strategy(request, strategy, params or {})
 
-    _set_predictions(request.pool, "pool", probabilities, logits)
+    _set_predictions(request.pool, "pool", probabilities, logits, deferred)
     _set_predictions(
-        request.validation, "validation", validation_probabilities, validation_logits
+        request.validation,
+        "validation",
+        validation_probabilities,
+        validation_logits,
+        deferred,
     )
     tensors = {
         ("pool", "embeddings"): (embeddings, False),
@@ -81,7 +91,9 @@ def build_request(
     for (group, name), (values, integer) in tensors.items():
         if values is not None:
             target = getattr(getattr(request, group), name)
-            fill_tensor(target, values, f"{group}.{name}", integer=integer)
+            fill_tensor(
+                target, values, f"{group}.{name}", integer=integer, deferred=deferred
+            )
     return request
 
 
@@ -99,7 +111,13 @@ def _set_scalar(message: Any, field: str, value: Any, expected: str) -> None:
         ) from None
 
 
-def _set_predictions(message: Any, group: str, probabilities: Any, logits: Any) -> None:
+def _set_predictions(
+    message: Any,
+    group: str,
+    probabilities: Any,
+    logits: Any,
+    deferred: dict[str, NDArray] | None = None,
+) -> None:
     if probabilities is not None and logits is not None:
         raise AlqueryError(
             grpc.StatusCode.INVALID_ARGUMENT,
@@ -107,7 +125,9 @@ def _set_predictions(message: Any, group: str, probabilities: Any, logits: Any) 
         )
     for name, values in (("probabilities", probabilities), ("logits", logits)):
         if values is not None:
-            fill_tensor(getattr(message, name), values, f"{group}.{name}")
+            fill_tensor(
+                getattr(message, name), values, f"{group}.{name}", deferred=deferred
+            )
 
 
 def _set_strategy(
@@ -190,6 +210,11 @@ class AlqueryClient:
     security : ChannelSecurity or None, default=None
         TLS files and bearer token for a secured server; None talks
         plaintext without a token.
+    stream_threshold_bytes : int, default=256 MiB
+        ``rank`` sends a request whose tensors hold more bytes than this by
+        ``RankStream``, in ~4 MiB chunks (needed beyond the server's
+        --max-message-mib, and beyond protobuf's 2 GiB). Streamed calls are
+        not retried.
 
     Examples
     --------
@@ -205,8 +230,10 @@ class AlqueryClient:
         timeout: float | None = 300.0,
         retry: RetryPolicy = RetryPolicy(),
         security: ChannelSecurity | None = None,
+        stream_threshold_bytes: int = streaming.DEFAULT_THRESHOLD_BYTES,
     ) -> None:
         security = security or ChannelSecurity()
+        self._stream_threshold = stream_threshold_bytes
         self._channel = security.open_channel(
             target, options=[("grpc.max_receive_message_length", MAX_RECEIVE_BYTES)]
         )
@@ -232,6 +259,7 @@ class AlqueryClient:
         batch_size: int,
         *,
         timeout: float | None = None,
+        progress: streaming.Progress | None = None,
         **inputs: Any,
     ) -> RankResult:
         """Rank the pool with ``strategy`` and return the best ``batch_size``.
@@ -259,6 +287,9 @@ class AlqueryClient:
         timeout : float or None, default=None
             Deadline in seconds for this call, retries included; None uses
             the client's ``timeout``.
+        progress : callable, optional
+            Called as ``progress(bytes_sent, bytes_total)`` after each chunk
+            when the request is streamed (see ``stream_threshold_bytes``).
 
         Raises
         ------
@@ -268,7 +299,12 @@ class AlqueryClient:
         """
         models = as_models(inputs.pop("model", None))
         score_validation = bool(inputs.pop("score_validation", False))
-        request = build_request(strategy, batch_size, **inputs)
+        deferred: dict[str, NDArray] = {}
+        request = build_request(strategy, batch_size, deferred=deferred, **inputs)
+        if not models and streaming.payload_bytes(deferred) > self._stream_threshold:
+            response = self._rank_stream(request, deferred, progress, timeout)
+            return rank_result(response, omit_scores=request.omit_scores)
+        streaming.attach(request, deferred)
         if models:
             response = self._rank_with_models(
                 request, models, score_validation, timeout
@@ -299,6 +335,26 @@ class AlqueryClient:
                 continue
             self._models.mark_sent(hashes)
             return response
+
+    def _rank_stream(
+        self,
+        request: query_pb2.RankRequest,
+        deferred: dict[str, NDArray],
+        progress: streaming.Progress | None,
+        timeout: float | None,
+    ) -> query_pb2.RankResponse:
+        # A client-streaming call consumes its chunks, so it is not retried.
+        try:
+            return streaming.rank_stream(
+                self._stub.RankStream,
+                request,
+                deferred,
+                progress,
+                timeout=self._timeout if timeout is None else timeout,
+                metadata=self._metadata,
+            )
+        except grpc.RpcError as error:
+            raise AlqueryError(error.code(), error.details() or "") from None
 
     def upload_model(self, model: Any) -> str:
         """Stream a model (path, bytes or ``OnnxModel``) to the server in chunks.

@@ -81,14 +81,26 @@ def _check_rectangular(values: Any, field: str, prefix: str = "") -> None:
 
 
 def fill_tensor(
-    message: query_pb2.Tensor, values: Any, field: str, *, integer: bool = False
+    message: query_pb2.Tensor,
+    values: Any,
+    field: str,
+    *,
+    integer: bool = False,
+    deferred: dict[str, NDArray] | None = None,
 ) -> None:
     """Encode ``values`` into ``message`` in place (one copy fewer than
-    ``CopyFrom(to_tensor(...))``, which matters for large pools)."""
+    ``CopyFrom(to_tensor(...))``, which matters for large pools).
+
+    With ``deferred``, only the dtype and shape are set and the array is
+    kept in ``deferred[field]``, its bytes to be sent later (streaming).
+    """
     array = as_array(values, field, integer=integer)
     message.dtype = _WIRE_DTYPES[array.dtype]
     message.shape[:] = array.shape
-    message.data = array.tobytes()
+    if deferred is not None:
+        deferred[field] = array
+    else:
+        message.data = array.tobytes()
 
 
 def to_tensor(values: Any, field: str, *, integer: bool = False) -> query_pb2.Tensor:

@@ -56,6 +56,8 @@ class ServerConfig:
     model_cache_mib: int = 1024
     max_model_mib: int = 256
     model_threads: int = 0
+    max_stream_mib: int = 4096
+    """The most tensor bytes one RankStream call may declare."""
 
 
 @dataclasses.dataclass
@@ -131,7 +133,13 @@ def start(config: ServerConfig) -> RunningServer:
         config.model_cache_mib * MIB, config.max_model_mib * MIB, config.model_threads
     )
     add_to_server(
-        QueryServicer(metrics, max_response_bytes=max_bytes, models=models), server
+        QueryServicer(
+            metrics,
+            max_response_bytes=max_bytes,
+            models=models,
+            max_stream_bytes=config.max_stream_mib * MIB,
+        ),
+        server,
     )
 
     health_servicer = health.HealthServicer()

@@ -18,7 +18,7 @@ from numpy.typing import NDArray
 from alquery.server import probabilities as probs
 from alquery.server import registry
 from alquery.server.errors import CancelledError, InvalidRequestError
-from alquery.server.tensors import decode
+from alquery.server.tensors import Payload, decode
 from alquery.v1 import query_pb2
 
 PREDICTION_NDIMS = (2, 3)
@@ -87,14 +87,18 @@ def strategy_name(request: query_pb2.RankRequest) -> str:
 
 
 def build_query(
-    request: query_pb2.RankRequest, decoded: Mapping[str, NDArray] | None = None
+    request: query_pb2.RankRequest,
+    decoded: Mapping[str, NDArray] | None = None,
+    payloads: Mapping[str, Payload] | None = None,
 ) -> Query:
     """Check ``request`` and return it as a ``Query``.
 
     ``decoded`` maps ``Query`` embedding attributes (e.g. "pool_embeddings")
     to arrays that stand for the request's tensors, already decoded and
     checked by ``tensors.decode`` (the ONNX runner passes what it read or
-    produced, so large arrays are not decoded twice).
+    produced, so large arrays are not decoded twice). ``payloads`` maps
+    field paths (e.g. "pool.embeddings") to the bytes of tensors that came
+    apart from the request (``RankStream``); they are checked like any.
 
     Raises
     ------
@@ -107,7 +111,7 @@ def build_query(
             f"batch_size: got {request.batch_size}; it must be at least 1"
         )
     mode, temperature = _resolve_selection(request.selection)
-    arrays = _decode_arrays(request, decoded or {})
+    arrays = _decode_arrays(request, decoded or {}, payloads or {})
     _check_agreement(arrays, request)
     n_pool = _pool_size(arrays, strategy)
     _check_required(arrays, strategy)
@@ -167,12 +171,19 @@ def _valid_names() -> str:
     return ", ".join(s.name for s in registry.all_strategies())
 
 
-def _decode_predictions(message: Any, prefix: str) -> NDArray[np.float64] | None:
+def _decode_predictions(
+    message: Any, prefix: str, payloads: Mapping[str, Payload]
+) -> NDArray[np.float64] | None:
     kind = message.WhichOneof("predictions")
     if kind is None:
         return None
     field = f"{prefix}.{kind}"
-    array = decode(getattr(message, kind), field, ndims=PREDICTION_NDIMS)
+    array = decode(
+        getattr(message, kind),
+        field,
+        ndims=PREDICTION_NDIMS,
+        data=payloads.get(field),
+    )
     if array.shape[-1] < 2:
         raise InvalidRequestError(
             f"{field}: has {array.shape[-1]} class; at least 2 classes are "
@@ -185,7 +196,9 @@ def _decode_predictions(message: Any, prefix: str) -> NDArray[np.float64] | None
 
 
 def _decode_arrays(
-    request: query_pb2.RankRequest, decoded: Mapping[str, NDArray]
+    request: query_pb2.RankRequest,
+    decoded: Mapping[str, NDArray],
+    payloads: Mapping[str, Payload],
 ) -> dict[str, NDArray | None]:
     def optional(message: Any, name: str, field: str, **kwargs: Any) -> NDArray | None:
         key = field.replace(".", "_")
@@ -193,11 +206,13 @@ def _decode_arrays(
             return decoded[key]
         if not message.HasField(name):
             return None
-        return decode(getattr(message, name), field, **kwargs)
+        return decode(
+            getattr(message, name), field, data=payloads.get(field), **kwargs
+        )
 
     pool, labeled, validation = request.pool, request.labeled, request.validation
     arrays = {
-        "pool_probabilities": _decode_predictions(pool, "pool"),
+        "pool_probabilities": _decode_predictions(pool, "pool", payloads),
         "pool_embeddings": optional(pool, "embeddings", "pool.embeddings", ndims=(2,)),
         "labeled_embeddings": optional(
             labeled, "embeddings", "labeled.embeddings", ndims=(2,)
@@ -205,14 +220,18 @@ def _decode_arrays(
         "labeled_labels": optional(
             labeled, "labels", "labeled.labels", ndims=(1,), integer=True
         ),
-        "validation_probabilities": _decode_predictions(validation, "validation"),
+        "validation_probabilities": _decode_predictions(
+            validation, "validation", payloads
+        ),
         "validation_labels": optional(
             validation, "labels", "validation.labels", ndims=(1,), integer=True
         ),
         "validation_embeddings": optional(
             validation, "embeddings", "validation.embeddings", ndims=(2,)
         ),
-        "target_probabilities": _decode_predictions(request.target, "target"),
+        "target_probabilities": _decode_predictions(
+            request.target, "target", payloads
+        ),
     }
     for key in _EMBEDDINGS:
         _check_magnitude(arrays[key], input_field(key))

@@ -5,16 +5,17 @@ from __future__ import annotations
 import dataclasses
 import logging
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from typing import Any
 
 import grpc
 from google.protobuf.message import DecodeError
 
-from alquery.server import edge, registry
+from alquery.server import edge, registry, streaming
 from alquery.server.errors import (
     INTERNAL_MESSAGE,
     AlqueryError,
+    InvalidRequestError,
     TooLargeError,
     status_for,
 )
@@ -23,6 +24,7 @@ from alquery.server.metrics import Metrics
 from alquery.server.models import inference, service
 from alquery.server.models.cache import ModelCache
 from alquery.server.ranking import rank
+from alquery.server.tensors import Payload
 from alquery.v1 import query_pb2, query_pb2_grpc
 
 _RESPONSES = {
@@ -62,9 +64,21 @@ def add_to_server(servicer: "QueryServicer", server: grpc.Server) -> None:
 
         return handle
 
+    def parse_streamed(raw: bytes, request_type):
+        # Inside a stream the handler is already running: raise our own
+        # error, which it answers as INVALID_ARGUMENT (an abort here would
+        # surface in the handler as an unexpected exception).
+        try:
+            return request_type.FromString(raw)
+        except DecodeError as error:
+            raise InvalidRequestError(
+                f"request: not a valid {request_type.DESCRIPTOR.full_name} "
+                f"message ({error})"
+            ) from None
+
     def parsing_stream(method, request_type):
         def handle(raws, context: grpc.ServicerContext):
-            return method((parse(r, request_type, context) for r in raws), context)
+            return method((parse_streamed(r, request_type) for r in raws), context)
 
         return handle
 
@@ -75,6 +89,10 @@ def add_to_server(servicer: "QueryServicer", server: grpc.Server) -> None:
         )
         for name, (request_type, response_type) in _RESPONSES.items()
     }
+    handlers["RankStream"] = grpc.stream_unary_rpc_method_handler(
+        parsing_stream(servicer.RankStream, query_pb2.RankStreamRequest),
+        response_serializer=query_pb2.RankStreamResponse.SerializeToString,
+    )
     handlers["UploadModel"] = grpc.stream_unary_rpc_method_handler(
         parsing_stream(servicer.UploadModel, query_pb2.UploadModelRequest),
         response_serializer=query_pb2.UploadModelResponse.SerializeToString,
@@ -85,6 +103,9 @@ def add_to_server(servicer: "QueryServicer", server: grpc.Server) -> None:
 
 logger = logging.getLogger("alquery.server.servicer")
 
+DEFAULT_MAX_STREAM_BYTES = 4096 << 20
+"""The most tensor bytes one RankStream call may declare (--max-stream-mib)."""
+
 
 class QueryServicer(query_pb2_grpc.QueryServiceServicer):
     """Serves ``Rank``, ``ListStrategies`` and the model RPCs."""
@@ -94,9 +115,11 @@ class QueryServicer(query_pb2_grpc.QueryServiceServicer):
         metrics: Metrics,
         max_response_bytes: int,
         models: ModelCache | None = None,
+        max_stream_bytes: int = DEFAULT_MAX_STREAM_BYTES,
     ) -> None:
         self._metrics = metrics
         self._max_response_bytes = max_response_bytes
+        self._max_stream_bytes = max_stream_bytes
         self._models = models or ModelCache(1 << 30, 256 << 20, threads=0)
 
     def Rank(
@@ -117,18 +140,40 @@ class QueryServicer(query_pb2_grpc.QueryServiceServicer):
             return response
         context.abort(code, details)
 
+    def RankStream(
+        self,
+        messages: Iterator[query_pb2.RankStreamRequest],
+        context: grpc.ServicerContext,
+    ) -> query_pb2.RankStreamResponse:
+        record = current_call()
+
+        def work() -> query_pb2.RankStreamResponse:
+            request, payloads = streaming.assemble(messages, self._max_stream_bytes)
+            record.strategy = edge.strategy_name(request)
+            response = self._rank(
+                request,
+                record,
+                lambda: not context.is_active(),
+                context.add_callback,
+                payloads,
+            )
+            return query_pb2.RankStreamResponse(response=response)
+
+        return _answer(work, context)
+
     def _rank(
         self,
         request: query_pb2.RankRequest,
         record: CallRecord,
         stop_requested: Callable[[], bool],
         on_stop: Callable[[Callable[[], None]], object],
+        payloads: Mapping[str, Payload] | None = None,
     ) -> query_pb2.RankResponse:
         decoded = inference.apply(
             request, self._models, stop_requested=stop_requested, on_stop=on_stop
         )
         query = dataclasses.replace(
-            edge.build_query(request, decoded), stop_requested=stop_requested
+            edge.build_query(request, decoded, payloads), stop_requested=stop_requested
         )
         record.n_pool, record.batch_size = query.n_pool, query.batch_size
 
@@ -184,7 +229,7 @@ def _answer(work: Callable[[], Any], context: grpc.ServicerContext) -> Any:
     except AlqueryError as error:
         code, details = status_for(error)
     except Exception:
-        logger.exception("a model call failed on an unexpected error")
+        logger.exception("a call failed on an unexpected error")
         code, details = grpc.StatusCode.INTERNAL, INTERNAL_MESSAGE
     context.abort(code, details)
 

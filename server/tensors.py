@@ -19,6 +19,9 @@ FLOAT_DTYPES = {
     query_pb2.D_TYPE_FLOAT32: np.dtype("<f4"),
     query_pb2.D_TYPE_FLOAT64: np.dtype("<f8"),
 }
+Payload = bytes | memoryview | NDArray[np.uint8]
+"""Raw tensor bytes that did not come inside the message."""
+
 INT_DTYPES = {
     query_pb2.D_TYPE_INT32: np.dtype("<i4"),
     query_pb2.D_TYPE_INT64: np.dtype("<i8"),
@@ -35,6 +38,7 @@ def decode(
     *,
     ndims: tuple[int, ...],
     integer: bool = False,
+    data: Payload | None = None,
 ) -> NDArray:
     """Return ``tensor`` as a read-only array that shares the message's bytes.
 
@@ -48,6 +52,9 @@ def decode(
         The numbers of axes accepted.
     integer : bool, default=False
         Whether the tensor holds integer labels rather than floats.
+    data : buffer, optional
+        The tensor's bytes when they did not come in ``tensor.data`` (a
+        streamed tensor, see ``streaming``); read-only, shared, not copied.
 
     Raises
     ------
@@ -85,10 +92,11 @@ def decode(
 
     expected_bytes = math.prod(shape) * dtype.itemsize
     # Each read of a bytes field copies it: read it once.
-    data = tensor.data
-    if len(data) != expected_bytes:
+    if data is None:
+        data = tensor.data
+    if memoryview(data).nbytes != expected_bytes:
         raise InvalidRequestError(
-            f"{field}.data: has {len(data)} bytes, but shape "
+            f"{field}.data: has {memoryview(data).nbytes} bytes, but shape "
             f"{list(shape)} with dtype {query_pb2.DType.Name(tensor.dtype)} "
             f"needs {expected_bytes}"
         )

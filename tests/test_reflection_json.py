@@ -59,7 +59,9 @@ def test_reflection_lists_the_service_and_its_rpcs(channel, pool):
     services = ProtoReflectionDescriptorDatabase(channel).get_services()
     assert SERVICE in services
     methods = pool.FindServiceByName(SERVICE).methods_by_name
-    assert sorted(methods) == ["DescribeModel", "ListStrategies", "Rank", "UploadModel"]
+    assert sorted(methods) == [
+        "DescribeModel", "ListStrategies", "Rank", "RankStream", "UploadModel"
+    ]
 
 
 def test_rank_from_json_with_base64_tensor_bytes(channel, pool):

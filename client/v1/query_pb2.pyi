@@ -476,3 +476,33 @@ class DescribeModelResponse(_message.Message):
     binding_error: str
     opsets: _containers.RepeatedScalarFieldContainer[str]
     def __init__(self, sha256: _Optional[str] = ..., size_bytes: _Optional[int] = ..., inputs: _Optional[_Iterable[_Union[ValueInfo, _Mapping]]] = ..., outputs: _Optional[_Iterable[_Union[ValueInfo, _Mapping]]] = ..., input_name: _Optional[str] = ..., output_name: _Optional[str] = ..., embeddings_output: _Optional[str] = ..., output_kind: _Optional[_Union[OutputKind, str]] = ..., fixed_batch_size: _Optional[int] = ..., class_labels: _Optional[_Iterable[str]] = ..., training_dropout_nodes: _Optional[int] = ..., binding_error: _Optional[str] = ..., opsets: _Optional[_Iterable[str]] = ...) -> None: ...
+
+class RankStreamHeader(_message.Message):
+    __slots__ = ("request", "streamed_fields")
+    REQUEST_FIELD_NUMBER: _ClassVar[int]
+    STREAMED_FIELDS_FIELD_NUMBER: _ClassVar[int]
+    request: RankRequest
+    streamed_fields: _containers.RepeatedScalarFieldContainer[str]
+    def __init__(self, request: _Optional[_Union[RankRequest, _Mapping]] = ..., streamed_fields: _Optional[_Iterable[str]] = ...) -> None: ...
+
+class TensorChunk(_message.Message):
+    __slots__ = ("field", "data")
+    FIELD_FIELD_NUMBER: _ClassVar[int]
+    DATA_FIELD_NUMBER: _ClassVar[int]
+    field: str
+    data: bytes
+    def __init__(self, field: _Optional[str] = ..., data: _Optional[bytes] = ...) -> None: ...
+
+class RankStreamRequest(_message.Message):
+    __slots__ = ("header", "chunk")
+    HEADER_FIELD_NUMBER: _ClassVar[int]
+    CHUNK_FIELD_NUMBER: _ClassVar[int]
+    header: RankStreamHeader
+    chunk: TensorChunk
+    def __init__(self, header: _Optional[_Union[RankStreamHeader, _Mapping]] = ..., chunk: _Optional[_Union[TensorChunk, _Mapping]] = ...) -> None: ...
+
+class RankStreamResponse(_message.Message):
+    __slots__ = ("response",)
+    RESPONSE_FIELD_NUMBER: _ClassVar[int]
+    response: RankResponse
+    def __init__(self, response: _Optional[_Union[RankResponse, _Mapping]] = ...) -> None: ...

@@ -55,6 +55,11 @@ class QueryServiceStub:
                 request_serializer=alquery_dot_v1_dot_query__pb2.DescribeModelRequest.SerializeToString,
                 response_deserializer=alquery_dot_v1_dot_query__pb2.DescribeModelResponse.FromString,
                 _registered_method=True)
+        self.RankStream = channel.stream_unary(
+                '/alquery.v1.QueryService/RankStream',
+                request_serializer=alquery_dot_v1_dot_query__pb2.RankStreamRequest.SerializeToString,
+                response_deserializer=alquery_dot_v1_dot_query__pb2.RankStreamResponse.FromString,
+                _registered_method=True)
 
 
 class QueryServiceServicer:
@@ -91,6 +96,15 @@ class QueryServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def RankStream(self, request_iterator, context):
+        """Rank a pool sent in chunks (client streaming): a header, then the raw
+        bytes of its large tensors. For pools beyond one message (protobuf
+        caps a message at 2 GiB); the answer is Rank's.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_QueryServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -113,6 +127,11 @@ def add_QueryServiceServicer_to_server(servicer, server):
                     servicer.DescribeModel,
                     request_deserializer=alquery_dot_v1_dot_query__pb2.DescribeModelRequest.FromString,
                     response_serializer=alquery_dot_v1_dot_query__pb2.DescribeModelResponse.SerializeToString,
+            ),
+            'RankStream': grpc.stream_unary_rpc_method_handler(
+                    servicer.RankStream,
+                    request_deserializer=alquery_dot_v1_dot_query__pb2.RankStreamRequest.FromString,
+                    response_serializer=alquery_dot_v1_dot_query__pb2.RankStreamResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -224,6 +243,33 @@ class QueryService:
             '/alquery.v1.QueryService/DescribeModel',
             alquery_dot_v1_dot_query__pb2.DescribeModelRequest.SerializeToString,
             alquery_dot_v1_dot_query__pb2.DescribeModelResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def RankStream(request_iterator,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.stream_unary(
+            request_iterator,
+            target,
+            '/alquery.v1.QueryService/RankStream',
+            alquery_dot_v1_dot_query__pb2.RankStreamRequest.SerializeToString,
+            alquery_dot_v1_dot_query__pb2.RankStreamResponse.FromString,
             options,
             channel_credentials,
             insecure,
