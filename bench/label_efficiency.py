@@ -336,7 +336,8 @@ def report(args, summaries, sections):
             "the full-pool accuracy, divided by random's. \"share of random's "
             "labels\": the labels a strategy needs to reach random's final "
             "accuracy, as a share of random's final label count; '-' means "
-            "never within the budget.",
+            "never within the budget. No published result uses this learner, "
+            "these data and this budget, so none is printed beside ours.",
             *sections,
         ]
     )
