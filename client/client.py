@@ -101,13 +101,15 @@ def _set_scalar(message: Any, field: str, value: Any, expected: str) -> None:
     if isinstance(value, bool) or not isinstance(value, (int, np.integer)):
         raise AlqueryError(
             grpc.StatusCode.INVALID_ARGUMENT,
-            f"{field}: got {value!r} of type {type(value).__name__}; expected {expected}",
+            f"{field}: got {value!r} of type {type(value).__name__}; "
+            f"expected {expected}",
         )
     try:
         setattr(message, field, int(value))
     except ValueError:
         raise AlqueryError(
-            grpc.StatusCode.INVALID_ARGUMENT, f"{field}: got {value}; expected {expected}"
+            grpc.StatusCode.INVALID_ARGUMENT,
+            f"{field}: got {value}; expected {expected}",
         ) from None
 
 
@@ -170,7 +172,10 @@ def _set_param(message: Any, family: str, key: str, value: Any) -> None:
 def _type_name(field: FieldDescriptor) -> str:
     if field.type == FieldDescriptor.TYPE_ENUM:
         return "enum value"
-    if field.cpp_type in (FieldDescriptor.CPPTYPE_FLOAT, FieldDescriptor.CPPTYPE_DOUBLE):
+    if field.cpp_type in (
+        FieldDescriptor.CPPTYPE_FLOAT,
+        FieldDescriptor.CPPTYPE_DOUBLE,
+    ):
         return "number"
     if field.cpp_type == FieldDescriptor.CPPTYPE_BOOL:
         return "boolean"

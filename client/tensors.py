@@ -49,7 +49,11 @@ def as_array(values: Any, field: str, *, integer: bool = False) -> NDArray:
     if integer:
         if array.dtype.kind not in "iu":
             raise _invalid(f"{field}: dtype {array.dtype} is not an integer type")
-        if array.dtype.kind == "u" and array.size and array.max() > np.iinfo(np.int64).max:
+        if (
+            array.dtype.kind == "u"
+            and array.size
+            and array.max() > np.iinfo(np.int64).max
+        ):
             raise _invalid(
                 f"{field}: holds {array.max()}, beyond the int64 range of labels"
             )

@@ -206,9 +206,7 @@ def _decode_arrays(
             return decoded[key]
         if not message.HasField(name):
             return None
-        return decode(
-            getattr(message, name), field, data=payloads.get(field), **kwargs
-        )
+        return decode(getattr(message, name), field, data=payloads.get(field), **kwargs)
 
     pool, labeled, validation = request.pool, request.labeled, request.validation
     arrays = {
@@ -229,9 +227,7 @@ def _decode_arrays(
         "validation_embeddings": optional(
             validation, "embeddings", "validation.embeddings", ndims=(2,)
         ),
-        "target_probabilities": _decode_predictions(
-            request.target, "target", payloads
-        ),
+        "target_probabilities": _decode_predictions(request.target, "target", payloads),
     }
     for key in _EMBEDDINGS:
         _check_magnitude(arrays[key], input_field(key))
@@ -296,7 +292,11 @@ def _check_agreement(
     for keys in _ROW_GROUPS.values():
         same(keys, axis=0, what="rows")
     same(_EMBEDDINGS, axis=1, what="features")
-    predictions = ("pool_probabilities", "validation_probabilities", "target_probabilities")
+    predictions = (
+        "pool_probabilities",
+        "validation_probabilities",
+        "target_probabilities",
+    )
     same(predictions, axis=-1, what="classes")
     for key in ("labeled_labels", "validation_labels"):
         _check_labels(arrays, key)
@@ -316,7 +316,8 @@ def _check_labels(arrays: dict[str, NDArray | None], key: str) -> None:
         bad = low if low < 0 else high
         row = int(np.flatnonzero(labels == bad)[0])
         raise InvalidRequestError(
-            f"{input_field(key)}: row {row} holds class {bad}; labels must be in {bound}"
+            f"{input_field(key)}: row {row} holds class {bad}; "
+            f"labels must be in {bound}"
         )
 
 
@@ -352,7 +353,8 @@ def _check_passes(
         if pool_passes != target_passes:
             raise InvalidRequestError(
                 f"{input_field('target_probabilities', request)} has "
-                f"{target_passes} passes but {input_field('pool_probabilities', request)}"
+                f"{target_passes} passes but "
+                f"{input_field('pool_probabilities', request)}"
                 f" has {pool_passes}; the target needs the same passes as the pool"
             )
     if strategy.min_passes > 1 and pool is not None:
@@ -370,7 +372,9 @@ def _resolve_selection(selection: query_pb2.Selection) -> tuple[int, float]:
     if selection.mode not in modes.values():
         raise InvalidRequestError(
             f"selection.mode: unknown value {selection.mode}; expected one of "
-            + ", ".join(name for name in modes.keys() if not name.endswith("UNSPECIFIED"))
+            + ", ".join(
+                name for name in modes.keys() if not name.endswith("UNSPECIFIED")
+            )
         )
     mode = selection.mode or query_pb2.Selection.MODE_TOP_K
     temperature = selection.temperature if selection.HasField("temperature") else 1.0
@@ -385,8 +389,10 @@ def _resolve_selection(selection: query_pb2.Selection) -> tuple[int, float]:
 def _resolve_params(message: Any, query: Query) -> dict[str, Any]:
     params = {}
     for parameter in query.strategy.parameters:
-        value = getattr(message, parameter.name) if message.HasField(
-            parameter.name
-        ) else None
+        value = (
+            getattr(message, parameter.name)
+            if message.HasField(parameter.name)
+            else None
+        )
         params[parameter.name] = parameter.resolve(value, query)
     return params

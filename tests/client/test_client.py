@@ -32,7 +32,9 @@ def test_params_accept_numbers_and_strings(client):
         validation_labels=[0, 0, 1],
         validation_embeddings=[[0.0], [1.0], [10.0]],
     )
-    as_int = client.rank("credibility.validation_knn", 3, params={"n_neighbors": 1}, **common)
+    as_int = client.rank(
+        "credibility.validation_knn", 3, params={"n_neighbors": 1}, **common
+    )
     as_text = client.rank(
         "credibility.validation_knn", 3, params={"n_neighbors": "1"}, **common
     )
@@ -41,13 +43,17 @@ def test_params_accept_numbers_and_strings(client):
 
 def test_probabilities_and_logits_together_are_refused(client):
     with pytest.raises(AlqueryError, match="pool: give probabilities or logits"):
-        client.rank("uncertainty.margin", 1, probabilities=[[0.5, 0.5]], logits=[[0, 0]])
+        client.rank(
+            "uncertainty.margin", 1, probabilities=[[0.5, 0.5]], logits=[[0, 0]]
+        )
 
 
 def test_bad_param_value_is_refused_naming_it(client):
     with pytest.raises(AlqueryError, match="params: n_neighbors='many'"):
         client.rank(
-            "credibility.validation_knn", 1, embeddings=[[0.0]],
+            "credibility.validation_knn",
+            1,
+            embeddings=[[0.0]],
             params={"n_neighbors": "many"},
         )
 
@@ -61,7 +67,9 @@ def test_strategy_names_come_from_the_proto():
 def test_strategies_lists_the_servers_offer(client):
     listed = {item["name"]: item for item in client.strategies()}
     assert listed["uncertainty.margin"]["higher_first"] is False
-    assert listed["credibility.validation_knn"]["parameters"][0]["name"] == "n_neighbors"
+    assert (
+        listed["credibility.validation_knn"]["parameters"][0]["name"] == "n_neighbors"
+    )
 
 
 def test_too_large_request_explains_the_limit():
@@ -69,7 +77,9 @@ def test_too_large_request_explains_the_limit():
     try:
         with AlqueryClient(f"127.0.0.1:{running.port}", timeout=30) as client:
             with pytest.raises(AlqueryError) as raised:
-                client.rank("uncertainty.margin", 1, probabilities=np.full((70_000, 2), 0.5))
+                client.rank(
+                    "uncertainty.margin", 1, probabilities=np.full((70_000, 2), 0.5)
+                )
         assert raised.value.code == grpc.StatusCode.RESOURCE_EXHAUSTED
         assert "--max-message-mib" in raised.value.details
     finally:
@@ -78,20 +88,31 @@ def test_too_large_request_explains_the_limit():
 
 @pytest.mark.parametrize(
     "batch_size, seed, field",
-    [(2.5, None, "batch_size"), ("3", None, "batch_size"), (2**63, None, "batch_size"),
-     (1, -1, "seed"), (1, 2**64, "seed")],
+    [
+        (2.5, None, "batch_size"),
+        ("3", None, "batch_size"),
+        (2**63, None, "batch_size"),
+        (1, -1, "seed"),
+        (1, 2**64, "seed"),
+    ],
 )
 def test_bad_scalars_are_refused_by_the_client(client, batch_size, seed, field):
     with pytest.raises(AlqueryError) as raised:
-        client.rank("uncertainty.margin", batch_size, probabilities=[[0.5, 0.5]], seed=seed)
+        client.rank(
+            "uncertainty.margin", batch_size, probabilities=[[0.5, 0.5]], seed=seed
+        )
     assert raised.value.code == grpc.StatusCode.INVALID_ARGUMENT
     assert raised.value.details.startswith(field)
 
 
 def test_uint64_labels_beyond_int64_are_refused(client):
-    with pytest.raises(AlqueryError, match="validation.labels: holds 9223372036854775808"):
+    with pytest.raises(
+        AlqueryError, match="validation.labels: holds 9223372036854775808"
+    ):
         client.rank(
-            "credibility.validation_knn", 1, embeddings=[[0.0]],
+            "credibility.validation_knn",
+            1,
+            embeddings=[[0.0]],
             validation_labels=np.array([2**63], dtype=np.uint64),
         )
 
@@ -107,7 +128,9 @@ def test_an_answer_over_the_message_limit_names_batch_size():
             assert raised.value.details.startswith("batch_size: the answer")
             # Without scores the same answer fits.
             result = client.rank(
-                "uncertainty.margin", 100_000, probabilities=probabilities,
+                "uncertainty.margin",
+                100_000,
+                probabilities=probabilities,
                 return_scores=False,
             )
             assert len(result.indices) == 100_000
