@@ -39,6 +39,7 @@ import datasets  # noqa: E402
 
 from alquery.client import AlqueryClient  # noqa: E402
 from alquery.client.local import LocalServer  # noqa: E402
+from results import write_section  # noqa: E402  (bench/)
 
 HERE = pathlib.Path(__file__).resolve().parent
 CREDIBILITY = [
@@ -50,7 +51,7 @@ CREDIBILITY = [
     "credibility.trust_score",
 ]
 BASELINES = ["uncertainty.margin", "uncertainty.entropy", "random"]
-START, END = "<!-- credibility:start -->", "<!-- credibility:end -->"
+SECTION = "credibility"
 
 
 def probabilities(model, x, n_classes):
@@ -179,16 +180,6 @@ def plot(summaries, args, path):
     fig.savefig(path, dpi=110)
 
 
-def write_section(text, path):
-    old = path.read_text() if path.exists() else "# Benchmark results\n"
-    block = f"{START}\n{text}\n{END}"
-    if START in old:
-        head, rest = old.split(START, 1)
-        new = head + block + rest.split(END, 1)[1]
-    else:
-        new = old.rstrip("\n") + "\n\n" + block + "\n"
-    path.write_text(new)
-
 
 def run(args, target):
     weak = [int(c) for c in args.weak.split(",")]
@@ -207,7 +198,7 @@ def run(args, target):
     (HERE / "out" / "credibility_experiment.json").write_text(json.dumps(raw))
     plot(summaries, args, args.plot)
     text = table(summaries, args, weak)
-    write_section(text, args.results)
+    write_section(SECTION, text, args.results)
     sys.stdout.write(text + "\n")
     return 0
 

@@ -35,9 +35,10 @@ import numpy as np
 from threadpoolctl import threadpool_limits
 
 from alquery.server.strategies.diversity import kcenter_greedy_counted
+from results import write_section  # noqa: E402  (bench/)
 
 HERE = pathlib.Path(__file__).resolve().parent
-START, END = "<!-- kcenter:start -->", "<!-- kcenter:end -->"
+SECTION = "kcenter"
 
 
 def plain_kcenter(pool: np.ndarray, n_picks: int) -> tuple[np.ndarray, int]:
@@ -96,16 +97,6 @@ def run_case(n_pool, n_features, n_picks, n_clusters, check_reference, threads):
     )
 
 
-def write_section(text, path):
-    old = path.read_text() if path.exists() else "# Benchmark results\n"
-    block = f"{START}\n{text}\n{END}"
-    if START in old:
-        head, rest = old.split(START, 1)
-        new = head + block + rest.split(END, 1)[1]
-    else:
-        new = old.rstrip("\n") + "\n\n" + block + "\n"
-    path.write_text(new)
-
 
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
@@ -155,7 +146,7 @@ def main(argv=None):
         ]
     )
     print(text)
-    write_section(text, args.results)
+    write_section(SECTION, text, args.results)
 
 
 if __name__ == "__main__":

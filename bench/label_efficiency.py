@@ -32,6 +32,7 @@ import datasets  # noqa: E402
 
 from alquery.client import AlqueryClient, AlqueryError  # noqa: E402
 from alquery.client.local import LocalServer  # noqa: E402
+from results import write_section  # noqa: E402  (bench/)
 
 HERE = pathlib.Path(__file__).resolve().parent
 SETTINGS = {
@@ -60,7 +61,7 @@ PARAMS = {
     # the default 1,000 costs about an hour per data set here.
     "uncertainty.batchbald": lambda data: {"n_configurations": 200},
 }
-START, END = "<!-- label_efficiency:start -->", "<!-- label_efficiency:end -->"
+SECTION = "label_efficiency"
 
 
 def fit(x, y, n_classes, seed=0):
@@ -242,16 +243,6 @@ def plot(summaries, path):
     fig.savefig(path, dpi=110)
 
 
-def write_section(text, path):
-    old = path.read_text() if path.exists() else "# Benchmark results\n"
-    block = f"{START}\n{text}\n{END}"
-    if START in old:
-        head, rest = old.split(START, 1)
-        new = head + block + rest.split(END, 1)[1]
-    else:
-        new = old.rstrip("\n") + "\n\n" + block + "\n"
-    path.write_text(new)
-
 
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
@@ -341,7 +332,7 @@ def report(args, summaries, sections):
             *sections,
         ]
     )
-    write_section(text, args.results)
+    write_section(SECTION, text, args.results)
     sys.stdout.write(text + "\n")
 
 

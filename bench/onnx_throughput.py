@@ -35,9 +35,10 @@ from onnx import TensorProto, helper, numpy_helper
 
 from alquery.client import AlqueryClient, OnnxModel
 from alquery.client.local import LocalServer
+from results import write_section  # noqa: E402  (bench/)
 
 HERE = pathlib.Path(__file__).resolve().parent
-START, END = "<!-- onnx_throughput:start -->", "<!-- onnx_throughput:end -->"
+SECTION = "onnx_throughput"
 TARGET_RATIO = 0.8
 
 
@@ -148,16 +149,6 @@ def _with_env(env, measure, model, embeddings, args) -> float:
     return float(json.loads(out.stdout.strip().splitlines()[-1]))
 
 
-def write_section(text: str, path: pathlib.Path) -> None:
-    old = path.read_text() if path.exists() else "# Benchmark results\n"
-    block = f"{START}\n{text}\n{END}"
-    if START in old:
-        head, rest = old.split(START, 1)
-        new = head + block + rest.split(END, 1)[1]
-    else:
-        new = old.rstrip("\n") + "\n\n" + block + "\n"
-    path.write_text(new)
-
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
@@ -202,7 +193,7 @@ def main(argv: list[str] | None = None) -> int:
     ]
     text = "\n".join(lines)
     print(text)
-    write_section(text, args.results)
+    write_section(SECTION, text, args.results)
     return 0
 
 

@@ -24,9 +24,9 @@ from alquery.server.security import TlsFiles
 HERE = pathlib.Path(__file__).parent
 sys.path.insert(0, str(HERE.parent / "tests"))
 from tls_material import make_tls_material  # noqa: E402
+from results import write_section  # noqa: E402  (bench/)
 
-START = "<!-- security-overhead:start -->"
-END = "<!-- security-overhead:end -->"
+SECTION = "security-overhead"
 TOKEN = "bench-token-0123456789abcdef"
 
 
@@ -90,16 +90,6 @@ def run(calls: int) -> str:
     return "\n".join(lines)
 
 
-def write_section(text: str, path: pathlib.Path) -> None:
-    old = path.read_text() if path.exists() else "# Benchmark results\n"
-    block = f"{START}\n{text}\n{END}"
-    if START in old:
-        head, rest = old.split(START, 1)
-        new = head + block + rest.split(END, 1)[1]
-    else:
-        new = old.rstrip("\n") + "\n\n" + block + "\n"
-    path.write_text(new)
-
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
@@ -108,7 +98,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     text = run(args.calls)
     print(text)
-    write_section(text, args.results)
+    write_section(SECTION, text, args.results)
     return 0
 
 

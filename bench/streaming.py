@@ -26,9 +26,10 @@ import numpy as np
 
 from alquery.client import AlqueryClient
 from alquery.client.local import LocalServer
+from results import write_section  # noqa: E402  (bench/)
 
 HERE = pathlib.Path(__file__).resolve().parent
-START, END = "<!-- streaming:start -->", "<!-- streaming:end -->"
+SECTION = "streaming"
 GIB = float(1 << 30)
 
 
@@ -55,16 +56,6 @@ def timed_rank(client: AlqueryClient, embeddings: np.ndarray):
     result = client.rank("diversity.random", 10, embeddings=embeddings, seed=1)
     return time.perf_counter() - start, result
 
-
-def write_section(text, path):
-    old = path.read_text() if path.exists() else "# Benchmark results\n"
-    block = f"{START}\n{text}\n{END}"
-    if START in old:
-        head, rest = old.split(START, 1)
-        new = head + block + rest.split(END, 1)[1]
-    else:
-        new = old.rstrip("\n") + "\n\n" + block + "\n"
-    path.write_text(new)
 
 
 def main(argv=None):
@@ -128,7 +119,7 @@ def main(argv=None):
         ]
     )
     print(text)
-    write_section(text, args.results)
+    write_section(SECTION, text, args.results)
 
 
 if __name__ == "__main__":
