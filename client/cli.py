@@ -137,6 +137,10 @@ def _parser() -> argparse.ArgumentParser:
         help="on SIGTERM, how long running requests may take to finish",
     )
     serve.add_argument(
+        "--workers", type=_bounded_int(1, 256), default=1,
+        help="server processes sharing the port; 1 = this process alone",
+    )
+    serve.add_argument(
         "--model-cache-mib", type=_bounded_int(1, 1 << 20), default=1024,
         help="memory for ONNX models kept by hash, in MiB (default 1024)",
     )
@@ -315,6 +319,12 @@ def _serve(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
         model_threads=args.model_threads,
     )
     try:
+        if args.workers > 1:
+            from alquery.server import workers
+
+            return workers.serve_workers(
+                config, args.workers, args.log_level, args.log_format
+            )
         return app.serve(config)
     except (OSError, security.SecurityConfigError) as error:
         parser.exit(1, f"alquery serve: {error}\n")

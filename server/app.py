@@ -8,6 +8,7 @@ import os
 import signal
 import threading
 import time
+from collections.abc import Callable
 from concurrent import futures
 
 import grpc
@@ -58,6 +59,10 @@ class ServerConfig:
     model_threads: int = 0
     max_stream_mib: int = 4096
     """The most tensor bytes one RankStream call may declare."""
+    worker: bool = False
+    """One of several ``--workers`` processes (see ``server.workers``): its
+    ports are shared with the others (``so_reuseport``) and its start-up
+    line says ``worker serving``, as the parent alone logs ``serving``."""
 
 
 @dataclasses.dataclass
@@ -125,8 +130,9 @@ def start(config: ServerConfig) -> RunningServer:
         options=[
             ("grpc.max_receive_message_length", max_bytes),
             ("grpc.max_send_message_length", max_bytes),
-            # One process owns its port; a second server on it is an error.
-            ("grpc.so_reuseport", 0),
+            # One process owns its port; a second server on it is an error,
+            # unless the workers of one parent share it on purpose.
+            ("grpc.so_reuseport", int(config.worker)),
         ],
     )
     models = ModelCache(
@@ -164,7 +170,7 @@ def start(config: ServerConfig) -> RunningServer:
     health_server, health_port = None, None
     if config.health_port is not None:
         health_server, health_port = _start_health_server(
-            address, config.health_port, health_servicer
+            address, config.health_port, health_servicer, config.worker
         )
 
     metrics_http, metrics_port = None, None
@@ -174,13 +180,16 @@ def start(config: ServerConfig) -> RunningServer:
         )
         metrics_port = metrics_http.server_port
     server.start()
-    logger.info(
-        "serving port=%d metrics_port=%s max_message_mib=%d threads=%d "
-        "transport=%s auth=%s health_port=%s",
-        port, metrics_port, config.max_message_mib, config.threads,
-        _transport(config), "off" if config.auth_token is None else "token",
-        health_port,
-    )
+    if config.worker:
+        logger.info("worker serving pid=%d port=%d", os.getpid(), port)
+    else:
+        logger.info(
+            "serving port=%d metrics_port=%s max_message_mib=%d threads=%d "
+            "transport=%s auth=%s health_port=%s",
+            port, metrics_port, config.max_message_mib, config.threads,
+            _transport(config), "off" if config.auth_token is None else "token",
+            health_port,
+        )
     return RunningServer(
         server, port, metrics_port, health_servicer, metrics, interceptor,
         metrics_http, health_port, health_server,
@@ -188,12 +197,13 @@ def start(config: ServerConfig) -> RunningServer:
 
 
 def _start_health_server(
-    address: str, port: int, health_servicer: health.HealthServicer
+    address: str, port: int, health_servicer: health.HealthServicer,
+    shared: bool = False,
 ) -> tuple[grpc.Server, int]:
     """Serve ``health_servicer`` alone, in plaintext, on ``port``."""
     server = grpc.server(
         futures.ThreadPoolExecutor(max_workers=2, thread_name_prefix="alquery-health"),
-        options=[("grpc.so_reuseport", 0)],
+        options=[("grpc.so_reuseport", int(shared))],
     )
     health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
     try:
@@ -212,13 +222,16 @@ def _transport(config: ServerConfig) -> str:
     return "tls" if config.tls.client_ca is None else "mtls"
 
 
-def serve(config: ServerConfig) -> int:
+def serve(
+    config: ServerConfig, on_started: Callable[[RunningServer], None] | None = None
+) -> int:
     """Run until SIGTERM or SIGINT, then shut down gracefully.
 
     Returns 0 once every request has finished. A second signal, or a
     request still running after the grace period and a short drain, ends
     the process at once with status 1: Python cannot stop a thread that is
-    inside a native library call.
+    inside a native library call. ``on_started`` is called once the server
+    serves (a worker tells its parent so).
     """
     stop = threading.Event()
 
@@ -231,6 +244,8 @@ def serve(config: ServerConfig) -> int:
     for signum in (signal.SIGTERM, signal.SIGINT):
         signal.signal(signum, on_signal)
     running = start(config)
+    if on_started is not None:
+        on_started(running)
     stop.wait()
     logger.info("shutting down grace_seconds=%.1f", config.grace_seconds)
     if not running.stop(config.grace_seconds):

@@ -15,6 +15,7 @@ import time
 
 ROOT = "alquery"
 FORMAT = "%(asctime)s %(levelname)s %(name)s %(message)s"
+FORMAT_WITH_PID = "%(asctime)s %(levelname)s %(name)s pid=%(process)d %(message)s"
 LOG_FORMATS = ("text", "json")
 
 
@@ -22,6 +23,10 @@ class JsonLinesFormatter(logging.Formatter):
     """Format a record as one JSON object on one line; times in UTC."""
 
     converter = time.gmtime
+
+    def __init__(self, with_pid: bool = False) -> None:
+        super().__init__()
+        self._with_pid = with_pid
 
     def format(self, record: logging.LogRecord) -> str:
         entry = {
@@ -31,13 +36,17 @@ class JsonLinesFormatter(logging.Formatter):
             "logger": record.name,
             "message": record.getMessage(),
         }
+        if self._with_pid:
+            entry["pid"] = record.process
         entry.update(getattr(record, "fields", {}))
         if record.exc_info:
             entry["traceback"] = self.formatException(record.exc_info)
         return json.dumps(entry, default=str)
 
 
-def configure(level: str = "INFO", log_format: str = "text") -> None:
+def configure(
+    level: str = "INFO", log_format: str = "text", with_pid: bool = False
+) -> None:
     """Send every ``alquery.*`` record at ``level`` or above to stderr.
 
     Parameters
@@ -46,14 +55,18 @@ def configure(level: str = "INFO", log_format: str = "text") -> None:
         DEBUG, INFO, WARNING or ERROR.
     log_format : {"text", "json"}, default="text"
         Human-readable lines, or JSON lines for a log pipeline.
+    with_pid : bool, default=False
+        Put ``pid=N`` (a ``pid`` key in JSON) in every record, so the lines
+        of ``--workers`` processes can be told apart.
     """
     if log_format not in LOG_FORMATS:
         raise ValueError(f"log_format: {log_format!r}; expected text or json")
     root = logging.getLogger(ROOT)
     root.setLevel(level.upper())
-    formatter = (
-        JsonLinesFormatter() if log_format == "json" else logging.Formatter(FORMAT)
-    )
+    if log_format == "json":
+        formatter: logging.Formatter = JsonLinesFormatter(with_pid=with_pid)
+    else:
+        formatter = logging.Formatter(FORMAT_WITH_PID if with_pid else FORMAT)
     if not root.handlers:
         root.addHandler(logging.StreamHandler(sys.stderr))
     for handler in root.handlers:

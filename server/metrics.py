@@ -27,13 +27,12 @@ anything a client chooses.
 
 Notes
 -----
-One process, one registry. prometheus_client's multiprocess mode
-(``PROMETHEUS_MULTIPROC_DIR``) is what several worker processes behind one
-port would need: each process writes its samples to memory-mapped files in
-that directory and one exporter sums them with ``MultiProcessCollector``;
-the gauge then needs ``multiprocess_mode="livesum"``. Until the server has
-worker processes (``--workers``, planned), run one process per pod or
-container and let Prometheus sum over them, as the dashboard does.
+One process, one registry, unless the server runs ``--workers``: then
+prometheus_client's multiprocess mode is on (``PROMETHEUS_MULTIPROC_DIR``,
+set by ``server.workers``), each worker writes its samples to memory-mapped
+files in that directory, and the parent alone serves ``/metrics``, summing
+them with ``MultiProcessCollector``. The gauge is ``livesum``: the sum over
+the workers alive now. Multiprocess mode has no ``_created`` samples.
 """
 
 from __future__ import annotations
@@ -122,6 +121,8 @@ class Metrics:
             "alquery_in_flight_requests",
             "RPC handlers running now.",
             registry=registry,
+            # With --workers: the sum over the workers alive now.
+            multiprocess_mode="livesum",
         )
         self.rejected = Counter(
             "alquery_rejected_requests_total",
