@@ -136,7 +136,10 @@ def start(config: ServerConfig) -> RunningServer:
         ],
     )
     models = ModelCache(
-        config.model_cache_mib * MIB, config.max_model_mib * MIB, config.model_threads
+        config.model_cache_mib * MIB,
+        config.max_model_mib * MIB,
+        config.model_threads,
+        metrics=metrics,
     )
     add_to_server(
         QueryServicer(

@@ -19,7 +19,10 @@ alquery adds:
   ``{grpc_service, grpc_method}``: serialized message sizes;
 - ``alquery_in_flight_requests``: RPC handlers running now;
 - ``alquery_rejected_requests_total{reason}``: calls refused because of
-  the request (see ``REJECTED_CODES``), with the refusing code's reason.
+  the request (see ``REJECTED_CODES``), with the refusing code's reason;
+- ``alquery_model_cache_lookups_total{result}``: ONNX model look-ups,
+  ``hit`` or ``miss``; ``alquery_model_cache_evictions_total``;
+  ``alquery_model_cache_bytes``: model bytes the cache holds now.
 
 Labels are low-cardinality: strategy names come from the registry, method
 names from the server's own services, reasons from a fixed set; never
@@ -129,4 +132,25 @@ class Metrics:
             "Calls refused because of the request, by reason.",
             ("reason",),
             registry=registry,
+        )
+        self.cache_lookups = Counter(
+            "alquery_model_cache_lookups_total",
+            "ONNX model look-ups in the cache, by result (hit or miss).",
+            ("result",),
+            registry=registry,
+        )
+        for result in ("hit", "miss"):
+            # Exported at 0 from the start, so rates and alerts see them.
+            self.cache_lookups.labels(result)
+        self.cache_evictions = Counter(
+            "alquery_model_cache_evictions_total",
+            "ONNX models evicted from the cache to stay within its bytes.",
+            registry=registry,
+        )
+        self.cache_bytes = Gauge(
+            "alquery_model_cache_bytes",
+            "Model bytes the cache holds now.",
+            registry=registry,
+            # With --workers: each worker has its own cache; their sum.
+            multiprocess_mode="livesum",
         )

@@ -17,6 +17,7 @@ import onnx
 import onnxruntime as ort
 
 from alquery.server.errors import InvalidRequestError, UnknownModelError
+from alquery.server.metrics import Metrics
 from alquery.server.models import checks, graph
 
 logger = logging.getLogger("alquery.server.models.cache")
@@ -148,13 +149,23 @@ class ModelCache:
         The largest model accepted.
     threads : int
         onnxruntime intra-op threads per run; 0 lets it use every core.
+    metrics : Metrics or None, default=None
+        Where look-ups (hit or miss), evictions and the bytes held are
+        counted; None counts only ``evictions``.
     """
 
-    def __init__(self, max_bytes: int, max_model_bytes: int, threads: int) -> None:
+    def __init__(
+        self,
+        max_bytes: int,
+        max_model_bytes: int,
+        threads: int,
+        metrics: Metrics | None = None,
+    ) -> None:
         self.max_bytes = max_bytes
         self.max_model_bytes = max_model_bytes
         self.threads = threads
         self.evictions = 0
+        self._metrics = metrics
         self._entries: collections.OrderedDict[str, LoadedModel] = (
             collections.OrderedDict()
         )
@@ -178,7 +189,9 @@ class ModelCache:
             found = self._entries.get(sha256)
             if found is not None:
                 self._entries.move_to_end(sha256)
-                return found
+        self._count_lookup(found is not None)
+        if found is not None:
+            return found
         loaded = load(
             data, field, max_bytes=self.max_model_bytes, threads=self.threads
         )
@@ -197,12 +210,18 @@ class ModelCache:
             found = self._entries.get(sha256.lower())
             if found is not None:
                 self._entries.move_to_end(sha256.lower())
-                return found
+        self._count_lookup(found is not None)
+        if found is not None:
+            return found
         raise UnknownModelError(
             f"{field}: this server holds no model with SHA-256 {sha256[:64]!r} "
             "(never sent, or evicted from its cache); send the model's "
             "bytes in `onnx` or upload them with UploadModel"
         )
+
+    def _count_lookup(self, hit: bool) -> None:
+        if self._metrics is not None:
+            self._metrics.cache_lookups.labels("hit" if hit else "miss").inc()
 
     def _keep(self, loaded: LoadedModel) -> None:
         if loaded.size_bytes > self.max_bytes:
@@ -221,4 +240,8 @@ class ModelCache:
                 _, evicted = self._entries.popitem(last=False)
                 self._size -= evicted.size_bytes
                 self.evictions += 1
+                if self._metrics is not None:
+                    self._metrics.cache_evictions.inc()
                 logger.debug("evicted model sha256=%s", evicted.sha256)
+            if self._metrics is not None:
+                self._metrics.cache_bytes.set(self._size)

@@ -86,7 +86,7 @@ def test_dashboard_panels_are_complete_and_laid_out_without_overlap():
 def test_dashboard_covers_what_an_operator_watches():
     titles = " | ".join(p["title"] for p in dashboard()["panels"]).lower()
     for topic in ("request rate", "errors by code", "latency", "strategy compute",
-                  "pool size", "payload", "rejected", "in-flight"):
+                  "pool size", "payload", "rejected", "in-flight", "model cache"):
         assert topic in titles
     queries = " ".join(dashboard_queries())
     assert "histogram_quantile(0.99" in queries

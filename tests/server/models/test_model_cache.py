@@ -49,3 +49,27 @@ def test_a_model_larger_than_the_cache_is_served_but_not_kept():
     loaded = cache.add(MODELS[0], "m")
     assert loaded.session is not None
     assert sha(MODELS[0]) not in cache and cache.size_bytes == 0
+
+
+def test_hits_misses_evictions_and_bytes_are_counted():
+    from prometheus_client import CollectorRegistry
+
+    from alquery.server.metrics import Metrics
+
+    metrics = Metrics(CollectorRegistry())
+    cache = ModelCache(2 * SIZE, SIZE, threads=1, metrics=metrics)
+    cache.add(MODELS[0], "m")  # miss
+    cache.add(MODELS[0], "m")  # hit
+    cache.get(sha(MODELS[0]), "m")  # hit
+    cache.add(MODELS[1], "m")  # miss
+    cache.add(MODELS[2], "m")  # miss, evicts MODELS[0]
+    with pytest.raises(UnknownModelError):
+        cache.get(sha(MODELS[0]), "m")  # miss
+
+    def value(name, **labels):
+        return metrics.registry.get_sample_value(name, labels)
+
+    assert value("alquery_model_cache_lookups_total", result="hit") == 2
+    assert value("alquery_model_cache_lookups_total", result="miss") == 4
+    assert value("alquery_model_cache_evictions_total") == 1
+    assert value("alquery_model_cache_bytes") == len(MODELS[1]) + len(MODELS[2])
