@@ -15,6 +15,7 @@ from alquery.server import edge, registry, streaming
 from alquery.server.errors import (
     INTERNAL_MESSAGE,
     AlqueryError,
+    CancelledError,
     InvalidRequestError,
     TooLargeError,
     status_for,
@@ -148,7 +149,22 @@ class QueryServicer(query_pb2_grpc.QueryServiceServicer):
         record = current_call()
 
         def work() -> query_pb2.RankStreamResponse:
-            request, payloads = streaming.assemble(messages, self._max_stream_bytes)
+            try:
+                request, payloads = streaming.assemble(
+                    messages, self._max_stream_bytes
+                )
+            except grpc.RpcError:
+                # Reading the stream failed: the client cancelled or its
+                # deadline passed mid-stream.
+                raise CancelledError("the stream ended: the call was cancelled")
+            except InvalidRequestError:
+                if not context.is_active():
+                    # A stream cut short by a cancel or a deadline is not
+                    # the client's malformed input.
+                    raise CancelledError(
+                        "the call was cancelled or its deadline passed"
+                    ) from None
+                raise
             record.strategy = edge.strategy_name(request)
             response = self._rank(
                 request,

@@ -54,6 +54,10 @@ class Binding:
 
 
 MAX_PASSES = 256
+MAX_FIXED_BATCH = 1 << 16
+"""The largest fixed batch axis alquery runs: a short chunk is padded up to
+the fixed size, so a tiny model declaring a huge one would allocate without
+bound."""
 
 
 def resolve(
@@ -128,6 +132,13 @@ def _row_shape(feed: Value, field: str) -> tuple[tuple[int, ...] | None, int]:
             "batch axis first"
         )
     fixed = feed.shape[0][0]
+    if fixed is not None and not 0 <= fixed <= MAX_FIXED_BATCH:
+        raise InvalidRequestError(
+            f"{field}: the model's input {feed.name!r} has shape "
+            f"{_shape_text(feed)}, a fixed batch axis of {fixed}; alquery runs "
+            f"fixed batches of 1 to {MAX_FIXED_BATCH} rows (export the model "
+            "with a dynamic batch axis instead)"
+        )
     rest = [size for size, _ in feed.shape[1:]]
     if len(rest) == 1 and rest[0] == 0:
         return None, fixed

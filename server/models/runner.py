@@ -149,6 +149,12 @@ def _chunks(
         yield start, rows, results
 
 
+def _rows_match(produced: int, rows: int, binding: Binding) -> bool:
+    """Whether an output has one row per row fed: ``rows``, or the fixed
+    batch size when the chunk was padded up to it (the padding is then cut)."""
+    return produced == rows or produced == binding.fixed_batch_size > rows
+
+
 class _Collector:
     """Fills the prediction and embedding arrays chunk by chunk."""
 
@@ -168,10 +174,10 @@ class _Collector:
         value = np.asarray(value)
         if value.ndim == 1:
             value = value[:, None]
-        if value.ndim != 2 or len(value) < rows:
+        if value.ndim != 2 or not _rows_match(len(value), rows, binding):
             raise InvalidRequestError(
                 f"{what} has shape {list(value.shape)} for {rows} rows; "
-                "expected (rows, n_classes)"
+                "expected one row per input row, (rows, n_classes)"
             )
         value = value[:rows]
         _check_finite(value, what, place.start)
@@ -206,9 +212,10 @@ class _Collector:
         rows = place.stop - place.start
         what = f"{field}: output {binding.embeddings_output!r}"
         value = np.asarray(value)
-        if value.ndim < 1 or len(value) < rows:
+        if value.ndim < 1 or not _rows_match(len(value), rows, binding):
             raise InvalidRequestError(
-                f"{what} has shape {list(value.shape)} for {rows} rows"
+                f"{what} has shape {list(value.shape)} for {rows} rows; "
+                "expected one row per input row"
             )
         value = value[:rows].reshape(rows, -1)
         _check_finite(value, what, place.start)

@@ -1,0 +1,58 @@
+"""Models whose shapes would make the server allocate without bound, crash,
+or read the wrong rows are refused with INVALID_ARGUMENT naming the model."""
+
+import numpy as np
+import onnx
+import pytest
+from onnx import TensorProto, helper, numpy_helper
+
+from alquery.client import AlqueryError
+from onnx_models import mlp
+
+POOL = np.random.default_rng(3).normal(size=(12, 6)).astype(np.float32)
+
+
+@pytest.mark.parametrize("batch", [-5, 5 * 10**7])
+def test_a_fixed_batch_axis_out_of_range_is_refused(client, batch):
+    with pytest.raises(AlqueryError) as raised:
+        client.rank(
+            "uncertainty.margin", 2, model=mlp(6, 4, 3, batch=batch), embeddings=POOL
+        )
+    assert raised.value.code.name == "INVALID_ARGUMENT"
+    assert f"a fixed batch axis of {batch}" in raised.value.details
+    assert raised.value.details.startswith("inference.models[0]")
+
+
+def extra_rows_model() -> bytes:
+    """logits of x, with five constant rows stacked in front: (n + 5, 3)."""
+    rng = np.random.default_rng(0)
+    weights = rng.normal(size=(6, 3)).astype(np.float32)
+    extra = np.ones((5, 3), dtype=np.float32)
+    graph = helper.make_graph(
+        [
+            helper.make_node("MatMul", ["x", "w"], ["scores"]),
+            helper.make_node("Concat", ["extra", "scores"], ["logits"], axis=0),
+        ],
+        "extra_rows",
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["n", 6])],
+        [helper.make_tensor_value_info("logits", TensorProto.FLOAT, ["m", 3])],
+        [
+            numpy_helper.from_array(weights, "w"),
+            numpy_helper.from_array(extra, "extra"),
+        ],
+    )
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    model.ir_version = 8
+    onnx.checker.check_model(model)
+    return model.SerializeToString()
+
+
+def test_an_output_with_more_rows_than_the_input_is_refused(client):
+    with pytest.raises(AlqueryError) as raised:
+        client.rank("uncertainty.margin", 2, model=extra_rows_model(), embeddings=POOL)
+    assert raised.value.code.name == "INVALID_ARGUMENT"
+    assert "expected one row per input row" in raised.value.details
+    # The server goes on serving.
+    assert client.rank(
+        "uncertainty.margin", 1, probabilities=[[0.5, 0.5]]
+    ).indices.tolist() == [0]
