@@ -121,19 +121,26 @@ class _Supervisor:
         # the parent, since each worker leads its own process group.
         for signum in (signal.SIGTERM, signal.SIGINT):
             signal.signal(signum, self._on_signal)
-        for sock in held:
-            sock.close()
+        try:
+            # Before any worker starts, so a taken metrics port is an error
+            # with nothing left running.
+            metrics_http, metrics_port = self._serve_metrics()
+        finally:
+            for sock in held:
+                sock.close()
         self._slots = [self._spawn() for _ in range(self._count)]
         if not self._await_ready():
             self._terminate_all()
             self._join_all()
+            if metrics_http is not None:
+                metrics_http.shutdown()
+                metrics_http.server_close()
             if self._stop.is_set():
                 logger.info("stopped before every worker served")
                 return 0 if all(p.exitcode == 0 for p in self._slots) else 1
             raise OSError(
                 f"workers did not start on {config.host}:{config.port}"
             )
-        metrics_http, metrics_port = self._serve_metrics()
         logger.info(
             "serving port=%d metrics_port=%s max_message_mib=%d threads=%d "
             "transport=%s auth=%s health_port=%s workers=%d",
@@ -180,9 +187,15 @@ class _Supervisor:
 
         registry = CollectorRegistry()
         MultiProcessCollector(registry, path=os.environ[MULTIPROC_ENV])
-        http, _ = start_http_server(
-            self._metrics_port, addr=self._config.host, registry=registry
-        )
+        try:
+            http, _ = start_http_server(
+                self._metrics_port, addr=self._config.host, registry=registry
+            )
+        except OSError as error:
+            raise OSError(
+                f"--metrics-port {self._metrics_port}: cannot listen on "
+                f"{self._config.host}:{self._metrics_port}: {error}"
+            ) from error
         return http, http.server_port
 
     def _supervise(self) -> int:
@@ -245,10 +258,15 @@ class _Supervisor:
 
 
 def _hold_port(host: str, port: int) -> socket.socket:
-    """Bind ``host:port`` (0: a free one) with SO_REUSEPORT, not listening."""
+    """Bind ``host:port`` (0: a free one), not listening.
+
+    Without SO_REUSEPORT, so that a port another server already listens on
+    is an error here, as it is for a single process, rather than a port the
+    workers would silently share with it.
+    """
     family = socket.AF_INET6 if ":" in host else socket.AF_INET
     sock = socket.socket(family, socket.SOCK_STREAM)
-    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     try:
         sock.bind((host, port))
     except OSError as error:

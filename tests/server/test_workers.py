@@ -146,3 +146,31 @@ def test_a_port_in_use_is_refused_before_any_worker_starts():
     assert result.returncode == 1
     assert f"cannot listen on 127.0.0.1:{port}" in result.stderr
     assert "worker serving" not in result.stderr
+
+
+def test_a_port_another_alquery_server_listens_on_is_not_shared(server):
+    # The session server is one process on its own port; workers must not
+    # join it through SO_REUSEPORT.
+    result = subprocess.run(
+        [sys.executable, "-m", "alquery.client.cli", "serve", "--workers", "2",
+         "--port", str(server.port), "--metrics-port", "-1"],
+        capture_output=True, text=True, timeout=60,
+    )
+    assert result.returncode == 1
+    assert f"cannot listen on 127.0.0.1:{server.port}" in result.stderr
+    assert "worker serving" not in result.stderr
+
+
+def test_a_taken_metrics_port_is_refused_with_nothing_left_running():
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        result = subprocess.run(
+            [sys.executable, "-m", "alquery.client.cli", "serve", "--workers", "2",
+             "--port", "0", "--metrics-port", str(port)],
+            capture_output=True, text=True, timeout=60,
+        )
+    assert result.returncode == 1
+    assert f"--metrics-port {port}: cannot listen" in result.stderr
+    assert "worker serving" not in result.stderr
