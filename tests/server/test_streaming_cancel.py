@@ -32,10 +32,13 @@ def test_a_stream_cancelled_midway_counts_as_cancelled(server, stub):
     call = stub.RankStream.future(messages(), timeout=30)
     time.sleep(0.5)
     call.cancel()
-    release.set()
     start = time.monotonic()
     while server.interceptor.in_flight and time.monotonic() - start < 20:
         time.sleep(0.05)
+    # Only now may the generator end: ending it earlier could half-close the
+    # stream before the cancel goes out, and the server would rightly see a
+    # short tensor.
+    release.set()
     after = scrape(server)
     codes = {
         code: handled_stream(after, code) - handled_stream(before, code)
