@@ -41,6 +41,8 @@ from alquery.client import AlqueryClient  # noqa: E402
 from alquery.client.local import LocalServer  # noqa: E402
 from results import write_section  # noqa: E402  (bench/)
 
+from alquery.client.demo import class_probabilities as probabilities  # noqa: E402
+
 HERE = pathlib.Path(__file__).resolve().parent
 CREDIBILITY = [
     "credibility.validation_knn",
@@ -52,13 +54,6 @@ CREDIBILITY = [
 ]
 BASELINES = ["uncertainty.margin", "uncertainty.entropy", "random"]
 SECTION = "credibility"
-
-
-def probabilities(model, x, n_classes):
-    """Probabilities over every class; classes the model never saw get 0."""
-    full = np.zeros((len(x), n_classes))
-    full[:, model.classes_] = model.predict_proba(x)
-    return full
 
 
 def seed_set(data, weak, n_seed, rng):

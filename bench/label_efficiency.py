@@ -34,6 +34,8 @@ from alquery.client import AlqueryClient, AlqueryError  # noqa: E402
 from alquery.client.local import LocalServer  # noqa: E402
 from results import write_section  # noqa: E402  (bench/)
 
+from alquery.client.demo import class_probabilities as probabilities  # noqa: E402
+
 HERE = pathlib.Path(__file__).resolve().parent
 SETTINGS = {
     # name: (seed labels, batch size, rounds)
@@ -67,13 +69,6 @@ SECTION = "label_efficiency"
 def fit(x, y, n_classes, seed=0):
     model = LogisticRegression(max_iter=1000, random_state=seed).fit(x, y)
     return model
-
-
-def probabilities(model, x, n_classes):
-    """Probabilities over every class; classes the model never saw get 0."""
-    full = np.zeros((len(x), n_classes))
-    full[:, model.classes_] = model.predict_proba(x)
-    return full
 
 
 def committee(x, y, n_classes, rng):

@@ -63,15 +63,17 @@ def _model() -> LogisticRegression:
     return LogisticRegression(max_iter=2000)
 
 
-def class_probabilities(model: LogisticRegression, features: np.ndarray) -> np.ndarray:
-    """Return probabilities over all ten digits, shape (n_samples, 10).
+def class_probabilities(
+    model: LogisticRegression, features: np.ndarray, n_classes: int = N_CLASSES
+) -> np.ndarray:
+    """Return probabilities over every class, shape (n_samples, n_classes).
 
     A model trained on a small seed set may not have seen every class; its
     ``predict_proba`` then has fewer columns. The service needs column c to
     mean class c (validation labels index the columns), so the missing
     classes get probability 0.
     """
-    full = np.zeros((len(features), N_CLASSES))
+    full = np.zeros((len(features), n_classes))
     full[:, model.classes_] = model.predict_proba(features)
     return full
 
