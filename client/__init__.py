@@ -7,6 +7,7 @@ from alquery.client.loop import run_loop
 from alquery.client.models import OnnxModel
 from alquery.client.retry import RetryPolicy
 from alquery.client.security import ChannelSecurity
+from alquery.client.sharding import ShardedClient
 
 __all__ = [
     "AlqueryClient",
@@ -16,6 +17,7 @@ __all__ = [
     "OnnxModel",
     "RankResult",
     "RetryPolicy",
+    "ShardedClient",
     "run_loop",
     "strategy_names",
 ]
