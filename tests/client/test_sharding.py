@@ -5,8 +5,9 @@ from __future__ import annotations
 import grpc
 import numpy as np
 import pytest
+from onnx_models import mlp
 
-from alquery.client import AlqueryError, ShardedClient
+from alquery.client import AlqueryError, OnnxModel, ShardedClient
 from alquery.client.shard_merge import covering_radius
 from alquery.client.sharding import CORESET, EXACT, SHARDING, sharding_mode
 from alquery.server import app, registry
@@ -246,4 +247,18 @@ def test_kcenter_on_a_pool_no_larger_than_the_batch_ranks_it_all(targets, client
     single = client.rank("diversity.kcenter", 9, embeddings=embeddings)
     with ShardedClient(targets, timeout=60) as sharded:
         answer = sharded.rank("diversity.kcenter", 9, embeddings=embeddings)
+    assert_same(answer, single)
+
+
+def test_a_model_run_by_the_servers_gives_the_one_server_answer(targets, client):
+    # Each server runs the ONNX model on its shard's embeddings.
+    model = OnnxModel(mlp(16, 32, 3, seed=4), output_name="logits")
+    rng = np.random.default_rng(8)
+    embeddings = rng.normal(size=(300, 16)).astype(np.float32)
+    embeddings[150:] = embeddings[:150]
+    single = client.rank("uncertainty.entropy", 20, embeddings=embeddings, model=model)
+    with ShardedClient(targets, n_shards=4, timeout=60) as sharded:
+        answer = sharded.rank(
+            "uncertainty.entropy", 20, embeddings=embeddings, model=model
+        )
     assert_same(answer, single)
