@@ -32,6 +32,22 @@ from alquery.v1 import query_pb2
 EXACT = "exact"
 CORESET = "coreset"
 POOL_INPUTS = ("probabilities", "logits", "embeddings")
+SHARED_INPUTS = (
+    "labeled_embeddings",
+    "labeled_labels",
+    "validation_probabilities",
+    "validation_logits",
+    "validation_labels",
+    "validation_embeddings",
+    "params",
+    "seed",
+    "return_scores",
+    "model",
+    "score_validation",
+)
+"""Inputs every shard gets as they are; any other input is refused, so
+that one added to ``AlqueryClient.rank`` later (a sampling mode, say) is
+not merged as if it were exact."""
 
 _PER_SAMPLE = (
     "uncertainty.least_confidence",
@@ -177,7 +193,10 @@ class ShardedClient:
     - Everything else is refused with the reason: batch-aware strategies,
       scores that depend on the whole pool, per-position random draws.
 
-    The Python client sends no sampling mode, so there is none to shard.
+    The Python client sends no sampling mode (``Selection``); an input
+    ``rank`` does not know, such a mode included, is refused by name
+    (``SHARED_INPUTS``), since the Gumbel keys of a sampling mode are drawn
+    per pool position from one seed and a shard cannot draw its own.
     Pool-row numbers in a shard's error message are rows of that shard;
     the message says which pool rows the shard holds.
     """
@@ -258,6 +277,7 @@ class ShardedClient:
             1; a shard's status, its message prefixed with the shard.
         """
         mode = sharding_mode(strategy, inputs.get("params"))
+        _check_inputs(inputs)
         _check_batch_size(batch_size)
         pool = _pool_arrays(inputs)
         n_pool = len(next(iter(pool.values()))) if pool else 0
@@ -394,6 +414,16 @@ class ShardedClient:
             for info in self._clients[0].strategies(timeout=timeout):
                 self._higher_first[info["name"]] = info["higher_first"]
         return self._higher_first[strategy]
+
+
+def _check_inputs(inputs: dict[str, Any]) -> None:
+    unknown = sorted(set(inputs) - set(POOL_INPUTS) - set(SHARED_INPUTS))
+    if unknown:
+        raise AlqueryError(
+            grpc.StatusCode.INVALID_ARGUMENT,
+            f"{unknown[0]}: ShardedClient.rank does not take this input; it "
+            "takes " + ", ".join(POOL_INPUTS + SHARED_INPUTS),
+        )
 
 
 def _check_batch_size(batch_size: Any) -> None:

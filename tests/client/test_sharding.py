@@ -185,6 +185,15 @@ def test_bad_requests_are_refused_before_sending(targets, kwargs, message):
     assert caught.value.code == grpc.StatusCode.INVALID_ARGUMENT
 
 
+@pytest.mark.parametrize("name", ["selection", "progress", "probabilites"])
+def test_inputs_it_cannot_shard_are_refused_by_name(targets, name):
+    with (
+        ShardedClient(targets, timeout=60) as sharded,
+        pytest.raises(AlqueryError, match=f"{name}: ShardedClient.rank does not"),
+    ):
+        sharded.rank("uncertainty.entropy", 3, **{name: None})
+
+
 def test_a_request_without_pool_inputs_gets_the_server_message(targets):
     with (
         ShardedClient(targets, timeout=60) as sharded,
