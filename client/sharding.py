@@ -148,7 +148,9 @@ def _randomized_reason(strategy: str, params: dict[str, Any]) -> str | None:
         return None
     value = params.get("nonconformity")
     if isinstance(value, str):
-        value = query_pb2.CredibilityStrategy.Nonconformity.Value(value.upper())
+        enum = query_pb2.CredibilityStrategy.Nonconformity
+        # A name that is no value is for the request's own check to refuse.
+        value = enum.Value(value.upper()) if value.upper() in enum.keys() else None
     if value != _RANDOMIZED_APS:
         return None
     return (
