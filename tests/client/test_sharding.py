@@ -9,7 +9,7 @@ from onnx_models import mlp
 
 from alquery.client import AlqueryError, OnnxModel, ShardedClient
 from alquery.client.shard_merge import covering_radius
-from alquery.client.sharding import CORESET, EXACT, SHARDING, sharding_mode
+from alquery.client.shard_table import CORESET, EXACT, SHARDING, sharding_mode
 from alquery.server import app, registry
 
 N_POOL = 61
