@@ -193,7 +193,10 @@ def _parse(value: Any, field: FieldDescriptor) -> Any:
             raise ValueError("expected true or false")
         return value.lower() in ("true", "1")
     if kind == "enum value":
-        return field.enum_type.values_by_name[value.upper()].number
+        names = field.enum_type.values_by_name
+        if value.upper() not in names:
+            raise ValueError("expected one of " + ", ".join(sorted(names)))
+        return names[value.upper()].number
     return int(value)
 
 
@@ -211,7 +214,6 @@ class AlqueryClient:
         How a call that gets UNAVAILABLE is retried: up to 5 attempts with
         exponential backoff by default; ``RetryPolicy(max_attempts=1)``
         turns retries off.
-        Deadline in seconds for each call; None waits forever.
     security : ChannelSecurity or None, default=None
         TLS files and bearer token for a secured server; None talks
         plaintext without a token.

@@ -58,6 +58,16 @@ def test_bad_param_value_is_refused_naming_it(client):
         )
 
 
+def test_unknown_enum_name_is_refused_listing_the_valid_ones(client):
+    with pytest.raises(AlqueryError, match="nonconformity='bogus'.*expected one of"):
+        client.rank(
+            "credibility.conformal",
+            1,
+            probabilities=[[0.5, 0.5]],
+            params={"nonconformity": "bogus"},
+        )
+
+
 def test_strategy_names_come_from_the_proto():
     names = strategy_names()
     assert "uncertainty.least_confidence" in names
