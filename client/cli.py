@@ -16,7 +16,7 @@ from typing import Any
 
 import numpy as np
 
-from alquery.client.client import AlqueryClient, strategy_names
+from alquery.client.client import AlqueryClient, selection_modes, strategy_names
 from alquery.client.environment import apply_environment
 from alquery.client.errors import AlqueryError
 from alquery.client.models import OnnxModel
@@ -179,6 +179,14 @@ def _parser() -> argparse.ArgumentParser:
         help="also run --model on --validation-embeddings",
     )
     rank.add_argument("--seed", type=_bounded_int(0, 2**64 - 1))
+    rank.add_argument(
+        "--selection", choices=selection_modes(), default=None,
+        help="top_k (the default) or a sampling mode (README: Selection)",
+    )
+    rank.add_argument(
+        "--temperature", type=_positive_float,
+        help="temperature of a sampling mode; default 1",
+    )
     rank.add_argument("--no-scores", action="store_true", help="omit scores")
     rank.add_argument(
         "--stream-threshold-mib", type=_bounded_int(0, 1 << 30), default=256,
@@ -350,6 +358,8 @@ def _rank(args: argparse.Namespace, parser: argparse.ArgumentParser) -> dict[str
             params=params,
             seed=args.seed,
             return_scores=not args.no_scores,
+            selection=args.selection,
+            temperature=args.temperature,
             model=_models(args) or None,
             score_validation=args.score_validation,
             progress=_progress_bar(args),

@@ -60,6 +60,8 @@ def build_request(
     params: Mapping[str, Any] | None = None,
     seed: int | None = None,
     return_scores: bool = True,
+    selection: str | None = None,
+    temperature: float | None = None,
     deferred: dict[str, NDArray] | None = None,
 ) -> query_pb2.RankRequest:
     """Build a ``RankRequest`` from numpy arrays; see ``AlqueryClient.rank``.
@@ -72,6 +74,7 @@ def build_request(
     if seed is not None:
         _set_scalar(request, "seed", seed, "an integer from 0 to 2**64-1")
     _set_strategy(request, strategy, params or {})
+    _set_selection(request, selection, temperature)
 
     _set_predictions(request.pool, "pool", probabilities, logits, deferred)
     _set_predictions(
@@ -111,6 +114,39 @@ def _set_scalar(message: Any, field: str, value: Any, expected: str) -> None:
             grpc.StatusCode.INVALID_ARGUMENT,
             f"{field}: got {value}; expected {expected}",
         ) from None
+
+
+def _set_selection(
+    request: query_pb2.RankRequest, mode: str | None, temperature: float | None
+) -> None:
+    modes = query_pb2.Selection.Mode
+    if mode is not None:
+        enum_name = "MODE_" + str(mode).upper()
+        if enum_name not in modes.keys() or enum_name == "MODE_UNSPECIFIED":
+            raise AlqueryError(
+                grpc.StatusCode.INVALID_ARGUMENT,
+                f"selection: unknown mode {mode!r}; valid modes: "
+                + ", ".join(selection_modes()),
+            )
+        request.selection.mode = modes.Value(enum_name)
+    if temperature is not None:
+        if isinstance(temperature, bool) or not isinstance(
+            temperature, (int, float, np.integer, np.floating)
+        ):
+            raise AlqueryError(
+                grpc.StatusCode.INVALID_ARGUMENT,
+                f"temperature: got {temperature!r}; expected a number above 0",
+            )
+        request.selection.temperature = float(temperature)
+
+
+def selection_modes() -> list[str]:
+    """The selection modes ``rank`` takes: "top_k", "power", "softmax", ..."""
+    return [
+        name.removeprefix("MODE_").lower()
+        for name, number in query_pb2.Selection.Mode.items()
+        if number
+    ]
 
 
 def _set_predictions(
@@ -284,7 +320,10 @@ class AlqueryClient:
             ``labeled_labels``; ``validation_probabilities`` or
             ``validation_logits``, ``validation_labels``,
             ``validation_embeddings``. And ``params`` (a mapping of strategy
-            parameters), ``seed``, ``return_scores`` (default True). A
+            parameters), ``seed``, ``return_scores`` (default True),
+            ``selection`` ("top_k", the default, or a sampling mode:
+            "power", "softmax", "rank"; see the README) and its
+            ``temperature`` (default 1, above 0; the server checks it). A
             pandas DataFrame of numeric columns, or a Series of vectors,
             is taken as its array. ``model``: an ONNX model (a path, bytes
             or ``OnnxModel``), or a list of them for a committee, run by the

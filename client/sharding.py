@@ -84,10 +84,9 @@ class ShardedClient:
     - Everything else is refused with the reason: batch-aware strategies,
       scores that depend on the whole pool, per-position random draws.
 
-    The Python client sends no sampling mode (``Selection``); an input
-    ``rank`` does not know, such a mode included, is refused by name
-    (``SHARED_INPUTS``), since the Gumbel keys of a sampling mode are drawn
-    per pool position from one seed and a shard cannot draw its own.
+    A sampling mode (``selection``, ``temperature``) is refused by name,
+    like any input not in ``SHARED_INPUTS``: its Gumbel keys are drawn per
+    pool position from one seed, and a shard cannot draw its own.
     Pool-row numbers in a shard's error message are rows of that shard;
     the message says which pool rows the shard holds.
     """

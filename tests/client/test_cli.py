@@ -171,3 +171,40 @@ def test_bad_rank_numbers_are_usage_errors(target, files, flags, capsys):
                   *flags])
     assert raised.value.code == 2
     assert flags[0] in capsys.readouterr().err
+
+
+def test_selection_flags_send_a_sampling_mode(target, client, files, capsys):
+    # Ten samples, margin scores all different; a softmax draw at a high
+    # temperature is near uniform, so over seeds it leaves the top-3.
+    rows = np.linspace(0.5, 0.95, 10)
+    probabilities = np.stack([rows, 1 - rows], axis=1)
+    path = files("p", probabilities)
+    drawn = []
+    for seed in range(5):
+        status, out, _ = run(
+            capsys, "rank", "--target", target, "--strategy", "uncertainty.margin",
+            "--batch-size", "3", "--probabilities", path, "--seed", str(seed),
+            "--selection", "softmax", "--temperature", "100",
+        )
+        assert status == 0
+        drawn.append(json.loads(out)["indices"])
+        same = client.rank(
+            "uncertainty.margin", 3, probabilities=probabilities, seed=seed,
+            selection="softmax", temperature=100,
+        )
+        assert drawn[-1] == same.indices.tolist()
+    top_k = client.rank("uncertainty.margin", 3, probabilities=probabilities)
+    assert top_k.indices.tolist() == [0, 1, 2]
+    assert any(picks != [0, 1, 2] for picks in drawn)
+
+
+@pytest.mark.parametrize(
+    "flags", [["--selection", "gumbel"], ["--temperature", "0"]]
+)
+def test_bad_selection_flags_are_usage_errors(target, files, flags, capsys):
+    with pytest.raises(SystemExit) as raised:
+        cli.main(["rank", "--target", target, "--strategy", "uncertainty.margin",
+                  "--batch-size", "1", "--probabilities", files("p", [[0.7, 0.3]]),
+                  *flags])
+    assert raised.value.code == 2
+    assert flags[0] in capsys.readouterr().err

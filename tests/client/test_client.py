@@ -146,3 +146,22 @@ def test_an_answer_over_the_message_limit_names_batch_size():
             assert len(result.indices) == 100_000
     finally:
         running.stop(grace_seconds=1)
+
+
+def test_unknown_selection_mode_is_refused_before_sending(client):
+    with pytest.raises(AlqueryError, match="selection: unknown mode 'gumbel'"):
+        client.rank(
+            "uncertainty.margin", 1, probabilities=[[0.5, 0.5]], selection="gumbel"
+        )
+
+
+def test_a_bad_temperature_gets_the_servers_refusal(client):
+    with pytest.raises(AlqueryError, match="temperature") as raised:
+        client.rank(
+            "uncertainty.margin",
+            1,
+            probabilities=[[0.5, 0.5]],
+            selection="power",
+            temperature=-1.0,
+        )
+    assert raised.value.code == grpc.StatusCode.INVALID_ARGUMENT
