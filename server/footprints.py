@@ -21,18 +21,21 @@ import dataclasses
 from collections.abc import Callable, Mapping
 from typing import TYPE_CHECKING, Any
 
+from alquery.server.edge import strategy_name as edge_strategy_name
+from alquery.server.models.cache import CHUNK_BYTES as RUNNER_CHUNK_BYTES
 from alquery.server.strategies.bayesian_joint import (
     DEFAULT_CONFIGURATIONS,
     DEFAULT_TARGET_SAMPLES,
 )
 from alquery.server.strategies.diversity import CHUNK_ELEMENTS
+from alquery.v1 import query_pb2
 
 if TYPE_CHECKING:
     from alquery.server.edge import Query
-    from alquery.v1 import query_pb2
 
 FLOAT = 8
 CHUNK_BYTES = CHUNK_ELEMENTS * FLOAT
+_FOUR_BYTE_DTYPES = (query_pb2.D_TYPE_FLOAT32, query_pb2.D_TYPE_INT32)
 RESPONSE_BYTES_PER_PICK = 64
 """The answer's lists and message, per ranked sample (an upper bound)."""
 
@@ -241,6 +244,47 @@ def estimate(name: str, sizes: Sizes, params: Mapping[str, Any]) -> int:
     return sizes.input_bytes + working_set(name, sizes, params)
 
 
+def header_estimate(
+    request: query_pb2.RankRequest,
+) -> tuple[int, Callable[[], str]]:
+    """A ``RankStream`` header's estimate, before its tensors come, and
+    what a refusal says about it.
+
+    Parameters are those the header sets, unresolved (the edge resolves
+    them once the tensors are here); the formulas bound the unset ones.
+    An unknown strategy counts its tensors only: the edge refuses it later.
+    """
+    name = edge_strategy_name(request)
+    sizes = sizes_of_request(request)
+    nbytes = sizes.input_bytes
+    if name in WORKING_SETS:
+        nbytes += working_set(name, sizes, _declared_params(request))
+    return nbytes, lambda: f"{name or 'the request'} on {sizes.describe()}"
+
+
+def _declared_params(request: query_pb2.RankRequest) -> dict[str, Any]:
+    family = request.WhichOneof("strategy")
+    if family is None:
+        return {}
+    message = getattr(request, family)
+    return {
+        field.name: value
+        for field, value in message.ListFields()
+        if field.name != "method"
+    }
+
+
+def inference_estimate(request: query_pb2.RankRequest) -> int:
+    """What a request needs before its models run: its tensors and the
+    edge's copies, plus two of the runner's chunks (about 64 MiB of tensors
+    each: the cast inputs and the outputs of one run).
+
+    The models' outputs are counted once they exist, in the ``estimate`` of
+    the checked query that follows.
+    """
+    return sizes_of_request(request).input_bytes + 2 * RUNNER_CHUNK_BYTES
+
+
 def sizes_of_query(query: Query) -> Sizes:
     """The sizes of a checked query; its arrays as they are held."""
     arrays = [
@@ -279,6 +323,8 @@ def sizes_of_request(request: query_pb2.RankRequest) -> Sizes:
     ``RankStream`` header whose data has not come yet.
 
     Shapes are taken as declared; ``edge.build_query`` checks them later.
+    ``input_bytes`` counts each tensor as sent, plus the float64 arrays the
+    edge makes while it checks them.
     """
     def shape(message: Any, name: str) -> list[int]:
         if name in ("probabilities", "logits"):
@@ -295,13 +341,8 @@ def sizes_of_request(request: query_pb2.RankRequest) -> Sizes:
     for group in ("pool", "labeled", "validation", "target"):
         message = getattr(request, group)
         for name in ("probabilities", "logits", "embeddings", "labels"):
-            if name in message.DESCRIPTOR.fields_by_name:
-                dims = shape(message, name)
-                if dims:
-                    count = _product(dims)
-                    # Held as sent, plus a float64 copy for predictions.
-                    extra = FLOAT if name in ("probabilities", "logits") else 0
-                    input_bytes += count * (FLOAT + extra)
+            if name in message.DESCRIPTOR.fields_by_name and shape(message, name):
+                input_bytes += _held_bytes(getattr(message, name), name)
     pool = predictions(request.pool)
     embeddings = shape(request.pool, "embeddings")
     n_pool = (pool or embeddings or [0])[0]
@@ -323,6 +364,15 @@ def sizes_of_request(request: query_pb2.RankRequest) -> Sizes:
         batch_size=max(1, min(request.batch_size, n_pool)),
         input_bytes=input_bytes,
     )
+
+
+def _held_bytes(tensor: query_pb2.Tensor, name: str) -> int:
+    # The tensor as sent, plus what the edge makes of it: a float64 copy of
+    # predictions, a float64 temporary while embeddings are checked.
+    count = _product(list(tensor.shape))
+    itemsize = 4 if tensor.dtype in _FOUR_BYTE_DTYPES else FLOAT
+    extra = 0 if name == "labels" else FLOAT
+    return count * (itemsize + extra)
 
 
 def _product(dims: list[int]) -> int:

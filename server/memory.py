@@ -22,6 +22,7 @@ allocated.
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import os
 import threading
@@ -30,6 +31,8 @@ from collections.abc import Callable
 from types import TracebackType
 
 from alquery.server.errors import MemoryBudgetError
+from alquery.server.interceptors import current_call
+from alquery.server.metrics import Metrics
 
 logger = logging.getLogger("alquery.server.memory")
 
@@ -39,6 +42,9 @@ DEFAULT_BUDGET_SHARE = 0.5
 MAX_WAIT_SECONDS = 60.0
 """How long a request that fits the budget waits for memory at most, when
 its deadline is later (or it has none)."""
+DEADLINE_MARGIN_SECONDS = 0.5
+"""A waiting request gives up this long before its deadline, so that its
+refusal reaches the client before the deadline does."""
 _POLL_SECONDS = 0.25
 """A waiting request re-checks whether its call is still active this often;
 releases wake it at once."""
@@ -71,28 +77,36 @@ def default_budget_mib(workers: int = 1) -> int:
 class MemoryLedger:
     """Bytes reserved by the requests running now, against one budget.
 
-    Thread-safe; one per server process. ``on_change(reserved_bytes)`` is
-    called, under the ledger's lock, after every change (the servicer sets
-    the reserved-bytes gauge with it).
+    Thread-safe; one per server process. ``on_change(reserved_bytes,
+    waiting)`` is called, under the ledger's lock, after every change of the
+    bytes reserved or of the number of requests waiting for room (the
+    guard sets its gauges with it).
     """
 
     def __init__(
         self,
         budget_bytes: int,
-        on_change: Callable[[int], None] | None = None,
+        on_change: Callable[[int, int], None] | None = None,
     ) -> None:
         if budget_bytes < 1:
             raise ValueError(f"budget_bytes must be at least 1, got {budget_bytes}")
         self.budget_bytes = budget_bytes
         self._reserved = 0
+        self._waiting = 0
         self._changed = threading.Condition()
-        self._on_change = on_change or (lambda reserved: None)
+        self._on_change = on_change or (lambda reserved, waiting: None)
 
     @property
     def reserved_bytes(self) -> int:
         """Bytes reserved now, by every running request together."""
         with self._changed:
             return self._reserved
+
+    @property
+    def waiting(self) -> int:
+        """Requests waiting for room now."""
+        with self._changed:
+            return self._waiting
 
     def reserve(
         self,
@@ -150,6 +164,25 @@ class MemoryLedger:
         limit = MAX_WAIT_SECONDS if wait_seconds is None else wait_seconds
         deadline = time.monotonic() + min(MAX_WAIT_SECONDS, max(0.0, limit))
         with self._changed:
+            if self._reserved - old + new > self.budget_bytes:
+                self._wait(old, new, deadline, describe, stop_requested)
+            self._reserved += new - old
+            self._on_change(self._reserved, self._waiting)
+            if new < old:
+                self._changed.notify_all()
+
+    def _wait(
+        self,
+        old: int,
+        new: int,
+        deadline: float,
+        describe: Callable[[], str],
+        stop_requested: Callable[[], bool],
+    ) -> None:
+        # Called and returns with the lock held.
+        self._waiting += 1
+        self._on_change(self._reserved, self._waiting)
+        try:
             while self._reserved - old + new > self.budget_bytes:
                 left = deadline - time.monotonic()
                 if left <= 0 or stop_requested():
@@ -163,15 +196,14 @@ class MemoryLedger:
                         reason="memory_wait",
                     )
                 self._changed.wait(min(left, _POLL_SECONDS))
-            self._reserved += new - old
-            self._on_change(self._reserved)
-            if new < old:
-                self._changed.notify_all()
+        finally:
+            self._waiting -= 1
+            self._on_change(self._reserved, self._waiting)
 
     def _release(self, nbytes: int) -> None:
         with self._changed:
             self._reserved -= nbytes
-            self._on_change(self._reserved)
+            self._on_change(self._reserved, self._waiting)
             self._changed.notify_all()
 
 
@@ -218,3 +250,70 @@ class Reservation:
 
 def _mib(nbytes: int) -> str:
     return f"{nbytes / MIB:.1f} MiB ({nbytes} bytes)"
+
+
+class MemoryGuard:
+    """The servicer's side of the ledger: estimate, reserve, count.
+
+    ``metrics`` (optional) gets the reserved bytes and the budget as gauges;
+    refusals are counted by the observing interceptor, whose reason this
+    sets on the call's record ("memory_budget" or "memory_wait").
+    """
+
+    def __init__(self, budget_bytes: int, metrics: Metrics | None = None) -> None:
+        def on_change(reserved: int, waiting: int) -> None:
+            if metrics is not None:
+                metrics.memory_reserved.set(reserved)
+                metrics.memory_waiting.set(waiting)
+
+        self.ledger = MemoryLedger(budget_bytes, on_change)
+        if metrics is not None:
+            metrics.memory_budget.set(budget_bytes)
+
+    def reservation(self) -> Reservation:
+        """An empty reservation for one call; ``admit`` sizes it. Use it as
+        a context manager, so its bytes go back however the call ends."""
+        return Reservation(self.ledger, 0)
+
+    def admit(
+        self,
+        reservation: Reservation,
+        nbytes: int,
+        describe: Callable[[], str],
+        call: CallLimits,
+    ) -> None:
+        """Make ``reservation`` hold ``nbytes``, waiting for room if needed.
+
+        Raises
+        ------
+        MemoryBudgetError
+            As ``MemoryLedger.reserve``; the call's record then carries the
+            refusal's reason, and the reservation keeps its old size.
+        """
+        remaining = call.time_remaining()
+        if remaining is not None:
+            # Refuse a little before the deadline, so the client hears why.
+            remaining = max(0.0, remaining - DEADLINE_MARGIN_SECONDS)
+        try:
+            reservation.resize(
+                nbytes,
+                describe,
+                wait_seconds=remaining,
+                stop_requested=call.stop_requested,
+            )
+        except MemoryBudgetError as error:
+            current_call().reject_reason = error.reason
+            logger.debug(
+                "memory refused reason=%s estimate=%d reserved=%d budget=%d",
+                error.reason, nbytes, self.ledger.reserved_bytes,
+                self.ledger.budget_bytes,
+            )
+            raise
+
+
+@dataclasses.dataclass(frozen=True)
+class CallLimits:
+    """How long a call may still wait, and whether it is over."""
+
+    time_remaining: Callable[[], float | None]
+    stop_requested: Callable[[], bool]
