@@ -286,11 +286,20 @@ def inference_estimate(request: query_pb2.RankRequest) -> int:
 
 
 def sizes_of_query(query: Query) -> Sizes:
-    """The sizes of a checked query; its arrays as they are held."""
+    """The sizes of a checked query; its arrays as they are held.
+
+    Predictions count twice: the float64 array the strategy reads, and the
+    tensor the request still holds (the same size or, as float32, half).
+    """
     arrays = [
         getattr(query, field.name)
         for field in dataclasses.fields(query)
         if field.name.startswith(("pool_", "labeled_", "validation_", "target_"))
+    ]
+    predictions = [
+        query.pool_probabilities,
+        query.validation_probabilities,
+        query.target_probabilities,
     ]
     pool = query.pool_probabilities
     return Sizes(
@@ -306,7 +315,7 @@ def sizes_of_query(query: Query) -> Sizes:
         ),
         n_target=_rows(query.target_probabilities),
         batch_size=query.batch_size,
-        input_bytes=sum(a.nbytes for a in arrays if a is not None),
+        input_bytes=sum(a.nbytes for a in arrays + predictions if a is not None),
     )
 
 

@@ -9,11 +9,13 @@ import time
 import grpc
 import numpy as np
 import pytest
+from onnx_models import mlp
 
+from alquery.client import AlqueryClient, AlqueryError, OnnxModel
 from alquery.client import streaming as client_streaming
 from alquery.client.cli import _worker_budget_mib
 from alquery.client.client import build_request
-from alquery.server import app, footprints, memory
+from alquery.server import app, edge, footprints, memory
 from alquery.server.errors import MemoryBudgetError
 from alquery.v1 import query_pb2_grpc
 
@@ -21,7 +23,7 @@ MIB = 1 << 20
 BUDGET_MIB = 4
 STRATEGY = "uncertainty.least_confidence"
 FITS_ALONE = 40_000
-"""Pool samples of a request that takes about 2.1 MiB: one fits in the
+"""Pool samples of a request estimated at about 2.7 MiB: one fits in the
 budget, two do not."""
 TOO_LARGE = 100_000
 
@@ -105,8 +107,6 @@ def test_the_header_estimate_bounds_the_checked_query_estimate():
     request, deferred = request_for(FITS_ALONE, streamed=True)
     header, _ = footprints.header_estimate(request)
     client_streaming.attach(request, deferred)
-    from alquery.server import edge
-
     query = edge.build_query(request)
     sizes = footprints.sizes_of_query(query)
     assert header >= footprints.estimate(STRATEGY, sizes, query.params)
@@ -262,3 +262,15 @@ def test_the_ledger_is_back_to_zero_after_cancels_and_errors(
             guarded_stub.Rank(request, timeout=30)
     wait_until(lambda: reserved(guarded) == 0)
     assert gauge(guarded, "alquery_memory_budget_bytes") == BUDGET_MIB * MIB
+
+
+def test_a_request_with_models_reserves_the_runner_before_the_models_run(guarded):
+    model = OnnxModel(mlp(4, 3, 2), output_name="logits")
+    embeddings = np.zeros((10, 4), dtype=np.float32)
+    with AlqueryClient(f"127.0.0.1:{guarded.port}", timeout=30) as client:
+        # Two of the runner's 64 MiB chunks do not fit a 4 MiB budget.
+        with pytest.raises(AlqueryError) as error:
+            client.rank(STRATEGY, 2, model=model, embeddings=embeddings)
+    assert error.value.code == grpc.StatusCode.RESOURCE_EXHAUSTED
+    assert "the inference models on n_pool=10, n_features=4" in error.value.details
+    wait_until(lambda: reserved(guarded) == 0)
