@@ -130,6 +130,11 @@ def _parser() -> argparse.ArgumentParser:
         "(default 4096)",
     )
     serve.add_argument(
+        "--memory-budget-mib", type=_bounded_int(0, 1 << 30), default=0,
+        help="working memory requests are admitted against, in MiB, shared "
+        "among --workers; 0 = half the memory of the machine or cgroup",
+    )
+    serve.add_argument(
         "--threads", type=_bounded_int(1, 256), default=4, help="RPC worker threads"
     )
     serve.add_argument(
@@ -325,6 +330,7 @@ def _serve(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
         model_cache_mib=args.model_cache_mib,
         max_model_mib=args.max_model_mib,
         model_threads=args.model_threads,
+        memory_budget_mib=_worker_budget_mib(args.memory_budget_mib, args.workers),
     )
     try:
         if args.workers > 1:
@@ -336,6 +342,15 @@ def _serve(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
         return app.serve(config)
     except (OSError, security.SecurityConfigError) as error:
         parser.exit(1, f"alquery serve: {error}\n")
+
+
+def _worker_budget_mib(budget_mib: int, workers: int) -> int:
+    """Each server process's share of ``--memory-budget-mib`` (0: default)."""
+    from alquery.server import memory
+
+    if budget_mib == 0:
+        return memory.default_budget_mib(workers)
+    return max(1, budget_mib // workers)
 
 
 def _rank(args: argparse.Namespace, parser: argparse.ArgumentParser) -> dict[str, Any]:

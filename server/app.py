@@ -16,7 +16,7 @@ from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 from prometheus_client import CollectorRegistry, start_http_server
 
-from alquery.server import registry
+from alquery.server import memory, registry
 from alquery.server.interceptors import QUERY_SERVICE, ObservingInterceptor
 from alquery.server.metrics import Metrics
 from alquery.server.models.cache import ModelCache
@@ -59,6 +59,9 @@ class ServerConfig:
     model_threads: int = 0
     max_stream_mib: int = 4096
     """The most tensor bytes one RankStream call may declare."""
+    memory_budget_mib: int | None = None
+    """Working memory this process admits requests against (see
+    ``server.memory``); None: ``memory.default_budget_mib()``."""
     worker: bool = False
     """One of several ``--workers`` processes (see ``server.workers``): its
     ports are shared with the others (``so_reuseport``) and its start-up
@@ -141,12 +144,14 @@ def start(config: ServerConfig) -> RunningServer:
         config.model_threads,
         metrics=metrics,
     )
+    budget_mib = config.memory_budget_mib or memory.default_budget_mib()
     add_to_server(
         QueryServicer(
             metrics,
             max_response_bytes=max_bytes,
             models=models,
             max_stream_bytes=config.max_stream_mib * MIB,
+            memory=memory.MemoryGuard(budget_mib * MIB, metrics),
         ),
         server,
     )
@@ -184,14 +189,17 @@ def start(config: ServerConfig) -> RunningServer:
         metrics_port = metrics_http.server_port
     server.start()
     if config.worker:
-        logger.info("worker serving pid=%d port=%d", os.getpid(), port)
+        logger.info(
+            "worker serving pid=%d port=%d memory_budget_mib=%d",
+            os.getpid(), port, budget_mib,
+        )
     else:
         logger.info(
             "serving port=%d metrics_port=%s max_message_mib=%d threads=%d "
-            "transport=%s auth=%s health_port=%s",
+            "transport=%s auth=%s health_port=%s memory_budget_mib=%d",
             port, metrics_port, config.max_message_mib, config.threads,
             _transport(config), "off" if config.auth_token is None else "token",
-            health_port,
+            health_port, budget_mib,
         )
     return RunningServer(
         server, port, metrics_port, health_servicer, metrics, interceptor,

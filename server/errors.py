@@ -26,6 +26,16 @@ class TooLargeError(AlqueryError):
     """The request is within the message limit but exceeds a size limit."""
 
 
+class MemoryBudgetError(TooLargeError):
+    """A request's estimated working memory does not fit the server's budget,
+    alone (``reason`` "memory_budget") or next to the requests running now
+    until its deadline ("memory_wait")."""
+
+    def __init__(self, message: str, *, reason: str) -> None:
+        super().__init__(message)
+        self.reason = reason
+
+
 class UnknownModelError(AlqueryError):
     """A request names a model by a SHA-256 the server does not hold."""
 

@@ -22,7 +22,13 @@ alquery adds:
   the request (see ``REJECTED_CODES``), with the refusing code's reason;
 - ``alquery_model_cache_lookups_total{result}``: ONNX model look-ups,
   ``hit`` or ``miss``; ``alquery_model_cache_evictions_total``;
-  ``alquery_model_cache_bytes``: model bytes the cache holds now.
+  ``alquery_model_cache_bytes``: model bytes the cache holds now;
+- ``alquery_memory_reserved_bytes``: working memory the running requests
+  have reserved (``server.memory``); ``alquery_memory_waiting_requests``:
+  requests waiting for some of it; ``alquery_memory_budget_bytes``: the
+  budget they are admitted against. Refusals are counted by
+  ``alquery_rejected_requests_total`` with reason ``memory_budget`` (over
+  the budget alone) or ``memory_wait`` (no room before the deadline).
 
 Labels are low-cardinality: strategy names come from the registry, method
 names from the server's own services, reasons from a fixed set; never
@@ -152,5 +158,25 @@ class Metrics:
             "Model bytes the cache holds now.",
             registry=registry,
             # With --workers: each worker has its own cache; their sum.
+            multiprocess_mode="livesum",
+        )
+        self.memory_reserved = Gauge(
+            "alquery_memory_reserved_bytes",
+            "Working memory reserved by the requests running now.",
+            registry=registry,
+            # With --workers: each worker has its own ledger; their sum.
+            multiprocess_mode="livesum",
+        )
+        self.memory_waiting = Gauge(
+            "alquery_memory_waiting_requests",
+            "Requests waiting for working memory to be released.",
+            registry=registry,
+            multiprocess_mode="livesum",
+        )
+        self.memory_budget = Gauge(
+            "alquery_memory_budget_bytes",
+            "The working-memory budget requests are admitted against.",
+            registry=registry,
+            # With --workers: each worker has its share; their sum.
             multiprocess_mode="livesum",
         )

@@ -11,7 +11,7 @@ from typing import Any
 import grpc
 from google.protobuf.message import DecodeError
 
-from alquery.server import edge, registry, streaming
+from alquery.server import edge, footprints, registry, streaming
 from alquery.server.errors import (
     INTERNAL_MESSAGE,
     AlqueryError,
@@ -21,6 +21,13 @@ from alquery.server.errors import (
     status_for,
 )
 from alquery.server.interceptors import QUERY_SERVICE, CallRecord, current_call
+from alquery.server.memory import (
+    MIB,
+    CallLimits,
+    MemoryGuard,
+    Reservation,
+    default_budget_mib,
+)
 from alquery.server.metrics import Metrics
 from alquery.server.models import inference, service
 from alquery.server.models.cache import ModelCache
@@ -117,8 +124,10 @@ class QueryServicer(query_pb2_grpc.QueryServiceServicer):
         max_response_bytes: int,
         models: ModelCache | None = None,
         max_stream_bytes: int = DEFAULT_MAX_STREAM_BYTES,
+        memory: MemoryGuard | None = None,
     ) -> None:
         self._metrics = metrics
+        self._memory = memory or MemoryGuard(default_budget_mib() * MIB, metrics)
         self._max_response_bytes = max_response_bytes
         self._max_stream_bytes = max_stream_bytes
         self._models = models or ModelCache(1 << 30, 256 << 20, threads=0)
@@ -129,9 +138,11 @@ class QueryServicer(query_pb2_grpc.QueryServiceServicer):
         record = current_call()
         record.strategy = edge.strategy_name(request)
         try:
-            response = self._rank(
-                request, record, lambda: not context.is_active(), context.add_callback
-            )
+            with self._memory.reservation() as reservation:
+                response = self._rank(
+                    request, record, _limits(context), context.add_callback,
+                    reservation,
+                )
         except AlqueryError as error:
             code, details = status_for(error)
         except Exception:
@@ -149,9 +160,22 @@ class QueryServicer(query_pb2_grpc.QueryServiceServicer):
         record = current_call()
 
         def work() -> query_pb2.RankStreamResponse:
+            with self._memory.reservation() as reservation:
+                return assemble_and_rank(reservation)
+
+        def admit(request: query_pb2.RankRequest, reservation: Reservation) -> None:
+            # Before any streamed buffer exists, from the header's shapes.
+            nbytes, describe = footprints.header_estimate(request)
+            self._memory.admit(reservation, nbytes, describe, _limits(context))
+
+        def assemble_and_rank(
+            reservation: Reservation,
+        ) -> query_pb2.RankStreamResponse:
             try:
                 request, payloads = streaming.assemble(
-                    messages, self._max_stream_bytes
+                    messages,
+                    self._max_stream_bytes,
+                    lambda header: admit(header, reservation),
                 )
             except grpc.RpcError:
                 # Reading the stream failed: the client cancelled or its
@@ -169,8 +193,9 @@ class QueryServicer(query_pb2_grpc.QueryServiceServicer):
             response = self._rank(
                 request,
                 record,
-                lambda: not context.is_active(),
+                _limits(context),
                 context.add_callback,
+                reservation,
                 payloads,
             )
             return query_pb2.RankStreamResponse(response=response)
@@ -181,10 +206,20 @@ class QueryServicer(query_pb2_grpc.QueryServiceServicer):
         self,
         request: query_pb2.RankRequest,
         record: CallRecord,
-        stop_requested: Callable[[], bool],
+        limits: CallLimits,
         on_stop: Callable[[Callable[[], None]], object],
+        reservation: Reservation,
         payloads: Mapping[str, Payload] | None = None,
     ) -> query_pb2.RankResponse:
+        stop_requested = limits.stop_requested
+        if request.HasField("inference"):
+            sizes = footprints.sizes_of_request(request)
+            self._memory.admit(
+                reservation,
+                max(reservation.nbytes, footprints.inference_estimate(request)),
+                lambda: f"the inference models on {sizes.describe()}",
+                limits,
+            )
         decoded = inference.apply(
             request, self._models, stop_requested=stop_requested, on_stop=on_stop
         )
@@ -192,6 +227,7 @@ class QueryServicer(query_pb2_grpc.QueryServiceServicer):
             edge.build_query(request, decoded, payloads), stop_requested=stop_requested
         )
         record.n_pool, record.batch_size = query.n_pool, query.batch_size
+        self._admit(query, reservation, limits)
 
         start = time.perf_counter()
         ranking = rank(query)
@@ -217,6 +253,19 @@ class QueryServicer(query_pb2_grpc.QueryServiceServicer):
                 "smaller batch or set omit_scores"
             )
         return response
+
+    def _admit(
+        self, query: edge.Query, reservation: Reservation, limits: CallLimits
+    ) -> None:
+        """Reserve the checked query's working memory before it computes."""
+        name = query.strategy.name
+        sizes = footprints.sizes_of_query(query)
+        self._memory.admit(
+            reservation,
+            footprints.estimate(name, sizes, query.params),
+            lambda: f"{name} on {sizes.describe()}",
+            limits,
+        )
 
     def ListStrategies(
         self, request: query_pb2.ListStrategiesRequest, context: grpc.ServicerContext
@@ -248,6 +297,10 @@ def _answer(work: Callable[[], Any], context: grpc.ServicerContext) -> Any:
         logger.exception("a call failed on an unexpected error")
         code, details = grpc.StatusCode.INTERNAL, INTERNAL_MESSAGE
     context.abort(code, details)
+
+
+def _limits(context: grpc.ServicerContext) -> CallLimits:
+    return CallLimits(context.time_remaining, lambda: not context.is_active())
 
 
 def _describe(strategy: registry.Strategy) -> query_pb2.StrategyInfo:

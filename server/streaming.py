@@ -10,7 +10,7 @@ which checks them like the tensors of a plain ``Rank``.
 from __future__ import annotations
 
 import math
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 
 import numpy as np
 from numpy.typing import NDArray
@@ -69,12 +69,17 @@ class _Slot:
 
 
 def assemble(
-    messages: Iterator[query_pb2.RankStreamRequest], max_bytes: int
+    messages: Iterator[query_pb2.RankStreamRequest],
+    max_bytes: int,
+    admit: Callable[[query_pb2.RankRequest], object] | None = None,
 ) -> tuple[query_pb2.RankRequest, dict[str, NDArray[np.uint8]]]:
     """Read a whole ``RankStream`` call into its request and tensor bytes.
 
     Returns the header's request and a map from each streamed field path to
     its bytes, read-only, ready for ``edge.build_query(payloads=...)``.
+    ``admit(request)`` runs once the header's sizes are checked, before any
+    buffer is allocated; it may raise to refuse the call (the memory
+    guard).
 
     Raises
     ------
@@ -93,7 +98,9 @@ def assemble(
             "header: the first message of RankStream must be a header"
         )
     request = first.header.request
-    slots = _allocate(request, list(first.header.streamed_fields), max_bytes)
+    slots = _allocate(
+        request, list(first.header.streamed_fields), max_bytes, admit
+    )
     for message in messages:
         if message.WhichOneof("part") != "chunk":
             raise InvalidRequestError(
@@ -110,7 +117,10 @@ def assemble(
 
 
 def _allocate(
-    request: query_pb2.RankRequest, fields: list[str], max_bytes: int
+    request: query_pb2.RankRequest,
+    fields: list[str],
+    max_bytes: int,
+    admit: Callable[[query_pb2.RankRequest], object] | None,
 ) -> dict[str, _Slot]:
     sizes: dict[str, int] = {}
     for field in fields:
@@ -130,6 +140,8 @@ def _allocate(
             f"header.streamed_fields: the streamed tensors declare {total} "
             f"bytes, over the server's limit of {max_bytes} (--max-stream-mib)"
         )
+    if admit is not None:
+        admit(request)
     return {field: _Slot(field, size) for field, size in sizes.items()}
 
 

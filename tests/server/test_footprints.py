@@ -1,0 +1,138 @@
+"""Every strategy's memory estimate against its measured peak.
+
+For each registered strategy, on a pool where an n_pool x n_pool float64
+matrix would take 275 MiB, the peak of numpy allocations (numpy reports
+them to tracemalloc) while ``ranking.rank`` runs in-process must stay
+below half of that matrix, and ``footprints.working_set`` must bound the
+peak from above without being loose: at most 4x the peak plus 1 MiB.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import tracemalloc
+
+import numpy as np
+import pytest
+
+from alquery.client.client import build_request
+from alquery.server import edge, footprints, registry
+from alquery.server.ranking import rank
+
+N_POOL = 6000
+SQUARE_BYTES = N_POOL * N_POOL * 8
+SLACK_BYTES = 1 << 20
+
+
+@dataclasses.dataclass(frozen=True)
+class Shape:
+    n_classes: int
+    n_passes: int
+    n_features: int
+    n_labeled: int
+    n_validation: int
+    batch_size: int
+    batchbald_batch_size: int
+    """BatchBALD costs time per pick: a short batch keeps the test quick,
+    long enough that its label configurations reach their default limit
+    (1000; sampled past it)."""
+
+
+SHAPES = {
+    # Small sets: the distance blocks against them stay under the chunk.
+    "few-labels": Shape(10, 4, 16, 50, 200, 20, batchbald_batch_size=4),
+    # Large sets: blocks reach the 32 MiB chunk; 3 classes, wide features.
+    "many-labels": Shape(3, 2, 64, 800, 1000, 50, batchbald_batch_size=8),
+}
+
+PARAMS = {"diversity.probcover": {"radius": 1.0}}
+
+CASES = [
+    (name, strategy.name, "")
+    for name in SHAPES
+    for strategy in registry.all_strategies()
+] + [
+    # The euclidean density goes through distance blocks over the pool.
+    (name, strategy, "SIMILARITY_EUCLIDEAN")
+    for name in SHAPES
+    for strategy in ("diversity.information_density", "hybrid.density_weighted")
+]
+
+
+def _embeddings(name: str, shape: Shape, batch_size: int, rng: np.random.Generator):
+    pool = rng.normal(size=(N_POOL, shape.n_features))
+    labeled = rng.normal(size=(shape.n_labeled, shape.n_features))
+    if name == "diversity.typiclust":
+        # Worst case: one k-means cluster holds nearly the whole pool. The
+        # labeled samples and batch_size - 1 pool samples sit far apart,
+        # the rest of the pool in one tight blob.
+        far = rng.normal(size=(shape.n_labeled + batch_size - 1, shape.n_features))
+        labeled = far[: shape.n_labeled] * 1e3
+        pool *= 1e-3
+        pool[: batch_size - 1] = far[shape.n_labeled :] * 1e3
+    return pool, labeled
+
+
+def _labels(name: str, shape: Shape, rng: np.random.Generator):
+    if name == "credibility.trust_score":
+        # Worst case: one class holds every labeled sample but one.
+        return np.array([0] * (shape.n_labeled - 1) + [1])
+    return rng.integers(0, shape.n_classes, shape.n_labeled)
+
+
+def _query(shape: Shape, name: str, similarity: str = "") -> edge.Query:
+    params = dict(PARAMS.get(name, {}))
+    if similarity:
+        params["density_similarity"] = similarity
+    batch_size = shape.batch_size
+    if name == "uncertainty.batchbald":
+        batch_size = shape.batchbald_batch_size
+    rng = np.random.default_rng(0)
+    pool, labeled = _embeddings(name, shape, batch_size, rng)
+    classes = np.ones(shape.n_classes)
+    request = build_request(
+        name,
+        batch_size,
+        probabilities=rng.dirichlet(classes, size=(N_POOL, shape.n_passes)),
+        embeddings=pool,
+        labeled_embeddings=labeled,
+        labeled_labels=_labels(name, shape, rng),
+        validation_probabilities=rng.dirichlet(classes, shape.n_validation),
+        validation_labels=rng.integers(0, shape.n_classes, shape.n_validation),
+        validation_embeddings=rng.normal(
+            size=(shape.n_validation, shape.n_features)
+        ),
+        params=params,
+    )
+    return edge.build_query(request)
+
+
+def _peak_bytes(query: edge.Query) -> int:
+    tracemalloc.start()
+    try:
+        before = tracemalloc.get_traced_memory()[0]
+        rank(query)
+        return tracemalloc.get_traced_memory()[1] - before
+    finally:
+        tracemalloc.stop()
+
+
+def test_every_strategy_has_a_working_set():
+    names = {strategy.name for strategy in registry.all_strategies()}
+    assert names == set(footprints.WORKING_SETS)
+
+
+@pytest.mark.parametrize("shape, name, similarity", CASES)
+def test_estimate_bounds_the_measured_peak(shape, name, similarity):
+    query = _query(SHAPES[shape], name, similarity)
+    peak = _peak_bytes(query)
+    sizes = footprints.sizes_of_query(query)
+    estimate = footprints.working_set(name, sizes, query.params)
+
+    # A float64 n_pool x n_pool matrix alone would be SQUARE_BYTES; the
+    # largest peaks, three 32 MiB chunks, stay near 0.37 of it.
+    assert peak < SQUARE_BYTES / 2, f"{name} holds an n_pool x n_pool matrix"
+    assert peak <= estimate, f"{name}: peak {peak} above the estimate {estimate}"
+    assert estimate <= 4 * peak + SLACK_BYTES, (
+        f"{name}: estimate {estimate} is loose for the peak {peak}"
+    )
