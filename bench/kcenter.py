@@ -34,7 +34,7 @@ import time
 import numpy as np
 from threadpoolctl import threadpool_limits
 
-from alquery.server.strategies.diversity import kcenter_greedy_counted
+from alquery.server.strategies.diversity_kcenter import kcenter_greedy_counted
 from results import write_section  # noqa: E402  (bench/)
 
 HERE = pathlib.Path(__file__).resolve().parent

@@ -2,7 +2,7 @@
 
 import numpy as np
 import pytest
-from alquery.server.strategies.diversity import (
+from alquery.server.strategies.diversity_kcenter import (
     kcenter_greedy,
     kcenter_greedy_counted,
 )
