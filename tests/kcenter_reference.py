@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import numpy as np
 from alquery.server.registry import Ranking
-from alquery.server.strategies.diversity_kcenter import (
+from alquery.server.strategies.kcenter_cover import (
     paired_squared_distances,
     pool_shift,
     row_norms,
