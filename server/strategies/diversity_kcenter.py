@@ -92,6 +92,43 @@ def kcenter_greedy(
     return kcenter_greedy_counted(embeddings, batch_size, labeled_embeddings, check)[0]
 
 
+def _greedy(
+    cover: LazyCover,
+    embeddings: NDArray,
+    shift: NDArray[np.float64],
+    batch_size: int,
+    labeled: NDArray[np.float64] | None,
+    check: Callable[[], None],
+    executor: ThreadPoolExecutor,
+) -> tuple[NDArray[np.int64], NDArray[np.float64]]:
+    # The greedy steps over ``cover``: picks (pool positions) and scores.
+    order = cover.partition.order
+    picks = np.empty(batch_size, dtype=np.int64)
+    scores = np.empty(batch_size)
+    start = 0
+    if labeled is not None:
+        cover.add_centers(labeled)
+    else:
+        # The pool mean is the origin: the first pick is the smallest norm.
+        smallest = np.flatnonzero(cover.norms == cover.norms.min())
+        picks[0] = int(smallest.min())
+        scores[0] = np.sqrt(cover.norms[picks[0]])
+        position = int(np.flatnonzero(order == picks[0])[0])
+        cover.add_first_center(shifted(embeddings[picks[0]], shift))
+        cover.remove(position)
+        start = 1
+
+    for step in range(start, batch_size):
+        check()
+        position, distance = cover.farthest(executor)
+        pick = int(order[position])
+        picks[step] = pick
+        scores[step] = np.sqrt(distance)
+        cover.add_centers(shifted(embeddings[pick : pick + 1], shift))
+        cover.remove(position)
+    return picks, scores
+
+
 def kcenter_greedy_counted(
     embeddings: NDArray,
     batch_size: int,
@@ -108,35 +145,14 @@ def kcenter_greedy_counted(
         labeled = shifted(labeled_embeddings, shift)
         magnitude = float(row_norms(labeled).max(initial=0.0))
     n_labeled = 0 if labeled is None else len(labeled)
-    cover = LazyCover(embeddings, shift, n_labeled + batch_size, magnitude, check)
-    order = cover.partition.order
-
-    picks = np.empty(batch_size, dtype=np.int64)
-    scores = np.empty(batch_size)
-    start = 0
-    if labeled is not None:
-        cover.add_centers(labeled)
-    else:
-        # The pool mean is the origin: the first pick is the smallest norm.
-        smallest = np.flatnonzero(cover.norms == cover.norms.min())
-        picks[0] = int(smallest.min())
-        scores[0] = np.sqrt(cover.norms[picks[0]])
-        position = int(np.flatnonzero(order == picks[0])[0])
-        cover.add_centers(shifted(embeddings[picks[0] : picks[0] + 1], shift))
-        cover.remove(position)
-        start = 1
-
+    capacity = n_labeled + batch_size
     with one_blas_thread(), ThreadPoolExecutor(
         WORKERS, thread_name_prefix="alquery-kcenter"
     ) as executor:
-        for step in range(start, batch_size):
-            check()
-            position, distance = cover.farthest(executor)
-            pick = int(order[position])
-            picks[step] = pick
-            scores[step] = np.sqrt(distance)
-            cover.add_centers(shifted(embeddings[pick : pick + 1], shift))
-            cover.remove(position)
+        cover = LazyCover(embeddings, shift, capacity, magnitude, check, executor)
+        picks, scores = _greedy(
+            cover, embeddings, shift, batch_size, labeled, check, executor
+        )
     ranking = Ranking(ranked_indices=picks, scores=scores)
     return ranking, cover.evaluations, cover.screened
 

@@ -112,6 +112,7 @@ class LazyCover:
         capacity: int,
         labeled_magnitude: float,
         check: Callable[[], None],
+        executor: Executor | None = None,
     ):
         self.embeddings = embeddings
         self.shift = shift
@@ -133,7 +134,9 @@ class LazyCover:
         self.screen_slack = 8.0 * (n_features + 6) * unit * magnitude
         check()
         # In partition order from here on: rows, norms and nearest distances.
-        self.partition, screen = partition_pool(screen, LEAF_SIZE, self.screen_slack)
+        self.partition, screen = partition_pool(
+            screen, LEAF_SIZE, self.screen_slack, executor=executor
+        )
         order = self.partition.order
         self.screen = screen
         self.screen_norms = row_norms(screen)
@@ -144,6 +147,8 @@ class LazyCover:
         self.applied = np.zeros(n_groups, dtype=np.int64)
         self.centers = np.empty((capacity, n_features))
         self.center_norms = np.empty(capacity)
+        self.screen_centers = np.empty((capacity, n_features), dtype=screen.dtype)
+        self.screen_center_norms = np.empty(capacity)
         self.n_centers = 0
         self.evaluations = 0
         self.screened = 0
@@ -154,11 +159,40 @@ class LazyCover:
         stop = self.n_centers + len(centers)
         self.centers[self.n_centers : stop] = centers
         self.center_norms[self.n_centers : stop] = row_norms(centers)
+        screen = centers.astype(self.screen.dtype)
+        self.screen_centers[self.n_centers : stop] = screen
+        self.screen_center_norms[self.n_centers : stop] = row_norms(
+            screen.astype(np.float64)
+        )
         self.n_centers = stop
+
+    def add_first_center(self, center: NDArray[np.float64]) -> None:
+        """Make ``center`` (shifted, float64) the only center, every exact
+        distance computed at once, in contiguous chunks of the pool."""
+        self.add_centers(center[None, :])
+        center_norm = self.center_norms[:1]
+        distances = np.empty(len(self.nearest))
+        rows_per_chunk = max(1, CHUNK_ELEMENTS // max(1, len(center)))
+        for start in range(0, len(distances), rows_per_chunk):
+            chunk = slice(start, start + rows_per_chunk)
+            rows = shifted(self.embeddings[chunk], self.shift)
+            every = np.broadcast_to(center, rows.shape)
+            distances[chunk] = paired_squared_distances(
+                rows, self.norms[chunk], every, center_norm
+            )
+        self.evaluations += len(distances)
+        self.nearest = distances[self.partition.order]
+        self.applied[:] = 1
+        starts = self.partition.starts
+        self.bound = np.maximum.reduceat(self.nearest, starts[:-1])
 
     def remove(self, position: int) -> None:
         """Take the row at partition ``position`` out of the running."""
         self.nearest[position] = -1.0
+        starts = self.partition.starts
+        group = int(np.searchsorted(starts, position, side="right")) - 1
+        if self.applied[group] == self.n_centers:
+            self.bound[group] = self.nearest[starts[group] : starts[group + 1]].max()
 
     def farthest(self, executor: Executor | None = None) -> tuple[int, float]:
         """Return the partition position of the sample farthest from every
@@ -206,23 +240,25 @@ class LazyCover:
         # distances were computed exactly and how many were screened.
         start, stop = self.partition.starts[group : group + 2]
         n_centers = self.n_centers
-        pending = np.arange(self.applied[group], n_centers)
         per_chunk = max(1, CHUNK_ELEMENTS // max(1, stop - start))
         evaluations = screened = 0
-        for first in range(0, len(pending), per_chunk):
-            counts = self._apply(group, pending[first : first + per_chunk])
+        for first in range(self.applied[group], n_centers, per_chunk):
+            pending = slice(first, min(first + per_chunk, n_centers))
+            counts = self._apply(group, pending)
             evaluations += counts[0]
             screened += counts[1]
         self.applied[group] = n_centers
         self.bound[group] = self.nearest[start:stop].max()
         return evaluations, screened
 
-    def _prefixes(self, group: int, centers: NDArray[np.int64]) -> NDArray[np.int64]:
-        # How many of the group's rows (farthest from m first) each center
-        # might bring closer: rows with d(x, m) >= d(c, m) - sqrt(bound).
+    def _prefixes(self, group: int, pending: slice) -> NDArray[np.int64]:
+        # How many of the group's rows (farthest from m first) each pending
+        # center might bring closer: rows with d(x, m) >= d(c, m) - sqrt(bound).
         start, stop = self.partition.starts[group : group + 2]
         middle = self.partition.centers[group]
-        to_middle = self.center_norms[centers] - 2.0 * (self.centers[centers] @ middle)
+        to_middle = self.centers[pending] @ middle
+        to_middle *= -2.0
+        to_middle += self.center_norms[pending]
         to_middle += middle @ middle
         low = np.sqrt(np.maximum(to_middle - 2.0 * self.slack, 0.0))
         threshold = low - np.sqrt(self.bound[group] + 2.0 * self.slack)
@@ -230,37 +266,39 @@ class LazyCover:
         # reach is non-increasing: count the rows with reach >= threshold.
         return np.searchsorted(-reach, -threshold, side="right")
 
-    def _apply(self, group: int, centers: NDArray[np.int64]) -> tuple[int, int]:
+    def _apply(self, group: int, pending: slice) -> tuple[int, int]:
         start = int(self.partition.starts[group])
-        prefixes = self._prefixes(group, centers)
-        centers, prefixes = centers[prefixes > 0], prefixes[prefixes > 0]
+        prefixes = self._prefixes(group, pending)
+        centers = np.arange(pending.start, pending.stop)[prefixes > 0]
         if not len(centers):
             return 0, 0
         rows = slice(start, start + int(prefixes.max()))
-        screen_centers = self.centers[centers].astype(self.screen.dtype)
-        approx = self.screen[rows] @ screen_centers.T
+        approx = self.screen[rows] @ self.screen_centers[centers].T
         approx *= -2.0
         approx += self.screen_norms[rows, None]
-        approx += row_norms(screen_centers.astype(np.float64))[None, :]
+        approx += self.screen_center_norms[centers][None, :]
         # A pair can set the row's new nearest distance only if its screened
         # distance is within 2 * margin of the lowest upper bound on it.
         margin = 2.0 * (self.slack + self.screen_slack)
-        ceiling = np.minimum(self.nearest[rows], approx.min(axis=1) + margin)
-        row_hits, center_hits = np.nonzero(approx <= (ceiling + margin)[:, None])
+        lowest = approx.min(axis=1).astype(np.float64) + margin
+        ceiling = np.minimum(self.nearest[rows], lowest) + margin
+        row_hits, center_hits = np.nonzero(approx <= ceiling[:, None])
         self._exact(start + row_hits, centers[center_hits])
         return len(row_hits), approx.size
 
     def _exact(self, positions: NDArray[np.int64], centers: NDArray[np.int64]) -> None:
         # Exact distances for the (position, center) pairs; keep the minima.
+        # Pairs of one center take it broadcast rather than copied.
         per_chunk = max(1, CHUNK_ELEMENTS // max(1, self.centers.shape[1]))
         for first in range(0, len(positions), per_chunk):
             where = positions[first : first + per_chunk]
             which = centers[first : first + per_chunk]
             rows = shifted(self.embeddings[self.partition.order[where]], self.shift)
+            if which.min() == which.max():
+                paired = np.broadcast_to(self.centers[which[0]], rows.shape)
+            else:
+                paired = self.centers[which]
             distances = paired_squared_distances(
-                rows,
-                self.sorted_norms[where],
-                self.centers[which],
-                self.center_norms[which],
+                rows, self.sorted_norms[where], paired, self.center_norms[which]
             )
             np.minimum.at(self.nearest, where, distances)
