@@ -28,7 +28,10 @@ def one_blas_thread() -> Iterator[None]:
     -----
     Every BLAS call in the process, from any thread, runs on one thread
     while any holder is inside; the previous limits come back when the last
-    holder leaves.
+    holder leaves. Other code that sets the limit with threadpoolctl in
+    another thread meanwhile (scikit-learn's k-means does, around its fit)
+    restores its own saved value when it ends, which can lift ours early,
+    or be lifted by ours: only speed suffers, never a result.
     """
     global _holders, _limiter
     with _lock:
