@@ -207,6 +207,7 @@ def parse(argv):
 
 def main(argv=None):
     args = parse(argv)
+    args.load = os.getloadavg()
     if args.skactiveml_child:
         skactiveml_child(*map(int, args.skactiveml_child.split(",")))
         return
@@ -249,7 +250,9 @@ def write(args, argv, speed, approximate, peer):
         [
             "## k-center greedy: exact greedy against plain numpy and peers",
             "",
-            f"{os.cpu_count()} cores, shared machine; one run each. Speed-up = "
+            f"{os.cpu_count()} cores, shared machine, load average "
+            f"{args.load[0]:.1f} at the start and {os.getloadavg()[0]:.1f} at "
+            "the end; one run each. Speed-up = "
             "plain numpy seconds / alquery seconds, both in one process under "
             "the same BLAS thread limit. Distances as a share of the plain "
             "greedy's n_pool per pick. clustered and isotropic are synthetic; "

@@ -80,9 +80,17 @@ def kcenter_greedy(
     matrix product. Worst case O((n_labeled + batch_size) * n_pool *
     n_features) operations, as the plain greedy, plus the partition, about
     O(n_pool * n_features * 64). Memory beyond the input: a copy of the
-    pool in float32 (float64 outside float32's range), the centers in
-    float64, a few vectors of n_pool and 32 MiB blocks. BLAS threads the
-    screening products; the rest runs on one core.
+    pool in float32 (float64 outside float32's range; two while the
+    partition reorders it), the centers in float64 and in float32, a few
+    vectors of n_pool and 32 MiB blocks. Up to ``WORKERS`` threads (one per
+    core, at most 4) partition the pool and update groups side by side,
+    while BLAS is held to one thread (``one_blas_thread``).
+
+    Measured (bench/kcenter.py, loaded 2-core machine): 10.5x faster than a
+    plain float32 numpy greedy on 100,000 x 768 clustered synthetic
+    embeddings with 1,000 picks, 3.6x on Fashion-MNIST's 70,000 x 784 raw
+    pixels (the bounds prune little in pixel space), 1.0x on isotropic
+    noise.
 
     References
     ----------

@@ -253,7 +253,8 @@ class LazyCover:
 
     def _prefixes(self, group: int, pending: slice) -> NDArray[np.int64]:
         # How many of the group's rows (farthest from m first) each pending
-        # center might bring closer: rows with d(x, m) >= d(c, m) - sqrt(bound).
+        # center might bring closer: rows where
+        # d(x, m) >= d(c, m) - sqrt(bound).
         start, stop = self.partition.starts[group : group + 2]
         middle = self.partition.centers[group]
         to_middle = self.centers[pending] @ middle
