@@ -1,17 +1,20 @@
 """The plain k-center greedy, one distance row per pick: the test reference.
 
-This is the implementation ``diversity.kcenter_greedy`` had before the
-triangle-inequality bounds; the accelerated one must pick the same samples.
+Every pick computes the distance from the new center to every pool sample,
+with the exact distance ``paired_squared_distances`` defines, and keeps a
+running minimum. The accelerated ``kcenter_greedy`` must pick the same
+samples with the same scores, to the bit.
 """
 
 from __future__ import annotations
 
 import numpy as np
 from alquery.server.registry import Ranking
-from alquery.server.strategies.diversity import (
-    nearest_center_distances,
-    squared_distances,
-    squared_norms,
+from alquery.server.strategies.kcenter_cover import (
+    paired_squared_distances,
+    pool_shift,
+    row_norms,
+    shifted,
 )
 from numpy.typing import NDArray
 
@@ -22,29 +25,32 @@ def kcenter_greedy_reference(
     labeled_embeddings: NDArray | None = None,
 ) -> Ranking:
     """Greedy k-center by a full distance row per pick (see the module)."""
-    x = np.asarray(embeddings, dtype=np.float64)
-    shift = x.mean(axis=0)
-    x = x - shift
-    norms = squared_norms(x)
+    shift = pool_shift(embeddings)
+    x = shifted(embeddings, shift)
+    norms = row_norms(x)
 
-    def distances_to(pick: int) -> NDArray[np.float64]:
-        return squared_distances(x, x[pick : pick + 1], norms)[:, 0]
+    def distances_to(center: NDArray[np.float64]) -> NDArray[np.float64]:
+        center_norm = row_norms(center[None, :])
+        every = np.broadcast_to(center, x.shape)
+        return paired_squared_distances(x, norms, every, center_norm)
 
     picks = np.empty(batch_size, dtype=np.int64)
     scores = np.empty(batch_size)
+    nearest = np.full(len(x), np.inf)
+    start = 0
     if labeled_embeddings is not None:
-        nearest = nearest_center_distances(x, labeled_embeddings - shift)
-        start = 0
+        for center in shifted(labeled_embeddings, shift):
+            np.minimum(nearest, distances_to(center), out=nearest)
     else:
         picks[0] = int(np.argmin(norms))
         scores[0] = np.sqrt(norms[picks[0]])
-        nearest = distances_to(picks[0])
+        nearest = distances_to(x[picks[0]])
         nearest[picks[0]] = -1.0
         start = 1
     for step in range(start, batch_size):
         pick = int(np.argmax(nearest))
         picks[step] = pick
         scores[step] = np.sqrt(nearest[pick])
-        np.minimum(nearest, distances_to(pick), out=nearest)
+        np.minimum(nearest, distances_to(x[pick]), out=nearest)
         nearest[pick] = -1.0
     return Ranking(ranked_indices=picks, scores=scores)

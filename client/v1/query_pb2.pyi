@@ -119,7 +119,7 @@ class UncertaintyStrategy(_message.Message):
     def __init__(self, method: _Optional[_Union[UncertaintyStrategy.Method, str]] = ..., n_configurations: _Optional[int] = ..., max_target_samples: _Optional[int] = ...) -> None: ...
 
 class DiversityStrategy(_message.Message):
-    __slots__ = ("method", "typicality_neighbors", "radius", "n_local_trials", "angular_distance", "density_similarity")
+    __slots__ = ("method", "typicality_neighbors", "radius", "n_local_trials", "angular_distance", "density_similarity", "kcenter_projection")
     class Method(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
         __slots__ = ()
         METHOD_UNSPECIFIED: _ClassVar[DiversityStrategy.Method]
@@ -146,13 +146,15 @@ class DiversityStrategy(_message.Message):
     N_LOCAL_TRIALS_FIELD_NUMBER: _ClassVar[int]
     ANGULAR_DISTANCE_FIELD_NUMBER: _ClassVar[int]
     DENSITY_SIMILARITY_FIELD_NUMBER: _ClassVar[int]
+    KCENTER_PROJECTION_FIELD_NUMBER: _ClassVar[int]
     method: DiversityStrategy.Method
     typicality_neighbors: int
     radius: float
     n_local_trials: int
     angular_distance: bool
     density_similarity: Similarity
-    def __init__(self, method: _Optional[_Union[DiversityStrategy.Method, str]] = ..., typicality_neighbors: _Optional[int] = ..., radius: _Optional[float] = ..., n_local_trials: _Optional[int] = ..., angular_distance: _Optional[bool] = ..., density_similarity: _Optional[_Union[Similarity, str]] = ...) -> None: ...
+    kcenter_projection: int
+    def __init__(self, method: _Optional[_Union[DiversityStrategy.Method, str]] = ..., typicality_neighbors: _Optional[int] = ..., radius: _Optional[float] = ..., n_local_trials: _Optional[int] = ..., angular_distance: _Optional[bool] = ..., density_similarity: _Optional[_Union[Similarity, str]] = ..., kcenter_projection: _Optional[int] = ...) -> None: ...
 
 class CredibilityStrategy(_message.Message):
     __slots__ = ("method", "n_neighbors", "n_clusters", "weakness", "class_error", "missing_class_weakness", "nonconformity", "class_conditional", "density_alpha")

@@ -1,6 +1,7 @@
 import numpy as np
 
-from alquery.server.strategies.diversity import kcenter_greedy, squared_distances
+from alquery.server.strategies.diversity import squared_distances
+from alquery.server.strategies.diversity_kcenter import kcenter_greedy
 
 
 def test_kcenter_starts_from_the_labeled_set():

@@ -140,3 +140,25 @@ def test_kmeans_on_duplicates_warns_the_client_after_the_edge(client):
     assert len(result.warnings) == 2
     assert "batch_size=6 exceeds the pool size n_pool=4" in result.warnings[0]
     assert "k-means found 2 distinct clusters for n_clusters=4" in result.warnings[1]
+
+
+def test_kcenter_projection_is_seeded_over_the_wire(client):
+    pool = np.random.default_rng(3).normal(size=(200, 16))
+    params = {"kcenter_projection": 4}
+    first = client.rank("diversity.kcenter", 10, embeddings=pool, params=params, seed=2)
+    again = client.rank("diversity.kcenter", 10, embeddings=pool, params=params, seed=2)
+    assert first.indices.tolist() == again.indices.tolist()
+    assert len(set(first.indices.tolist())) == 10
+
+
+def test_kcenter_projection_below_one_is_an_invalid_argument(client):
+    with pytest.raises(AlqueryError) as caught:
+        client.rank(
+            "diversity.kcenter", 2, embeddings=POOL, params={"kcenter_projection": 0}
+        )
+    assert caught.value.code == grpc.StatusCode.INVALID_ARGUMENT
+    assert "diversity.kcenter_projection" in caught.value.details
+    # The server keeps serving.
+    # Pool 0, 1, 2, 5 (mean 2): the sample at the mean, then the farthest.
+    ranked = client.rank("diversity.kcenter", 2, embeddings=POOL)
+    assert ranked.indices.tolist() == [2, 3]

@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 from alquery.server.selection import top_k
-from alquery.server.strategies.diversity import kcenter_greedy
+from alquery.server.strategies.diversity_kcenter import kcenter_greedy
 from alquery.server.strategies.uncertainty import entropy, least_confidence, margin
 
 RNG = np.random.default_rng(2026)
