@@ -28,6 +28,8 @@ from alquery.server.strategies.bayesian_joint import (
     DEFAULT_TARGET_SAMPLES,
 )
 from alquery.server.strategies.diversity import CHUNK_ELEMENTS
+from alquery.server.strategies.kcenter_cover import LEAF_SIZE
+from alquery.server.strategies.kcenter_cover import WORKERS as KCENTER_WORKERS
 from alquery.v1 import query_pb2
 
 if TYPE_CHECKING:
@@ -100,6 +102,20 @@ def _kmeans(s: Sizes, n_rows: int, n_clusters: int) -> int:
     # scikit-learn's k-means on a float64 copy: labels, distances and
     # centers; chunked over 256 rows.
     return 2 * n_rows * s.n_features * FLOAT + 2 * n_rows * n_clusters * FLOAT
+
+
+def _kcenter(s: Sizes, _: Mapping[str, Any]) -> int:
+    # Two float32 copies of the pool (screening, reordered by group), a
+    # first float64 chunk of the pool, vectors of n_pool, and per worker
+    # thread one screened block of a group against its pending centers
+    # (float32 products, comparisons, hit positions).
+    pending = min(LEAF_SIZE * (s.n_labeled + s.batch_size), CHUNK_ELEMENTS)
+    return (
+        _e(s)
+        + min(_e(s), CHUNK_BYTES)
+        + 16 * _n(s)
+        + KCENTER_WORKERS * 6 * pending
+    )
 
 
 def _batchbald(s: Sizes, params: Mapping[str, Any]) -> int:
@@ -182,9 +198,7 @@ WORKING_SETS: dict[str, WorkingSet] = {
     "uncertainty.batchbald": _batchbald,
     "uncertainty.epig": _epig,
     # Diversity: distance blocks of at most CHUNK_ELEMENTS values.
-    "diversity.kcenter": lambda s, _: (
-        _block(s, s.n_labeled) + 4 * _e(s) + 8 * _n(s)
-    ),
+    "diversity.kcenter": _kcenter,
     "diversity.kmeans": lambda s, _: (
         _kmeans(s, s.n_pool, s.batch_size) + s.batch_size * _n(s) + 4 * _n(s)
     ),
