@@ -184,7 +184,9 @@ def start(config: ServerConfig) -> RunningServer:
         metrics_port = metrics_http.server_port
     server.start()
     if config.worker:
-        logger.info("worker serving pid=%d port=%d", os.getpid(), port)
+        # The worker's log format carries its pid already (logs.configure);
+        # "serving port=" stays the parent's line alone.
+        logger.info("worker serving shared_port=%d", port)
     else:
         logger.info(
             "serving port=%d metrics_port=%s max_message_mib=%d threads=%d "
