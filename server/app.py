@@ -16,7 +16,7 @@ from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 from prometheus_client import CollectorRegistry, start_http_server
 
-from alquery.server import registry
+from alquery.server import drain, registry
 from alquery.server.interceptors import QUERY_SERVICE, ObservingInterceptor
 from alquery.server.metrics import Metrics
 from alquery.server.models.cache import ModelCache
@@ -78,9 +78,14 @@ class RunningServer:
     _metrics_http: object | None
     health_port: int | None = None
     _health_server: grpc.Server | None = None
+    _drain: drain.DrainInterceptor | None = None
 
     def stop(self, grace_seconds: float, drain_seconds: float = 5.0) -> bool:
         """Refuse new RPCs, let running ones finish for up to the grace period.
+
+        New query calls end UNAVAILABLE at once while the running ones
+        finish (``server.drain``); then gRPC stops with what is left of the
+        grace period.
 
         After the grace period gRPC cancels what still runs; strategies notice
         between chunks and stop. Returns False when a handler is still busy
@@ -88,6 +93,12 @@ class RunningServer:
         be interrupted).
         """
         self.health.enter_graceful_shutdown()
+        if self._drain is not None:
+            # New query calls end UNAVAILABLE (retry elsewhere) while the
+            # running ones finish; see server/drain.py.
+            grace_seconds = drain.drain(
+                self._drain, lambda: self.interceptor.in_flight, grace_seconds
+            )
         self.grpc_server.stop(grace_seconds).wait()
         if self._health_server is not None:
             self._health_server.stop(0).wait()
@@ -117,7 +128,8 @@ def start(config: ServerConfig) -> RunningServer:
     interceptor = ObservingInterceptor(metrics)
     # The observing interceptor comes first, so refused calls are counted
     # and logged like any other.
-    interceptors: list[grpc.ServerInterceptor] = [interceptor]
+    drainer = drain.DrainInterceptor()
+    interceptors: list[grpc.ServerInterceptor] = [interceptor, drainer]
     if config.auth_token is not None:
         interceptors.append(TokenInterceptor(config.auth_token))
     credentials = None if config.tls is None else server_credentials(config.tls)
@@ -197,7 +209,7 @@ def start(config: ServerConfig) -> RunningServer:
         )
     return RunningServer(
         server, port, metrics_port, health_servicer, metrics, interceptor,
-        metrics_http, health_port, health_server,
+        metrics_http, health_port, health_server, drainer,
     )
 
 
