@@ -16,7 +16,7 @@ from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 from prometheus_client import CollectorRegistry, start_http_server
 
-from alquery.server import drain, registry
+from alquery.server import crash, drain, registry
 from alquery.server.interceptors import QUERY_SERVICE, ObservingInterceptor
 from alquery.server.metrics import Metrics
 from alquery.server.models.cache import ModelCache
@@ -247,8 +247,10 @@ def serve(
     Returns 0 once every request has finished. A second signal, or a
     request still running after the grace period and a short drain, ends
     the process at once with status 1: Python cannot stop a thread that is
-    inside a native library call. ``on_started`` is called once the server
-    serves (a worker tells its parent so).
+    inside a native library call. A fatal signal (a crash in a native
+    library) dumps every thread's stack to stderr first (``server.crash``).
+    ``on_started`` is called once the server serves (a worker tells its
+    parent so).
     """
     stop = threading.Event()
 
@@ -260,6 +262,7 @@ def serve(
 
     for signum in (signal.SIGTERM, signal.SIGINT):
         signal.signal(signum, on_signal)
+    crash.report_fatal_signals()
     running = start(config)
     if on_started is not None:
         on_started(running)
