@@ -3,9 +3,11 @@
 import os
 import re
 import signal
+import threading
 import time
 
 import grpc
+import numpy as np
 
 from alquery.client.local import LocalServer
 from alquery.v1 import query_pb2, query_pb2_grpc
@@ -35,14 +37,44 @@ def wait_for(condition, seconds=60.0):
         time.sleep(0.05)
 
 
+def slow_request():
+    """k-center over 100,000 x 64: seconds of work, minutes when loaded."""
+    rng = np.random.default_rng(0)
+    embeddings = rng.normal(size=(100_000, 64)).astype(np.float32)
+    return query_pb2.RankRequest(
+        pool=query_pb2.Pool(embeddings=tensor(embeddings, query_pb2.D_TYPE_FLOAT32)),
+        diversity=query_pb2.DiversityStrategy(
+            method=query_pb2.DiversityStrategy.METHOD_KCENTER
+        ),
+        batch_size=5_000,
+    )
+
+
 def test_a_segfault_of_a_single_process_exits_non_zero_with_its_stacks():
-    server = LocalServer().start()
+    server = LocalServer(["--log-level", "DEBUG"]).start()
+    outcome = {}
+
+    def call():
+        with grpc.insecure_channel(server.target) as channel:
+            try:
+                query_pb2_grpc.QueryServiceStub(channel).Rank(
+                    slow_request(), timeout=120
+                )
+            except grpc.RpcError as error:
+                outcome["code"] = error.code()
+
     try:
         assert rank_once(server.target) == [0]
+        thread = threading.Thread(target=call)
+        thread.start()
+        wait_for(lambda: "".join(server.log).count("request started") >= 2)
         os.kill(server.process.pid, signal.SIGSEGV)
         assert server.process.wait(timeout=60) == -signal.SIGSEGV
+        thread.join(60)
     finally:
         server.stop()
+    # The call that was running when the process died fails, visibly.
+    assert outcome["code"] == grpc.StatusCode.UNAVAILABLE
     log = "".join(server.log)
     assert FATAL in log
     assert "most recent call first" in log
