@@ -319,6 +319,11 @@ def rank_streams(draw):
         data = tensor.data
         if draw(st.integers(0, 4)) > 0:
             tensor.data = b""
+        if draw(st.integers(0, 9)) == 0:
+            # Declares far more bytes than the server takes per stream.
+            huge = draw(st.sampled_from([[2**20, 2**20], [2**31, 4], [1, 2**40]]))
+            tensor.ClearField("shape")
+            tensor.shape.extend(huge)
         step = draw(st.integers(1, 64))
         for start in range(0, max(len(data), 1), step):
             piece = data[start : start + step]
