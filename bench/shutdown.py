@@ -148,10 +148,10 @@ def run(rounds: int, clients: int, after: int, pool: int) -> tuple[str, bool]:
         "refused: the client saw UNAVAILABLE (by the drain: the server's "
         "own UNAVAILABLE refusals, server/drain.py).",
         "",
-        "Before the drain, the same script (`--rounds 3 --clients 16 "
-        "--after 100 --pool 500`) saw 6 to 9 calls per round end CANCELLED "
-        "at the client that the server had never run: gRPC drops calls that "
-        "wait for a handler when its own stop begins.",
+        "Before the drain, the same accounting (`--clients 16 "
+        "--after 100 --pool 500`, 5 rounds) saw 3 to 9 calls per round end "
+        "CANCELLED at the client that the server had never run: gRPC drops "
+        "calls that wait for a handler when its own stop begins.",
         "",
         "| round | in flight at SIGTERM | accepted | answered | of them OK | "
         "refused | by the drain | exit | drain s | accepted = answered |",
