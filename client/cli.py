@@ -142,8 +142,9 @@ def _parser() -> argparse.ArgumentParser:
         help="on SIGTERM, how long running requests may take to finish",
     )
     serve.add_argument(
-        "--workers", type=_bounded_int(1, 256), default=1,
-        help="server processes sharing the port; 1 = this process alone",
+        "--workers", type=_bounded_int(1, 256), default=None,
+        help="server processes sharing the port, under a parent that "
+        "restarts any that dies (1 too); unset = this process alone",
     )
     serve.add_argument(
         "--model-cache-mib", type=_bounded_int(1, 1 << 20), default=1024,
@@ -333,7 +334,7 @@ def _serve(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
         memory_budget_mib=_worker_budget_mib(args.memory_budget_mib, args.workers),
     )
     try:
-        if args.workers > 1:
+        if args.workers is not None:
             from alquery.server import workers
 
             return workers.serve_workers(

@@ -16,7 +16,7 @@ from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 from prometheus_client import CollectorRegistry, start_http_server
 
-from alquery.server import memory, registry
+from alquery.server import crash, drain, memory, registry
 from alquery.server.interceptors import QUERY_SERVICE, ObservingInterceptor
 from alquery.server.metrics import Metrics
 from alquery.server.models.cache import ModelCache
@@ -81,9 +81,14 @@ class RunningServer:
     _metrics_http: object | None
     health_port: int | None = None
     _health_server: grpc.Server | None = None
+    _drain: drain.DrainInterceptor | None = None
 
     def stop(self, grace_seconds: float, drain_seconds: float = 5.0) -> bool:
         """Refuse new RPCs, let running ones finish for up to the grace period.
+
+        New query calls end UNAVAILABLE at once while the running ones
+        finish (``server.drain``); then gRPC stops with what is left of the
+        grace period.
 
         After the grace period gRPC cancels what still runs; strategies notice
         between chunks and stop. Returns False when a handler is still busy
@@ -91,6 +96,12 @@ class RunningServer:
         be interrupted).
         """
         self.health.enter_graceful_shutdown()
+        if self._drain is not None:
+            # New query calls end UNAVAILABLE (retry elsewhere) while the
+            # running ones finish; see server/drain.py.
+            grace_seconds = drain.drain(
+                self._drain, lambda: self.interceptor.in_flight, grace_seconds
+            )
         self.grpc_server.stop(grace_seconds).wait()
         if self._health_server is not None:
             self._health_server.stop(0).wait()
@@ -120,7 +131,8 @@ def start(config: ServerConfig) -> RunningServer:
     interceptor = ObservingInterceptor(metrics)
     # The observing interceptor comes first, so refused calls are counted
     # and logged like any other.
-    interceptors: list[grpc.ServerInterceptor] = [interceptor]
+    drainer = drain.DrainInterceptor()
+    interceptors: list[grpc.ServerInterceptor] = [interceptor, drainer]
     if config.auth_token is not None:
         interceptors.append(TokenInterceptor(config.auth_token))
     credentials = None if config.tls is None else server_credentials(config.tls)
@@ -189,9 +201,10 @@ def start(config: ServerConfig) -> RunningServer:
         metrics_port = metrics_http.server_port
     server.start()
     if config.worker:
+        # The worker's log format carries its pid already (logs.configure);
+        # "serving port=" stays the parent's line alone.
         logger.info(
-            "worker serving pid=%d port=%d memory_budget_mib=%d",
-            os.getpid(), port, budget_mib,
+            "worker serving shared_port=%d memory_budget_mib=%d", port, budget_mib
         )
     else:
         logger.info(
@@ -203,7 +216,7 @@ def start(config: ServerConfig) -> RunningServer:
         )
     return RunningServer(
         server, port, metrics_port, health_servicer, metrics, interceptor,
-        metrics_http, health_port, health_server,
+        metrics_http, health_port, health_server, drainer,
     )
 
 
@@ -241,8 +254,10 @@ def serve(
     Returns 0 once every request has finished. A second signal, or a
     request still running after the grace period and a short drain, ends
     the process at once with status 1: Python cannot stop a thread that is
-    inside a native library call. ``on_started`` is called once the server
-    serves (a worker tells its parent so).
+    inside a native library call. A fatal signal (a crash in a native
+    library) dumps every thread's stack to stderr first (``server.crash``).
+    ``on_started`` is called once the server serves (a worker tells its
+    parent so).
     """
     stop = threading.Event()
 
@@ -254,6 +269,7 @@ def serve(
 
     for signum in (signal.SIGTERM, signal.SIGINT):
         signal.signal(signum, on_signal)
+    crash.report_fatal_signals()
     running = start(config)
     if on_started is not None:
         on_started(running)

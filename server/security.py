@@ -7,6 +7,11 @@ sees UNAVAILABLE. The bearer token is checked per call by
 ``TokenInterceptor``: a call without ``authorization: Bearer <token>``
 metadata, or with another token, ends UNAUTHENTICATED before any handler
 runs. The token is compared in constant time and never logged.
+
+A call that carries ``authorization`` more than once is refused too, even
+when one of the values is right: taking any of several would let a client
+try several tokens per call, and proxies differ on which copy of a repeated
+header they pass on, so the server and a proxy could check different ones.
 """
 
 from __future__ import annotations
@@ -153,10 +158,13 @@ class TokenInterceptor(grpc.ServerInterceptor):
         return _refusing(handler, reason)
 
     def _refusal(self, metadata: Any) -> str | None:
-        """Return why the call is refused ("token_missing", "token_wrong")."""
+        """Return why the call is refused ("token_missing", "token_wrong",
+        "token_repeated")."""
         values = [value for key, value in metadata if key == "authorization"]
-        if len(values) != 1:
+        if not values:
             return "token_missing"
+        if len(values) > 1:
+            return "token_repeated"
         scheme, _, presented = str(values[0]).partition(" ")
         if scheme.lower() != "bearer" or not presented:
             return "token_missing"
@@ -172,6 +180,10 @@ _REFUSAL_DETAILS = {
         "'authorization: Bearer <token>' (alquery --token-file)"
     ),
     "token_wrong": "authorization: the bearer token is not accepted",
+    "token_repeated": (
+        "authorization: sent more than once; send exactly one "
+        "'authorization: Bearer <token>'"
+    ),
 }
 
 

@@ -148,6 +148,24 @@ def test_token_in_other_metadata_shapes_is_refused(token_server):
     channel.close()
 
 
+@pytest.mark.parametrize("other", [TOKEN, "Bearer wrong-token", "Bearer " + TOKEN])
+def test_a_repeated_authorization_header_is_refused_even_with_the_token(
+    token_server, other
+):
+    before = scrape(token_server)
+    channel = grpc.insecure_channel(f"127.0.0.1:{token_server.port}")
+    stub = channel.unary_unary("/alquery.v1.QueryService/Rank")
+    metadata = [("authorization", "Bearer " + TOKEN), ("authorization", other)]
+    with pytest.raises(grpc.RpcError) as raised:
+        stub(margin_request(1).SerializeToString(), metadata=metadata, timeout=10)
+    assert raised.value.code() == grpc.StatusCode.UNAUTHENTICATED
+    assert "sent more than once" in raised.value.details()
+    assert TOKEN not in raised.value.details()
+    key = ("alquery_rejected_requests_total", (("reason", "token_repeated"),))
+    assert scrape(token_server)[key] - before.get(key, 0) == 1
+    channel.close()
+
+
 def test_health_is_open_and_reflection_needs_the_token(token_server):
     with grpc.insecure_channel(f"127.0.0.1:{token_server.port}") as channel:
         health = health_pb2_grpc.HealthStub(channel).Check(

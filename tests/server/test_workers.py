@@ -19,7 +19,7 @@ from alquery.v1 import query_pb2, query_pb2_grpc
 from conftest import tensor
 
 U = query_pb2.UncertaintyStrategy
-WORKER_LINE = re.compile(r"worker serving pid=(\d+) port=(\d+)")
+WORKER_LINE = re.compile(r"pid=(\d+) worker serving shared_port=(\d+)")
 REQUEST_PID = re.compile(r"pid=(\d+) request started method=Rank")
 
 
@@ -86,6 +86,12 @@ def test_two_workers_share_the_port_and_the_parent_logs_serving_once(workers):
     ports = {int(m.group(2)) for m in WORKER_LINE.finditer(log)}
     assert ports == {workers.port}
     assert workers.process.pid not in worker_pids(workers)
+
+
+def test_a_worker_line_names_its_pid_once(workers):
+    wait_until(lambda: len(worker_pids(workers)) == 2)
+    for line in workers.log:
+        assert line.count("pid=") <= 1, line
 
 
 def test_concurrent_clients_are_served_by_both_workers_and_counted_once(workers):
