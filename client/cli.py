@@ -345,10 +345,12 @@ def _serve(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
         parser.exit(1, f"alquery serve: {error}\n")
 
 
-def _worker_budget_mib(budget_mib: int, workers: int) -> int:
-    """Each server process's share of ``--memory-budget-mib`` (0: default)."""
+def _worker_budget_mib(budget_mib: int, workers: int | None) -> int:
+    """Each server process's share of ``--memory-budget-mib`` (0: default);
+    ``workers`` None is one unsupervised process."""
     from alquery.server import memory
 
+    workers = workers or 1
     if budget_mib == 0:
         return memory.default_budget_mib(workers)
     return max(1, budget_mib // workers)
