@@ -1,6 +1,7 @@
 """Where the CPU of one small ``Rank`` call goes, on the server and the client.
 
 Run: .venv/bin/python bench/request_profile.py [--calls 3000] [--clients 4]
+Writes the section between the request-profile markers of RESULTS.md.
 
 An in-process server (``app.start``, the one INFO line per request written
 to /dev/null) serves ``--clients`` client processes, each calling
@@ -22,6 +23,7 @@ import cProfile
 import logging
 import multiprocessing
 import os
+import pathlib
 import pstats
 import sys
 import tempfile
@@ -29,6 +31,12 @@ import threading
 import time
 
 import numpy as np
+
+HERE = pathlib.Path(__file__).parent
+sys.path.insert(0, str(HERE))
+from results import write_section  # noqa: E402  (bench/)
+
+SECTION = "request-profile"
 
 # Parts of a call, by the path of the module a function lives in; the first
 # match wins, native code (``~``) is attributed to its caller's part.
@@ -116,7 +124,7 @@ def summarise(stats: pstats.Stats, calls: int, parts: tuple, title: str) -> str:
             f"| {name} | {seconds / total:.1%} | "
             f"{calls_by_part[name] / calls:.0f} |"
         )
-    lines += ["", "Most own CPU:", ""]
+    lines += ["", f"{title}, most own CPU:", ""]
     for name, seconds in by_function.most_common(12):
         lines.append(f"- {seconds / total:5.1%} {name}")
     return "\n".join(lines)
@@ -181,6 +189,14 @@ def run(calls: int, clients: int) -> str:
         server_stats.add(profile)
     done = per_client * clients
     return "\n\n".join((
+        "## Where a small call's CPU goes",
+        f"`.venv/bin/python bench/request_profile.py --calls {calls} "
+        f"--clients {clients}`: uncertainty.margin on 1,000 x 10, batch 10, "
+        f"through `AlqueryClient` from {clients} client processes to an "
+        "in-process server; per-thread CPU-clock profiles, load average "
+        f"{os.getloadavg()[0]:.1f} at the end. Profiling slows Python more "
+        "than native code: read the shares and call counts, not the "
+        "milliseconds.",
         summarise(server_stats, done, SERVER_PARTS, "Server"),
         summarise(client_stats, done, CLIENT_PARTS, "Client"),
     ))
@@ -190,8 +206,11 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--calls", type=int, default=3000)
     parser.add_argument("--clients", type=int, default=4)
+    parser.add_argument("--results", type=pathlib.Path, default=HERE / "RESULTS.md")
     args = parser.parse_args(argv)
-    print(run(args.calls, args.clients))
+    text = run(args.calls, args.clients)
+    print(text)
+    write_section(SECTION, text, args.results)
     return 0
 
 
