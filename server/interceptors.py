@@ -162,6 +162,7 @@ class ObservingInterceptor(grpc.ServerInterceptor):
         # methods the server has get in (unknown ones have no handler), so
         # it stays as small as the services.
         self._wrapped: dict[str, tuple[grpc.RpcMethodHandler, Any]] = {}
+        self._series: dict[tuple[str, str, str], _MethodMetrics] = {}
 
     @property
     def in_flight(self) -> int:
@@ -196,7 +197,9 @@ class ObservingInterceptor(grpc.ServerInterceptor):
         service, _, method = path.lstrip("/").rpartition("/")
         streams = (handler.request_streaming, handler.response_streaming)
         labels = (_GRPC_TYPES[streams], service, method)
-        series = _MethodMetrics(self._metrics, labels)
+        series = self._series.get(labels)
+        if series is None:
+            series = self._series[labels] = _MethodMetrics(self._metrics, labels)
         wrapped = _wrap(handler, lambda: _Call(series), self)
         self._wrapped[path] = (handler, wrapped)
         return wrapped
