@@ -144,7 +144,10 @@ def _parser() -> argparse.ArgumentParser:
     serve.add_argument(
         "--workers", type=_bounded_int(1, 256), default=None,
         help="server processes sharing the port, under a parent that "
-        "restarts any that dies (1 too); unset = this process alone",
+        "restarts any that dies (1 too); unset = this process alone. Each "
+        "worker's BLAS, OpenMP and onnxruntime pools get max(1, cores // N) "
+        "threads (an OMP_NUM_THREADS or OPENBLAS_NUM_THREADS already set, or "
+        "--model-threads, wins)",
     )
     serve.add_argument(
         "--model-cache-mib", type=_bounded_int(1, 1 << 20), default=1024,

@@ -173,15 +173,21 @@ def _set_strategy(
 ) -> None:
     family, _, method = strategy.partition(".")
     message = FAMILIES.get(family)
-    enum_name = "METHOD_" + method.upper()
-    if message is None or not method or enum_name not in message.Method.keys():
+    number = 0
+    if message is not None and method:
+        # Value() is a dict look-up; ``in Method.keys()`` builds a list.
+        try:
+            number = message.Method.Value("METHOD_" + method.upper())
+        except ValueError:
+            pass
+    if not number:
         raise AlqueryError(
             grpc.StatusCode.INVALID_ARGUMENT,
             f"strategy: unknown {strategy!r}; valid strategies: "
             + ", ".join(strategy_names()),
         )
     chosen = getattr(request, family)
-    chosen.method = message.Method.Value(enum_name)
+    chosen.method = number
     for key, value in params.items():
         _set_param(chosen, family, key, value)
 

@@ -43,15 +43,22 @@ def rank_result(response: query_pb2.RankResponse, *, omit_scores: bool) -> RankR
     ``omit_scores`` is the request's flag: scores are None when it was set.
     """
     return RankResult(
-        indices=np.array(response.ranked_indices, dtype=np.int64),
-        scores=None if omit_scores else np.array(response.scores, dtype=np.float64),
+        indices=_array(response.ranked_indices, np.int64),
+        scores=None if omit_scores else _array(response.scores, np.float64),
         strategy=response.strategy,
         warnings=tuple(response.warnings),
         extras={
-            key: np.array(values.values, dtype=np.float64)
+            key: _array(values.values, np.float64)
             for key, values in response.extras.items()
         },
     )
+
+
+def _array(values: Any, dtype: type) -> NDArray:
+    # A repeated field is a sequence, not an array: ``np.array`` probes it
+    # element by element, ``np.fromiter`` with its length is a few times
+    # faster.
+    return np.fromiter(values, dtype=dtype, count=len(values))
 
 
 def strategy_dicts(response: query_pb2.ListStrategiesResponse) -> list[dict[str, Any]]:

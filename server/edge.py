@@ -70,6 +70,20 @@ class Query:
         return np.random.default_rng(DEFAULT_SEED if self.seed is None else self.seed)
 
 
+_METHOD_NAMES = {
+    (family, number): f"{family}.{name.removeprefix('METHOD_').lower()}"
+    for family, message in registry.FAMILY_MESSAGES.items()
+    for name, number in message.Method.items()
+    if number
+}
+"""(family, method number) -> "family.method", for every method the proto
+defines; built once, as ``Method.values()`` builds a list on each call."""
+
+
+def _never() -> bool:
+    return False
+
+
 def strategy_name(request: query_pb2.RankRequest) -> str:
     """Return the "family.method" a request asks for, or "" when unreadable.
 
@@ -79,17 +93,14 @@ def strategy_name(request: query_pb2.RankRequest) -> str:
     family = request.WhichOneof("strategy")
     if family is None:
         return ""
-    method = getattr(request, family).method
-    enum = registry.FAMILY_MESSAGES[family].Method
-    if method not in enum.values() or method == 0:
-        return ""
-    return f"{family}.{enum.Name(method).removeprefix('METHOD_').lower()}"
+    return _METHOD_NAMES.get((family, getattr(request, family).method), "")
 
 
 def build_query(
     request: query_pb2.RankRequest,
     decoded: Mapping[str, NDArray] | None = None,
     payloads: Mapping[str, Payload] | None = None,
+    stop_requested: Callable[[], bool] | None = None,
 ) -> Query:
     """Check ``request`` and return it as a ``Query``.
 
@@ -99,6 +110,8 @@ def build_query(
     produced, so large arrays are not decoded twice). ``payloads`` maps
     field paths (e.g. "pool.embeddings") to the bytes of tensors that came
     apart from the request (``RankStream``); they are checked like any.
+    ``stop_requested`` becomes the query's (see ``Query.check_cancelled``);
+    None: never.
 
     Raises
     ------
@@ -136,6 +149,7 @@ def build_query(
         warnings=tuple(warnings),
         selection_mode=mode,
         temperature=temperature,
+        stop_requested=stop_requested or _never,
         **arrays,
     )
     params = _resolve_params(getattr(request, strategy.family), partial)
@@ -149,6 +163,10 @@ def _resolve_strategy(request: query_pb2.RankRequest) -> registry.Strategy:
             "strategy: not set; set one of uncertainty, diversity, "
             f"credibility or hybrid. Valid strategies: {_valid_names()}"
         )
+    name = strategy_name(request)
+    strategy = registry.lookup(name) if name else None
+    if strategy is not None:
+        return strategy
     method = getattr(request, family).method
     enum = registry.FAMILY_MESSAGES[family].Method
     field = f"{family}.method"
@@ -156,15 +174,10 @@ def _resolve_strategy(request: query_pb2.RankRequest) -> registry.Strategy:
         raise InvalidRequestError(
             f"{field}: unknown value {method}; valid strategies: {_valid_names()}"
         )
-    name = strategy_name(request)
-    strategy = registry.lookup(name) if name else None
-    if strategy is None:
-        shown = enum.Name(method)
-        raise InvalidRequestError(
-            f"{field}: {shown} is not a strategy this server offers; "
-            f"valid strategies: {_valid_names()}"
-        )
-    return strategy
+    raise InvalidRequestError(
+        f"{field}: {enum.Name(method)} is not a strategy this server offers; "
+        f"valid strategies: {_valid_names()}"
+    )
 
 
 def _valid_names() -> str:

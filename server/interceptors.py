@@ -61,16 +61,44 @@ def current_call() -> CallRecord:
         return CallRecord()
 
 
-class _Call:
-    """Book-keeping for one RPC from start to status."""
+class _MethodMetrics:
+    """One method's labelled metric series, looked up once, not per call.
+
+    ``Metric.labels`` takes a lock and checks its arguments on every call;
+    the series of a method never change, so the interceptor keeps them here.
+    """
 
     def __init__(self, metrics: Metrics, labels: tuple[str, str, str]) -> None:
         self.metrics = metrics
         self.labels = labels
+        self.started = metrics.started.labels(*labels)
+        self.handling_seconds = metrics.handling_seconds.labels(*labels)
+        self.received = metrics.received.labels(*labels)
+        self.sent = metrics.sent.labels(*labels)
+        self.request_bytes = metrics.request_bytes.labels(*labels[1:])
+        self.response_bytes = metrics.response_bytes.labels(*labels[1:])
+        self._handled: dict[grpc.StatusCode, Any] = {}
+
+    def handled(self, code: grpc.StatusCode) -> Any:
+        """The ``grpc_server_handled_total`` series of ``code``."""
+        series = self._handled.get(code)
+        if series is None:
+            series = self.metrics.handled.labels(*self.labels, code.name)
+            self._handled[code] = series
+        return series
+
+
+class _Call:
+    """Book-keeping for one RPC from start to status."""
+
+    def __init__(self, series: _MethodMetrics) -> None:
+        self.series = series
+        self.metrics = series.metrics
+        self.labels = series.labels
         self.record = CallRecord()
         self.start = time.perf_counter()
-        metrics.started.labels(*labels).inc()
-        logger.debug("request started method=%s", labels[2])
+        series.started.inc()
+        logger.debug("request started method=%s", self.labels[2])
 
     def finish(self, context: grpc.ServicerContext, error: bool) -> None:
         code = context.code()
@@ -87,13 +115,15 @@ class _Call:
         if code is None:
             code = grpc.StatusCode.UNKNOWN if error else grpc.StatusCode.OK
         seconds = time.perf_counter() - self.start
-        self.metrics.handled.labels(*self.labels, code.name).inc()
-        self.metrics.handling_seconds.labels(*self.labels).observe(seconds)
+        self.series.handled(code).inc()
+        self.series.handling_seconds.observe(seconds)
         if code in REJECTED_CODES:
             reason = self.record.reject_reason or code.name.lower()
             self.metrics.rejected.labels(reason).inc()
         _, service, method = self.labels
         level = logging.INFO if service == QUERY_SERVICE else logging.DEBUG
+        if not logger.isEnabledFor(level):
+            return
         fields = {
             "method": method,
             "strategy": self.record.strategy or "-",
@@ -112,13 +142,13 @@ class _Call:
             extra={"fields": fields},
         )
 
-    def observe_size(self, histogram: Any, message: Any) -> None:
+    def observe_size(self, series: Any, message: Any) -> None:
         """Record the serialized size of a request or response message."""
         if isinstance(message, bytes):
             size = len(message)
         else:
             size = message.ByteSize()
-        histogram.labels(*self.labels[1:]).observe(size)
+        series.observe(size)
 
 
 class ObservingInterceptor(grpc.ServerInterceptor):
@@ -128,6 +158,11 @@ class ObservingInterceptor(grpc.ServerInterceptor):
         self._metrics = metrics
         self._lock = threading.Lock()
         self._in_flight = 0
+        # By method path: the handler last wrapped and its wrapper. Only
+        # methods the server has get in (unknown ones have no handler), so
+        # it stays as small as the services.
+        self._wrapped: dict[str, tuple[grpc.RpcMethodHandler, Any]] = {}
+        self._series: dict[tuple[str, str, str], _MethodMetrics] = {}
 
     @property
     def in_flight(self) -> int:
@@ -153,16 +188,29 @@ class ObservingInterceptor(grpc.ServerInterceptor):
         handler = continuation(handler_call_details)
         if handler is None:
             return None
-        service, _, method = handler_call_details.method.lstrip("/").rpartition("/")
+        path = handler_call_details.method
+        cached = self._wrapped.get(path)
+        # The same handler object comes back for every call of a method,
+        # unless a later interceptor replaced it (a refused token).
+        if cached is not None and cached[0] is handler:
+            return cached[1]
+        service, _, method = path.lstrip("/").rpartition("/")
         streams = (handler.request_streaming, handler.response_streaming)
-        grpc_type = {
-            (False, False): "unary",
-            (True, False): "client_stream",
-            (False, True): "server_stream",
-            (True, True): "bidi_stream",
-        }[streams]
-        labels = (grpc_type, service, method)
-        return _wrap(handler, lambda: _Call(self._metrics, labels), self)
+        labels = (_GRPC_TYPES[streams], service, method)
+        series = self._series.get(labels)
+        if series is None:
+            series = self._series[labels] = _MethodMetrics(self._metrics, labels)
+        wrapped = _wrap(handler, lambda: _Call(series), self)
+        self._wrapped[path] = (handler, wrapped)
+        return wrapped
+
+
+_GRPC_TYPES = {
+    (False, False): "unary",
+    (True, False): "client_stream",
+    (False, True): "server_stream",
+    (True, True): "bidi_stream",
+}
 
 
 def _wrap(
@@ -181,8 +229,8 @@ def _wrap(
 
     def counted(requests: Iterator[Any], call: _Call) -> Iterator[Any]:
         for request in requests:
-            call.metrics.received.labels(*call.labels).inc()
-            call.observe_size(call.metrics.request_bytes, request)
+            call.series.received.inc()
+            call.observe_size(call.series.request_bytes, request)
             yield request
 
     def run(request: Any, context: grpc.ServicerContext) -> Any:
@@ -190,8 +238,8 @@ def _wrap(
         if handler.request_streaming:
             request = counted(request, call)
         else:
-            call.metrics.received.labels(*call.labels).inc()
-            call.observe_size(call.metrics.request_bytes, request)
+            call.series.received.inc()
+            call.observe_size(call.series.request_bytes, request)
         token = _current.set(call.record)
         counter._enter()
         try:
@@ -202,8 +250,8 @@ def _wrap(
                 raise
             if handler.response_streaming:
                 return _streamed(result, call, context)
-            call.metrics.sent.labels(*call.labels).inc()
-            call.observe_size(call.metrics.response_bytes, result)
+            call.series.sent.inc()
+            call.observe_size(call.series.response_bytes, result)
             call.finish(context, error=False)
             return result
         finally:
@@ -225,8 +273,8 @@ def _streamed(
     error = True
     try:
         for response in responses:
-            call.metrics.sent.labels(*call.labels).inc()
-            call.observe_size(call.metrics.response_bytes, response)
+            call.series.sent.inc()
+            call.observe_size(call.series.response_bytes, response)
             yield response
         error = False
     finally:

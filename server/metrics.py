@@ -46,6 +46,8 @@ the workers alive now. Multiprocess mode has no ``_created`` samples.
 
 from __future__ import annotations
 
+from typing import Any
+
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
 _GRPC_LABELS = ("grpc_type", "grpc_service", "grpc_method")
@@ -145,6 +147,7 @@ class Metrics:
             ("result",),
             registry=registry,
         )
+        self._strategy_series: dict[str, tuple[Any, Any]] = {}
         for result in ("hit", "miss"):
             # Exported at 0 from the start, so rates and alerts see them.
             self.cache_lookups.labels(result)
@@ -180,3 +183,19 @@ class Metrics:
             # With --workers: each worker has its share; their sum.
             multiprocess_mode="livesum",
         )
+
+
+    def strategy_series(self, strategy: str) -> tuple[Any, Any]:
+        """The ``strategy_seconds`` and ``pool_size`` series of ``strategy``.
+
+        Looked up once per strategy (``labels`` locks and checks on each
+        call); ``strategy`` is a registry name, so the cache stays small.
+        """
+        series = self._strategy_series.get(strategy)
+        if series is None:
+            series = (
+                self.strategy_seconds.labels(strategy),
+                self.pool_size.labels(strategy),
+            )
+            self._strategy_series[strategy] = series
+        return series

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import dataclasses
 import logging
 import time
 from collections.abc import Callable, Iterator, Mapping
@@ -223,17 +222,16 @@ class QueryServicer(query_pb2_grpc.QueryServiceServicer):
         decoded = inference.apply(
             request, self._models, stop_requested=stop_requested, on_stop=on_stop
         )
-        query = dataclasses.replace(
-            edge.build_query(request, decoded, payloads), stop_requested=stop_requested
-        )
+        query = edge.build_query(request, decoded, payloads, stop_requested)
         record.n_pool, record.batch_size = query.n_pool, query.batch_size
         self._admit(query, reservation, limits)
 
         start = time.perf_counter()
         ranking = rank(query)
         name = query.strategy.name
-        self._metrics.strategy_seconds.labels(name).observe(time.perf_counter() - start)
-        self._metrics.pool_size.labels(name).observe(query.n_pool)
+        seconds_series, pool_series = self._metrics.strategy_series(name)
+        seconds_series.observe(time.perf_counter() - start)
+        pool_series.observe(query.n_pool)
 
         response = query_pb2.RankResponse(
             ranked_indices=ranking.ranked_indices.tolist(),

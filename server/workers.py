@@ -18,6 +18,10 @@ The kernel balances connections, not requests: one client with one
 channel (one HTTP/2 connection) is served by one worker all along. Many
 clients, or clients that open several channels, spread over the workers.
 
+Each worker's native thread pools (BLAS, OpenMP, onnxruntime) get
+``max(1, cores // N)`` threads, so N workers do not start N times as many
+threads as there are cores; see ``server.threads``.
+
 With port 0 the parent picks a free port by binding one and letting it
 go just before the workers bind it; another program could take it in
 between (the workers then fail and the parent exits 1).
@@ -41,6 +45,8 @@ from collections.abc import Callable
 from multiprocessing.connection import wait
 from multiprocessing.process import BaseProcess
 from typing import TYPE_CHECKING
+
+from alquery.server import threads
 
 if TYPE_CHECKING:
     from alquery.server.app import ServerConfig
@@ -82,10 +88,15 @@ def serve_workers(
     """
     from alquery.server.app import _transport
 
+    # Each worker's native pools get its share of the cores (server.threads).
+    share = threads.threads_per_worker(workers)
+    config = dataclasses.replace(config, model_threads=config.model_threads or share)
     directory = tempfile.mkdtemp(prefix="alquery-metrics-")
     os.environ[MULTIPROC_ENV] = directory
     try:
-        return _Supervisor(config, workers, log_level, log_format).run(_transport)
+        with threads.worker_environment(share):
+            supervisor = _Supervisor(config, workers, log_level, log_format)
+            return supervisor.run(_transport)
     finally:
         os.environ.pop(MULTIPROC_ENV, None)
         shutil.rmtree(directory, ignore_errors=True)
@@ -143,10 +154,12 @@ class _Supervisor:
             )
         logger.info(
             "serving port=%d metrics_port=%s max_message_mib=%d threads=%d "
-            "transport=%s auth=%s health_port=%s workers=%d",
+            "transport=%s auth=%s health_port=%s workers=%d "
+            "native_threads_per_worker=%s model_threads=%d",
             config.port, metrics_port, config.max_message_mib, config.threads,
             transport(config), "off" if config.auth_token is None else "token",
             config.health_port, self._count,
+            os.environ.get("OPENBLAS_NUM_THREADS"), config.model_threads,
         )
         code = self._supervise()
         if metrics_http is not None:
@@ -280,10 +293,19 @@ def _worker_main(
     log_level: str, log_format: str,
 ) -> None:
     """Entry point of a worker process: serve until SIGTERM."""
-    from alquery.server import app, logs
+    from alquery.server import app, logs, registry
 
     os.setpgrp()
     logs.configure(log_level, log_format, with_pid=True)
+    # Load every strategy module (and with them scikit-learn's and SciPy's
+    # native libraries) first, so the cap reaches every pool.
+    registry.all_strategies()
+    pools = threads.limit_loaded_pools()
+    logger.info(
+        "worker threads blas=%s openmp=%s model_threads=%d",
+        pools.get("blas", "-"), pools.get("openmp", "-"),
+        config.model_threads,
+    )
     threading.Thread(
         target=_exit_with_parent, args=(parent,), daemon=True
     ).start()

@@ -5,7 +5,10 @@ import numpy as np
 import pytest
 
 from alquery.client import AlqueryClient, AlqueryError, strategy_names
+from alquery.client.client import build_request
+from alquery.client.results import rank_result
 from alquery.server import app
+from alquery.v1 import query_pb2
 
 
 def test_rank_returns_numpy_arrays(client):
@@ -72,6 +75,38 @@ def test_strategy_names_come_from_the_proto():
     names = strategy_names()
     assert "uncertainty.least_confidence" in names
     assert not any(name.endswith("unspecified") for name in names)
+
+
+@pytest.mark.parametrize(
+    "name",
+    ["uncertainty.unspecified", "uncertainty.nonsense", "nofamily.margin",
+     "uncertainty", "uncertainty."],
+)
+def test_unknown_strategy_is_refused_before_sending(name):
+    with pytest.raises(AlqueryError) as raised:
+        build_request(name, 1, probabilities=[[0.5, 0.5]])
+    assert raised.value.code == grpc.StatusCode.INVALID_ARGUMENT
+    assert raised.value.details.startswith("strategy: unknown")
+    assert "uncertainty.margin" in raised.value.details
+
+
+def test_rank_result_decodes_every_repeated_field():
+    response = query_pb2.RankResponse(
+        ranked_indices=[4, 0, 2], scores=[0.5, 0.25, 0.125],
+        strategy="credibility.conformal", warnings=["clamped"],
+    )
+    response.extras["confidence"].values.extend([0.9, 0.8, 0.7])
+    result = rank_result(
+        query_pb2.RankResponse.FromString(response.SerializeToString()),
+        omit_scores=False,
+    )
+    assert result.indices.dtype == np.int64 and result.indices.tolist() == [4, 0, 2]
+    assert result.scores.dtype == np.float64
+    assert result.scores.tolist() == [0.5, 0.25, 0.125]
+    assert result.extras["confidence"].tolist() == [0.9, 0.8, 0.7]
+    assert result.warnings == ("clamped",)
+    empty = rank_result(query_pb2.RankResponse(), omit_scores=True)
+    assert empty.indices.shape == (0,) and empty.scores is None
 
 
 def test_strategies_lists_the_servers_offer(client):

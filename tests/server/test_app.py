@@ -95,6 +95,61 @@ def test_metrics_endpoint_counts_calls_by_code(server, stub):
     assert any(name == "grpc_server_handling_seconds_bucket" for name, _ in after)
 
 
+def messages(samples, name, service, method):
+    labels = (
+        ("grpc_method", method),
+        ("grpc_service", service),
+        ("grpc_type", "unary"),
+    )
+    return samples.get((name, labels), 0.0)
+
+
+def test_each_method_counts_in_its_own_series(server, stub, channel):
+    # The interceptor looks each method's series up once; calls of one
+    # method must never land in another's.
+    calls = {
+        ("alquery.v1.QueryService", "Rank"): 3,
+        ("alquery.v1.QueryService", "ListStrategies"): 2,
+        ("grpc.health.v1.Health", "Check"): 1,
+    }
+    health = health_pb2_grpc.HealthStub(channel)
+    before = scrape(server)
+    for _ in range(3):
+        stub.Rank(margin_request(1))
+    for _ in range(2):
+        stub.ListStrategies(query_pb2.ListStrategiesRequest())
+    health.Check(health_pb2.HealthCheckRequest())
+    after = scrape(server)
+
+    for (service, method), count in calls.items():
+        for name in (
+            "grpc_server_started_total",
+            "grpc_server_msg_received_total",
+            "grpc_server_msg_sent_total",
+            "alquery_request_bytes_count",
+        ):
+            if name == "alquery_request_bytes_count":
+                key = (name, (("grpc_method", method), ("grpc_service", service)))
+                delta = after[key] - before.get(key, 0.0)
+            else:
+                delta = messages(after, name, service, method) - messages(
+                    before, name, service, method
+                )
+            assert delta == count, (name, method)
+
+
+def test_health_calls_log_only_at_debug(channel, caplog):
+    health = health_pb2_grpc.HealthStub(channel)
+    name = "alquery.server.requests"
+    with caplog.at_level(logging.INFO, logger=name):
+        health.Check(health_pb2.HealthCheckRequest())
+    assert not [r for r in caplog.records if r.name == name]
+    with caplog.at_level(logging.DEBUG, logger=name):
+        health.Check(health_pb2.HealthCheckRequest())
+    lines = [r.getMessage() for r in caplog.records if r.name == name]
+    assert any("method=Check" in line and "status=OK" in line for line in lines)
+
+
 def test_one_info_line_per_request_with_fixed_fields(stub, caplog):
     with caplog.at_level(logging.INFO, logger="alquery.server.requests"):
         stub.Rank(margin_request(1))

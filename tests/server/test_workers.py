@@ -93,6 +93,32 @@ def test_a_worker_line_names_its_pid_once(workers):
     for line in workers.log:
         assert line.count("pid=") <= 1, line
 
+THREADS_LINE = re.compile(
+    r"worker threads blas=(\d+) openmp=(\d+) model_threads=(\d+)"
+)
+
+
+def worker_threads(server):
+    return [m.groups() for line in server.log if (m := THREADS_LINE.search(line))]
+
+
+def test_each_worker_holds_its_share_of_the_cores_in_every_native_pool(workers):
+    wait_until(lambda: len(worker_threads(workers)) == 2)
+    share = str(max(1, len(os.sched_getaffinity(0)) // 2))
+    assert worker_threads(workers) == [(share, share, share)] * 2
+
+
+def test_thread_variables_the_operator_set_are_kept(monkeypatch):
+    monkeypatch.setenv("OPENBLAS_NUM_THREADS", "3")
+    monkeypatch.delenv("OMP_NUM_THREADS", raising=False)
+    share = str(max(1, len(os.sched_getaffinity(0)) // 2))
+    with LocalServer(
+        ["--workers", "2", "--model-threads", "5", "--grace-seconds", "5"]
+    ) as server:
+        wait_until(lambda: len(worker_threads(server)) == 2)
+        assert worker_threads(server) == [("3", share, "5")] * 2
+        rank_on_new_channel(server.target, 1)
+
 
 def test_concurrent_clients_are_served_by_both_workers_and_counted_once(workers):
     clients, calls = 16, 10
