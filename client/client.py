@@ -28,6 +28,7 @@ FAMILIES = {
     "hybrid": query_pb2.HybridStrategy,
 }
 MAX_RECEIVE_BYTES = 512 << 20
+_SERVICE = query_pb2.DESCRIPTOR.services_by_name["QueryService"].full_name
 
 
 def strategy_names() -> list[str]:
@@ -244,6 +245,12 @@ class AlqueryClient:
         )
         self._metadata = security.metadata()
         self._stub = query_pb2_grpc.QueryServiceStub(self._channel)
+        # RankStream's chunks come serialized (streaming.encoded_messages).
+        self._rank_stream_call = self._channel.stream_unary(
+            f"/{_SERVICE}/RankStream",
+            request_serializer=None,
+            response_deserializer=query_pb2.RankStreamResponse.FromString,
+        )
         self._timeout = timeout
         self._retry = retry
         self._models = ModelSender(self._upload)
@@ -351,7 +358,7 @@ class AlqueryClient:
         # A client-streaming call consumes its chunks, so it is not retried.
         try:
             return streaming.rank_stream(
-                self._stub.RankStream,
+                self._rank_stream_call,
                 request,
                 deferred,
                 progress,

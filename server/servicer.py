@@ -91,7 +91,9 @@ def add_to_server(servicer: "QueryServicer", server: grpc.Server) -> None:
         for name, (request_type, response_type) in _RESPONSES.items()
     }
     handlers["RankStream"] = grpc.stream_unary_rpc_method_handler(
-        parsing_stream(servicer.RankStream, query_pb2.RankStreamRequest),
+        lambda raws, context: servicer.RankStream(
+            (streaming.parse(raw) for raw in raws), context
+        ),
         response_serializer=query_pb2.RankStreamResponse.SerializeToString,
     )
     handlers["UploadModel"] = grpc.stream_unary_rpc_method_handler(

@@ -5,14 +5,20 @@ and dtype the header declares, after the declared total has been checked
 against the server's limit. Chunks are copied into place in order; the
 buffers then go to ``edge.build_query`` as they are (no further copy),
 which checks them like the tensors of a plain ``Rank``.
+
+Chunks are read straight from their wire bytes (``parse``) when they are
+laid out as protobuf writes them, so a chunk's data is copied once, into
+its buffer, instead of three times through a parsed message.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from collections.abc import Iterator
 
 import numpy as np
+from google.protobuf.message import DecodeError
 from numpy.typing import NDArray
 
 from alquery.server.errors import InvalidRequestError, TooLargeError
@@ -39,6 +45,75 @@ STREAMABLE = (
 """The tensor paths a header may name in ``streamed_fields``."""
 
 
+@dataclasses.dataclass(frozen=True)
+class RawChunk:
+    """A ``TensorChunk`` read from its wire bytes: its field and a view of
+    its data (no copy)."""
+
+    field: str
+    data: memoryview
+
+
+def parse(raw: bytes) -> query_pb2.RankStreamRequest | RawChunk:
+    """Read one ``RankStreamRequest`` from its wire bytes.
+
+    A chunk laid out as protobuf serializes it (the ``chunk`` field alone,
+    holding ``field`` then ``data``) comes back as a ``RawChunk`` that views
+    ``raw``; any other message is parsed by protobuf.
+
+    Raises
+    ------
+    InvalidRequestError
+        When the bytes are not a ``RankStreamRequest``.
+    """
+    chunk = _read_chunk(raw)
+    if chunk is not None:
+        return chunk
+    try:
+        return query_pb2.RankStreamRequest.FromString(raw)
+    except DecodeError as error:
+        raise InvalidRequestError(
+            "request: not a valid alquery.v1.RankStreamRequest message "
+            f"({error})"
+        ) from None
+
+
+def _read_varint(raw: bytes, at: int) -> tuple[int, int]:
+    """Return the varint at ``at`` and the position after it, or (-1, at)
+    when there is none (too long, or cut off)."""
+    value = 0
+    for shift in range(0, 64, 7):
+        if at >= len(raw):
+            return -1, at
+        byte = raw[at]
+        at += 1
+        value |= (byte & 0x7F) << shift
+        if byte < 0x80:
+            return value, at
+    return -1, at
+
+
+def _read_chunk(raw: bytes) -> RawChunk | None:
+    """The chunk in ``raw`` when laid out as 0x12 len (0x0a len field)
+    (0x12 len data) and nothing else; None for any other layout."""
+    if not raw or raw[0] != 0x12:
+        return None
+    size, at = _read_varint(raw, 1)
+    if size != len(raw) - at or at >= len(raw) or raw[at] != 0x0A:
+        return None
+    name_size, at = _read_varint(raw, at + 1)
+    if name_size < 0 or at + name_size >= len(raw) or raw[at + name_size] != 0x12:
+        return None
+    try:
+        field = raw[at : at + name_size].decode()
+    except UnicodeDecodeError:
+        return None
+    data_size, at = _read_varint(raw, at + name_size + 1)
+    if data_size != len(raw) - at:
+        return None
+    return RawChunk(field, memoryview(raw)[at:])
+
+
 class _Slot:
     """One streamed tensor's buffer and how many of its bytes have come."""
 
@@ -48,7 +123,7 @@ class _Slot:
         self.buffer = np.empty(size, dtype=np.uint8)
         self.filled = 0
 
-    def write(self, data: bytes) -> None:
+    def write(self, data: bytes | memoryview) -> None:
         end = self.filled + len(data)
         if end > len(self.buffer):
             raise InvalidRequestError(
@@ -69,7 +144,7 @@ class _Slot:
 
 
 def assemble(
-    messages: Iterator[query_pb2.RankStreamRequest], max_bytes: int
+    messages: Iterator[query_pb2.RankStreamRequest | RawChunk], max_bytes: int
 ) -> tuple[query_pb2.RankRequest, dict[str, NDArray[np.uint8]]]:
     """Read a whole ``RankStream`` call into its request and tensor bytes.
 
@@ -88,25 +163,43 @@ def assemble(
         anything is allocated).
     """
     first = next(messages, None)
-    if first is None or first.WhichOneof("part") != "header":
+    if (
+        first is None
+        or isinstance(first, RawChunk)
+        or first.WhichOneof("part") != "header"
+    ):
         raise InvalidRequestError(
             "header: the first message of RankStream must be a header"
         )
     request = first.header.request
     slots = _allocate(request, list(first.header.streamed_fields), max_bytes)
     for message in messages:
-        if message.WhichOneof("part") != "chunk":
-            raise InvalidRequestError(
-                "header: only the first message of RankStream may be a header"
-            )
-        slot = slots.get(message.chunk.field)
+        chunk = _as_chunk(message)
+        slot = slots.get(chunk.field)
         if slot is None:
             raise InvalidRequestError(
-                f"chunk.field: {message.chunk.field[:100]!r} is not one of the "
+                f"chunk.field: {chunk.field[:100]!r} is not one of the "
                 f"header's streamed_fields ({', '.join(slots) or 'none'})"
             )
-        slot.write(message.chunk.data)
+        slot.write(chunk.data)
     return request, {field: slot.finish() for field, slot in slots.items()}
+
+
+def _as_chunk(message: query_pb2.RankStreamRequest | RawChunk) -> RawChunk:
+    if isinstance(message, RawChunk):
+        return message
+    part = message.WhichOneof("part")
+    if part == "header":
+        raise InvalidRequestError(
+            "header: only the first message of RankStream may be a header"
+        )
+    if part is None:
+        raise InvalidRequestError(
+            "part: a message after the header sets neither header nor "
+            "chunk; every later message must carry a chunk"
+        )
+    # Each read of a bytes field copies it: read it once.
+    return RawChunk(message.chunk.field, memoryview(message.chunk.data))
 
 
 def _allocate(
