@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import functools
 import hashlib
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Any
 
 import grpc
@@ -313,16 +313,21 @@ class AlqueryClient:
         score_validation = bool(inputs.pop("score_validation", False))
         deferred: dict[str, NDArray] = {}
         request = build_request(strategy, batch_size, deferred=deferred, **inputs)
-        if not models and streaming.payload_bytes(deferred) > self._stream_threshold:
-            response = self._rank_stream(request, deferred, progress, timeout)
-            return rank_result(response, omit_scores=request.omit_scores)
-        streaming.attach(request, deferred)
-        if models:
-            response = self._rank_with_models(
-                request, models, score_validation, timeout
-            )
+        if streaming.payload_bytes(deferred) > self._stream_threshold:
+
+            def send() -> query_pb2.RankResponse:
+                return self._rank_stream(request, deferred, progress, timeout)
+
         else:
-            response = self._call(self._stub.Rank, request, timeout)
+            streaming.attach(request, deferred)
+
+            def send() -> query_pb2.RankResponse:
+                return self._call(self._stub.Rank, request, timeout)
+
+        if models:
+            response = self._rank_with_models(request, models, score_validation, send)
+        else:
+            response = send()
         return rank_result(response, omit_scores=request.omit_scores)
 
     def _rank_with_models(
@@ -330,7 +335,7 @@ class AlqueryClient:
         request: query_pb2.RankRequest,
         models: list[OnnxModel],
         score_validation: bool,
-        timeout: float | None,
+        send: Callable[[], query_pb2.RankResponse],
     ) -> query_pb2.RankResponse:
         # Models already sent go by hash; a NOT_FOUND means the server no
         # longer holds one, so send the bytes again, once.
@@ -340,7 +345,7 @@ class AlqueryClient:
             )
             request.inference.CopyFrom(inference)
             try:
-                response = self._call(self._stub.Rank, request, timeout)
+                response = send()
             except AlqueryError as error:
                 if error.code != grpc.StatusCode.NOT_FOUND or resend:
                     raise

@@ -24,6 +24,7 @@ from alquery.server.interceptors import QUERY_SERVICE, CallRecord, current_call
 from alquery.server.metrics import Metrics
 from alquery.server.models import inference, service
 from alquery.server.models.cache import ModelCache
+from alquery.server.models.streamed import StreamedInference
 from alquery.server.ranking import rank
 from alquery.server.tensors import Payload
 from alquery.v1 import query_pb2, query_pb2_grpc
@@ -150,34 +151,60 @@ class QueryServicer(query_pb2_grpc.QueryServiceServicer):
     ) -> query_pb2.RankStreamResponse:
         record = current_call()
 
+        def stop_requested() -> bool:
+            return not context.is_active()
+
         def work() -> query_pb2.RankStreamResponse:
-            try:
-                request, payloads = streaming.assemble(
-                    messages, self._max_stream_bytes
-                )
-            except grpc.RpcError:
-                # Reading the stream failed: the client cancelled or its
-                # deadline passed mid-stream.
-                raise CancelledError("the stream ended: the call was cancelled")
-            except InvalidRequestError:
-                if not context.is_active():
-                    # A stream cut short by a cancel or a deadline is not
-                    # the client's malformed input.
-                    raise CancelledError(
-                        "the call was cancelled or its deadline passed"
-                    ) from None
-                raise
-            record.strategy = edge.strategy_name(request)
+            request, payloads, decoded = self._read_stream(
+                messages, record, context, stop_requested
+            )
             response = self._rank(
-                request,
-                record,
-                lambda: not context.is_active(),
-                context.add_callback,
-                payloads,
+                request, record, stop_requested, context.add_callback,
+                payloads, decoded,
             )
             return query_pb2.RankStreamResponse(response=response)
 
         return _answer(work, context)
+
+    def _read_stream(
+        self,
+        messages: Iterator[query_pb2.RankStreamRequest],
+        record: CallRecord,
+        context: grpc.ServicerContext,
+        stop_requested: Callable[[], bool],
+    ) -> tuple[query_pb2.RankRequest, dict[str, Payload], dict[str, Any] | None]:
+        """Read the stream; run its models (if any) while chunks arrive.
+
+        Returns the request, the streamed bytes by field, and what the
+        models gave (None without models).
+        """
+        job = None
+        try:
+            assembly = streaming.Assembly(messages, self._max_stream_bytes)
+            record.strategy = edge.strategy_name(assembly.request)
+            if assembly.request.HasField("inference"):
+                job = StreamedInference(
+                    assembly, self._models, stop_requested, context.add_callback
+                )
+            payloads = assembly.read(job.raise_if_failed if job else None)
+        except grpc.RpcError:
+            # Reading the stream failed: the client cancelled or its
+            # deadline passed mid-stream.
+            _stop(job)
+            raise CancelledError("the stream ended: the call was cancelled")
+        except InvalidRequestError:
+            _stop(job)
+            if not context.is_active():
+                # A stream cut short by a cancel or a deadline is not
+                # the client's malformed input.
+                raise CancelledError(
+                    "the call was cancelled or its deadline passed"
+                ) from None
+            raise
+        except BaseException:
+            _stop(job)
+            raise
+        return assembly.request, payloads, None if job is None else job.result()
 
     def _rank(
         self,
@@ -186,10 +213,13 @@ class QueryServicer(query_pb2_grpc.QueryServiceServicer):
         stop_requested: Callable[[], bool],
         on_stop: Callable[[Callable[[], None]], object],
         payloads: Mapping[str, Payload] | None = None,
+        decoded: Mapping[str, Any] | None = None,
     ) -> query_pb2.RankResponse:
-        decoded = inference.apply(
-            request, self._models, stop_requested=stop_requested, on_stop=on_stop
-        )
+        if decoded is None:
+            decoded = inference.apply(
+                request, self._models, stop_requested=stop_requested,
+                on_stop=on_stop,
+            )
         query = dataclasses.replace(
             edge.build_query(request, decoded, payloads), stop_requested=stop_requested
         )
@@ -238,6 +268,11 @@ class QueryServicer(query_pb2_grpc.QueryServiceServicer):
         self, request: query_pb2.DescribeModelRequest, context: grpc.ServicerContext
     ) -> query_pb2.DescribeModelResponse:
         return _answer(lambda: service.describe(request, self._models), context)
+
+
+def _stop(job: StreamedInference | None) -> None:
+    if job is not None:
+        job.stop()
 
 
 def _answer(work: Callable[[], Any], context: grpc.ServicerContext) -> Any:

@@ -15,14 +15,15 @@ from __future__ import annotations
 
 import dataclasses
 import math
-from collections.abc import Iterator
+import threading
+from collections.abc import Callable, Iterator
 
 import numpy as np
 from google.protobuf.message import DecodeError
 from numpy.typing import NDArray
 
 from alquery.server.errors import InvalidRequestError, TooLargeError
-from alquery.server.tensors import FLOAT_DTYPES, INT_DTYPES
+from alquery.server.tensors import FLOAT_DTYPES, INT_DTYPES, check_finite
 from alquery.v1 import query_pb2
 
 ITEMSIZES = {
@@ -149,7 +150,25 @@ def assemble(
     """Read a whole ``RankStream`` call into its request and tensor bytes.
 
     Returns the header's request and a map from each streamed field path to
-    its bytes, read-only, ready for ``edge.build_query(payloads=...)``.
+    its bytes, read-only, ready for ``edge.build_query(payloads=...)``. See
+    ``Assembly`` for the errors.
+    """
+    assembly = Assembly(messages, max_bytes)
+    return assembly.request, assembly.read()
+
+
+class StreamEndedError(Exception):
+    """The stream failed before the bytes a reader waits for arrived."""
+
+
+class Assembly:
+    """A ``RankStream`` call being read: its header, then its chunks.
+
+    Creating it reads the header and allocates a buffer per streamed
+    tensor; ``read`` fills them. Other threads may meanwhile use the bytes
+    that have arrived: ``buffer`` gives a tensor's buffer, ``wait`` blocks
+    until a prefix of it is filled (the model runner in a worker thread
+    runs on rows as they land).
 
     Raises
     ------
@@ -162,27 +181,105 @@ def assemble(
         The header declares more bytes than ``max_bytes`` (checked before
         anything is allocated).
     """
-    first = next(messages, None)
-    if (
-        first is None
-        or isinstance(first, RawChunk)
-        or first.WhichOneof("part") != "header"
-    ):
-        raise InvalidRequestError(
-            "header: the first message of RankStream must be a header"
-        )
-    request = first.header.request
-    slots = _allocate(request, list(first.header.streamed_fields), max_bytes)
-    for message in messages:
-        chunk = _as_chunk(message)
-        slot = slots.get(chunk.field)
-        if slot is None:
+
+    def __init__(
+        self,
+        messages: Iterator[query_pb2.RankStreamRequest | RawChunk],
+        max_bytes: int,
+    ) -> None:
+        first = next(messages, None)
+        if (
+            first is None
+            or isinstance(first, RawChunk)
+            or first.WhichOneof("part") != "header"
+        ):
             raise InvalidRequestError(
-                f"chunk.field: {chunk.field[:100]!r} is not one of the "
-                f"header's streamed_fields ({', '.join(slots) or 'none'})"
+                "header: the first message of RankStream must be a header"
             )
-        slot.write(chunk.data)
-    return request, {field: slot.finish() for field, slot in slots.items()}
+        self.request = first.header.request
+        self._messages = messages
+        self._slots = _allocate(
+            self.request, list(first.header.streamed_fields), max_bytes
+        )
+        self._arrived = threading.Condition()
+        self._failed = False
+
+    @property
+    def fields(self) -> tuple[str, ...]:
+        """The streamed field paths, as the header names them."""
+        return tuple(self._slots)
+
+    def buffer(self, field: str) -> NDArray[np.uint8]:
+        """The buffer of streamed ``field``, filled as chunks arrive."""
+        return self._slots[field].buffer
+
+    def read(
+        self, after_chunk: Callable[[], None] | None = None
+    ) -> dict[str, NDArray[np.uint8]]:
+        """Read every chunk; return each field's bytes, read-only.
+
+        ``after_chunk`` runs after each chunk has been written; an error it
+        raises ends the reading (a worker's failure ends the call early).
+        """
+        try:
+            for message in self._messages:
+                chunk = _as_chunk(message)
+                slot = self._slots.get(chunk.field)
+                if slot is None:
+                    raise InvalidRequestError(
+                        f"chunk.field: {chunk.field[:100]!r} is not one of "
+                        f"the header's streamed_fields "
+                        f"({', '.join(self._slots) or 'none'})"
+                    )
+                slot.write(chunk.data)
+                with self._arrived:
+                    self._arrived.notify_all()
+                if after_chunk is not None:
+                    after_chunk()
+            return {field: slot.finish() for field, slot in self._slots.items()}
+        except BaseException:
+            with self._arrived:
+                self._failed = True
+                self._arrived.notify_all()
+            raise
+
+    def wait(self, field: str, n_bytes: int) -> None:
+        """Block until the first ``n_bytes`` of ``field`` have arrived.
+
+        Raises
+        ------
+        StreamEndedError
+            When the stream fails first.
+        """
+        slot = self._slots[field]
+        with self._arrived:
+            self._arrived.wait_for(
+                lambda: slot.filled >= n_bytes or self._failed
+            )
+            if slot.filled < n_bytes:
+                raise StreamEndedError(field)
+
+    def rows_ready(self, field: str, rows: NDArray) -> Callable[[int], None]:
+        """Return ``ready(n)``: block until rows 0 to n - 1 of ``rows`` (the
+        decoded view of ``field``'s buffer) have arrived, and check that
+        they are finite. Call it from one thread, with growing ``n``.
+
+        ``ready`` raises ``StreamEndedError`` when the stream fails first,
+        and ``InvalidRequestError`` naming the first row that holds NaN or
+        an infinite value (the message ``tensors.decode`` gives).
+        """
+        row_bytes = rows.nbytes // len(rows)
+        checked = 0
+
+        def ready(n_rows: int) -> None:
+            nonlocal checked
+            if n_rows <= checked:
+                return
+            self.wait(field, n_rows * row_bytes)
+            check_finite(rows[checked:n_rows], field, checked)
+            checked = n_rows
+
+        return ready
 
 
 def _as_chunk(message: query_pb2.RankStreamRequest | RawChunk) -> RawChunk:
@@ -212,11 +309,6 @@ def _allocate(
                 f"header.streamed_fields: {field!r} is named twice"
             )
         sizes[field] = _declared_bytes(request, field)
-    if fields and request.HasField("inference"):
-        raise InvalidRequestError(
-            "inference: models cannot run on streamed tensors yet; send the "
-            "request with Rank, or send the model's outputs instead"
-        )
     total = sum(sizes.values())
     if total > max_bytes:
         raise TooLargeError(
