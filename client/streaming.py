@@ -22,8 +22,10 @@ from alquery.v1 import query_pb2
 CHUNK_BYTES = 4 << 20
 """Bytes of tensor data per streamed message."""
 
-DEFAULT_THRESHOLD_BYTES = 256 << 20
-"""Requests whose tensors hold more bytes than this go by ``RankStream``."""
+DEFAULT_THRESHOLD_BYTES = 1 << 20
+"""Requests whose tensors hold more bytes than this go by ``RankStream``:
+from about 1 MiB on, the stream is the faster way on loopback (see
+bench/stream_threshold.py and its section of bench/RESULTS.md)."""
 
 Progress = Callable[[int, int], None]
 """Told (bytes sent, bytes to send) after each chunk."""
