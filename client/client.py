@@ -220,7 +220,7 @@ class AlqueryClient:
         ``rank`` sends a request whose tensors hold more bytes than this by
         ``RankStream``, in ~4 MiB chunks: faster from about 1 MiB on, and
         needed beyond the server's --max-message-mib and protobuf's 2 GiB.
-        A streamed call is not retried on UNAVAILABLE.
+        A streamed call is retried as a unary one is, its chunks sent again.
 
     Examples
     --------
@@ -360,15 +360,22 @@ class AlqueryClient:
         progress: streaming.Progress | None,
         timeout: float | None,
     ) -> query_pb2.RankResponse:
-        # A client-streaming call consumes its chunks, so it is not retried.
-        try:
+        # Each attempt streams the chunks anew from the arrays, so a call
+        # that gets UNAVAILABLE is retried like a unary one.
+        def attempt(
+            request: query_pb2.RankRequest, timeout: float | None
+        ) -> query_pb2.RankResponse:
             return streaming.rank_stream(
-                self._rank_stream_call,
+                self._rank_stream_call, request, deferred, progress,
+                timeout=timeout, metadata=self._metadata,
+            )
+
+        try:
+            return call_with_retry(
+                attempt,
                 request,
-                deferred,
-                progress,
                 timeout=self._timeout if timeout is None else timeout,
-                metadata=self._metadata,
+                policy=self._retry,
             )
         except grpc.RpcError as error:
             raise AlqueryError(error.code(), error.details() or "") from None
