@@ -22,6 +22,7 @@ from alquery.client.errors import AlqueryError
 from alquery.client.models import OnnxModel
 from alquery.client.progress import ProgressBar
 from alquery.client.security import ChannelSecurity, read_token
+from alquery.client.streaming import DEFAULT_THRESHOLD_BYTES
 
 # CLI flag -> keyword of AlqueryClient.rank. Each takes a .npy file.
 ARRAY_FLAGS = {
@@ -198,7 +199,8 @@ def _parser() -> argparse.ArgumentParser:
     )
     rank.add_argument("--no-scores", action="store_true", help="omit scores")
     rank.add_argument(
-        "--stream-threshold-mib", type=_bounded_int(0, 1 << 30), default=256,
+        "--stream-threshold-mib", type=_bounded_int(0, 1 << 30),
+        default=DEFAULT_THRESHOLD_BYTES >> 20,
         help="send pools holding more MiB than this in chunks (RankStream)",
     )
     rank.add_argument(
@@ -294,7 +296,9 @@ def _client(args: argparse.Namespace, parser: argparse.ArgumentParser) -> Alquer
             ca_file=args.ca, cert_file=args.cert, key_file=args.key,
             token=read_token(args.token_file),
         )
-        threshold = getattr(args, "stream_threshold_mib", 256) << 20
+        threshold = getattr(
+            args, "stream_threshold_mib", DEFAULT_THRESHOLD_BYTES >> 20
+        ) << 20
         return AlqueryClient(
             args.target,
             timeout=args.timeout,

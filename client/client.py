@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import functools
 import hashlib
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Any
 
 import grpc
@@ -28,6 +28,7 @@ FAMILIES = {
     "hybrid": query_pb2.HybridStrategy,
 }
 MAX_RECEIVE_BYTES = 512 << 20
+_SERVICE = query_pb2.DESCRIPTOR.services_by_name["QueryService"].full_name
 
 
 def strategy_names() -> list[str]:
@@ -259,11 +260,11 @@ class AlqueryClient:
     security : ChannelSecurity or None, default=None
         TLS files and bearer token for a secured server; None talks
         plaintext without a token.
-    stream_threshold_bytes : int, default=256 MiB
+    stream_threshold_bytes : int, default=1 MiB
         ``rank`` sends a request whose tensors hold more bytes than this by
-        ``RankStream``, in ~4 MiB chunks (needed beyond the server's
-        --max-message-mib, and beyond protobuf's 2 GiB). Streamed calls are
-        not retried.
+        ``RankStream``, in ~4 MiB chunks: faster from about 1 MiB on, and
+        needed beyond the server's --max-message-mib and protobuf's 2 GiB.
+        A streamed call is retried as a unary one is, its chunks sent again.
 
     Examples
     --------
@@ -288,6 +289,12 @@ class AlqueryClient:
         )
         self._metadata = security.metadata()
         self._stub = query_pb2_grpc.QueryServiceStub(self._channel)
+        # RankStream's chunks come serialized (streaming.encoded_messages).
+        self._rank_stream_call = self._channel.stream_unary(
+            f"/{_SERVICE}/RankStream",
+            request_serializer=None,
+            response_deserializer=query_pb2.RankStreamResponse.FromString,
+        )
         self._timeout = timeout
         self._retry = retry
         self._models = ModelSender(self._upload)
@@ -353,16 +360,21 @@ class AlqueryClient:
         score_validation = bool(inputs.pop("score_validation", False))
         deferred: dict[str, NDArray] = {}
         request = build_request(strategy, batch_size, deferred=deferred, **inputs)
-        if not models and streaming.payload_bytes(deferred) > self._stream_threshold:
-            response = self._rank_stream(request, deferred, progress, timeout)
-            return rank_result(response, omit_scores=request.omit_scores)
-        streaming.attach(request, deferred)
-        if models:
-            response = self._rank_with_models(
-                request, models, score_validation, timeout
-            )
+        if streaming.payload_bytes(deferred) > self._stream_threshold:
+
+            def send() -> query_pb2.RankResponse:
+                return self._rank_stream(request, deferred, progress, timeout)
+
         else:
-            response = self._call(self._stub.Rank, request, timeout)
+            streaming.attach(request, deferred)
+
+            def send() -> query_pb2.RankResponse:
+                return self._call(self._stub.Rank, request, timeout)
+
+        if models:
+            response = self._rank_with_models(request, models, score_validation, send)
+        else:
+            response = send()
         return rank_result(response, omit_scores=request.omit_scores)
 
     def _rank_with_models(
@@ -370,7 +382,7 @@ class AlqueryClient:
         request: query_pb2.RankRequest,
         models: list[OnnxModel],
         score_validation: bool,
-        timeout: float | None,
+        send: Callable[[], query_pb2.RankResponse],
     ) -> query_pb2.RankResponse:
         # Models already sent go by hash; a NOT_FOUND means the server no
         # longer holds one, so send the bytes again, once.
@@ -380,7 +392,7 @@ class AlqueryClient:
             )
             request.inference.CopyFrom(inference)
             try:
-                response = self._call(self._stub.Rank, request, timeout)
+                response = send()
             except AlqueryError as error:
                 if error.code != grpc.StatusCode.NOT_FOUND or resend:
                     raise
@@ -395,15 +407,22 @@ class AlqueryClient:
         progress: streaming.Progress | None,
         timeout: float | None,
     ) -> query_pb2.RankResponse:
-        # A client-streaming call consumes its chunks, so it is not retried.
-        try:
+        # Each attempt streams the chunks anew from the arrays, so a call
+        # that gets UNAVAILABLE is retried like a unary one.
+        def attempt(
+            request: query_pb2.RankRequest, timeout: float | None
+        ) -> query_pb2.RankResponse:
             return streaming.rank_stream(
-                self._stub.RankStream,
+                self._rank_stream_call, request, deferred, progress,
+                timeout=timeout, metadata=self._metadata,
+            )
+
+        try:
+            return call_with_retry(
+                attempt,
                 request,
-                deferred,
-                progress,
                 timeout=self._timeout if timeout is None else timeout,
-                metadata=self._metadata,
+                policy=self._retry,
             )
         except grpc.RpcError as error:
             raise AlqueryError(error.code(), error.details() or "") from None

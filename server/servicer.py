@@ -20,6 +20,9 @@ from alquery.server.errors import (
     status_for,
 )
 from alquery.server.interceptors import QUERY_SERVICE, CallRecord, current_call
+from alquery.server.metrics import Metrics
+from alquery.server.models import inference, service
+from alquery.server.models.cache import ModelCache
 from alquery.server.memory import (
     MIB,
     CallLimits,
@@ -27,9 +30,7 @@ from alquery.server.memory import (
     Reservation,
     default_budget_mib,
 )
-from alquery.server.metrics import Metrics
-from alquery.server.models import inference, service
-from alquery.server.models.cache import ModelCache
+from alquery.server.models.streamed import StreamedInference
 from alquery.server.ranking import rank
 from alquery.server.tensors import Payload
 from alquery.v1 import query_pb2, query_pb2_grpc
@@ -97,7 +98,9 @@ def add_to_server(servicer: "QueryServicer", server: grpc.Server) -> None:
         for name, (request_type, response_type) in _RESPONSES.items()
     }
     handlers["RankStream"] = grpc.stream_unary_rpc_method_handler(
-        parsing_stream(servicer.RankStream, query_pb2.RankStreamRequest),
+        lambda raws, context: servicer.RankStream(
+            (streaming.parse(raw) for raw in raws), context
+        ),
         response_serializer=query_pb2.RankStreamResponse.SerializeToString,
     )
     handlers["UploadModel"] = grpc.stream_unary_rpc_method_handler(
@@ -126,10 +129,10 @@ class QueryServicer(query_pb2_grpc.QueryServiceServicer):
         memory: MemoryGuard | None = None,
     ) -> None:
         self._metrics = metrics
-        self._memory = memory or MemoryGuard(default_budget_mib() * MIB, metrics)
         self._max_response_bytes = max_response_bytes
         self._max_stream_bytes = max_stream_bytes
         self._models = models or ModelCache(1 << 30, 256 << 20, threads=0)
+        self._memory = memory or MemoryGuard(default_budget_mib() * MIB, metrics)
 
     def Rank(
         self, request: query_pb2.RankRequest, context: grpc.ServicerContext
@@ -159,47 +162,69 @@ class QueryServicer(query_pb2_grpc.QueryServiceServicer):
         record = current_call()
 
         def work() -> query_pb2.RankStreamResponse:
+            limits = _limits(context)
             with self._memory.reservation() as reservation:
-                return assemble_and_rank(reservation)
-
-        def admit(request: query_pb2.RankRequest, reservation: Reservation) -> None:
-            # Before any streamed buffer exists, from the header's shapes.
-            nbytes, describe = footprints.header_estimate(request)
-            self._memory.admit(reservation, nbytes, describe, _limits(context))
-
-        def assemble_and_rank(
-            reservation: Reservation,
-        ) -> query_pb2.RankStreamResponse:
-            try:
-                request, payloads = streaming.assemble(
-                    messages,
-                    self._max_stream_bytes,
-                    lambda header: admit(header, reservation),
+                request, payloads, decoded = self._read_stream(
+                    messages, record, context, limits, reservation
                 )
-            except grpc.RpcError:
-                # Reading the stream failed: the client cancelled or its
-                # deadline passed mid-stream.
-                raise CancelledError("the stream ended: the call was cancelled")
-            except InvalidRequestError:
-                if not context.is_active():
-                    # A stream cut short by a cancel or a deadline is not
-                    # the client's malformed input.
-                    raise CancelledError(
-                        "the call was cancelled or its deadline passed"
-                    ) from None
-                raise
-            record.strategy = edge.strategy_name(request)
-            response = self._rank(
-                request,
-                record,
-                _limits(context),
-                context.add_callback,
-                reservation,
-                payloads,
-            )
+                response = self._rank(
+                    request, record, limits, context.add_callback, reservation,
+                    payloads, decoded,
+                )
             return query_pb2.RankStreamResponse(response=response)
 
         return _answer(work, context)
+
+    def _read_stream(
+        self,
+        messages: Iterator[query_pb2.RankStreamRequest],
+        record: CallRecord,
+        context: grpc.ServicerContext,
+        limits: CallLimits,
+        reservation: Reservation,
+    ) -> tuple[query_pb2.RankRequest, dict[str, Payload], dict[str, Any] | None]:
+        """Read the stream; run its models (if any) while chunks arrive.
+
+        Returns the request, the streamed bytes by field, and what the
+        models gave (None without models). The header's estimate is reserved
+        before any buffer exists, the models' before they run.
+        """
+
+        def admit(request: query_pb2.RankRequest) -> None:
+            nbytes, describe = footprints.header_estimate(request)
+            self._memory.admit(reservation, nbytes, describe, limits)
+
+        job = None
+        try:
+            assembly = streaming.Assembly(messages, self._max_stream_bytes, admit)
+            record.strategy = edge.strategy_name(assembly.request)
+            if assembly.request.HasField("inference"):
+                self._admit_models(assembly.request, reservation, limits)
+                job = StreamedInference(
+                    assembly,
+                    self._models,
+                    limits.stop_requested,
+                    context.add_callback,
+                )
+            payloads = assembly.read(job.raise_if_failed if job else None)
+        except grpc.RpcError:
+            # Reading the stream failed: the client cancelled or its
+            # deadline passed mid-stream.
+            _stop(job)
+            raise CancelledError("the stream ended: the call was cancelled")
+        except InvalidRequestError:
+            _stop(job)
+            if not context.is_active():
+                # A stream cut short by a cancel or a deadline is not
+                # the client's malformed input.
+                raise CancelledError(
+                    "the call was cancelled or its deadline passed"
+                ) from None
+            raise
+        except BaseException:
+            _stop(job)
+            raise
+        return assembly.request, payloads, None if job is None else job.result()
 
     def _rank(
         self,
@@ -209,19 +234,16 @@ class QueryServicer(query_pb2_grpc.QueryServiceServicer):
         on_stop: Callable[[Callable[[], None]], object],
         reservation: Reservation,
         payloads: Mapping[str, Payload] | None = None,
+        decoded: Mapping[str, Any] | None = None,
     ) -> query_pb2.RankResponse:
         stop_requested = limits.stop_requested
-        if request.HasField("inference"):
-            sizes = footprints.sizes_of_request(request)
-            self._memory.admit(
-                reservation,
-                max(reservation.nbytes, footprints.inference_estimate(request)),
-                lambda: f"the inference models on {sizes.describe()}",
-                limits,
+        if decoded is None:
+            if request.HasField("inference"):
+                self._admit_models(request, reservation, limits)
+            decoded = inference.apply(
+                request, self._models, stop_requested=stop_requested,
+                on_stop=on_stop,
             )
-        decoded = inference.apply(
-            request, self._models, stop_requested=stop_requested, on_stop=on_stop
-        )
         query = edge.build_query(request, decoded, payloads, stop_requested)
         record.n_pool, record.batch_size = query.n_pool, query.batch_size
         self._admit(query, reservation, limits)
@@ -252,19 +274,6 @@ class QueryServicer(query_pb2_grpc.QueryServiceServicer):
             )
         return response
 
-    def _admit(
-        self, query: edge.Query, reservation: Reservation, limits: CallLimits
-    ) -> None:
-        """Reserve the checked query's working memory before it computes."""
-        name = query.strategy.name
-        sizes = footprints.sizes_of_query(query)
-        self._memory.admit(
-            reservation,
-            footprints.estimate(name, sizes, query.params),
-            lambda: f"{name} on {sizes.describe()}",
-            limits,
-        )
-
     def ListStrategies(
         self, request: query_pb2.ListStrategiesRequest, context: grpc.ServicerContext
     ) -> query_pb2.ListStrategiesResponse:
@@ -284,6 +293,43 @@ class QueryServicer(query_pb2_grpc.QueryServiceServicer):
     ) -> query_pb2.DescribeModelResponse:
         return _answer(lambda: service.describe(request, self._models), context)
 
+    def _admit_models(
+        self,
+        request: query_pb2.RankRequest,
+        reservation: Reservation,
+        limits: CallLimits,
+    ) -> None:
+        """Reserve the runner's buffers and outputs before a model runs."""
+        sizes = footprints.sizes_of_request(request)
+        self._memory.admit(
+            reservation,
+            max(reservation.nbytes, footprints.inference_estimate(request)),
+            lambda: f"the inference models on {sizes.describe()}",
+            limits,
+        )
+
+    def _admit(
+        self, query: edge.Query, reservation: Reservation, limits: CallLimits
+    ) -> None:
+        """Reserve the checked query's working memory before it computes."""
+        name = query.strategy.name
+        sizes = footprints.sizes_of_query(query)
+        self._memory.admit(
+            reservation,
+            footprints.estimate(name, sizes, query.params),
+            lambda: f"{name} on {sizes.describe()}",
+            limits,
+        )
+
+
+def _limits(context: grpc.ServicerContext) -> CallLimits:
+    return CallLimits(context.time_remaining, lambda: not context.is_active())
+
+
+def _stop(job: StreamedInference | None) -> None:
+    if job is not None:
+        job.stop()
+
 
 def _answer(work: Callable[[], Any], context: grpc.ServicerContext) -> Any:
     """Return ``work()``, or abort the call with the status for its error."""
@@ -295,10 +341,6 @@ def _answer(work: Callable[[], Any], context: grpc.ServicerContext) -> Any:
         logger.exception("a call failed on an unexpected error")
         code, details = grpc.StatusCode.INTERNAL, INTERNAL_MESSAGE
     context.abort(code, details)
-
-
-def _limits(context: grpc.ServicerContext) -> CallLimits:
-    return CallLimits(context.time_remaining, lambda: not context.is_active())
 
 
 def _describe(strategy: registry.Strategy) -> query_pb2.StrategyInfo:

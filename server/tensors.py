@@ -39,6 +39,7 @@ def decode(
     ndims: tuple[int, ...],
     integer: bool = False,
     data: Payload | None = None,
+    finite: bool = True,
 ) -> NDArray:
     """Return ``tensor`` as a read-only array that shares the message's bytes.
 
@@ -55,6 +56,9 @@ def decode(
     data : buffer, optional
         The tensor's bytes when they did not come in ``tensor.data`` (a
         streamed tensor, see ``streaming``); read-only, shared, not copied.
+    finite : bool, default=True
+        Whether to check that float values are finite now; False leaves it
+        to the caller (``check_finite``), for bytes still arriving.
 
     Raises
     ------
@@ -102,12 +106,28 @@ def decode(
         )
 
     array = np.frombuffer(data, dtype=dtype).reshape(shape)
-    if not integer:
-        _check_finite(array, field)
+    if finite and not integer:
+        check_finite(array, field)
     return array
 
 
-def _check_finite(array: NDArray, field: str) -> None:
+def check_finite(array: NDArray, field: str, first_row: int = 0) -> None:
+    """Check that every value of ``array`` is finite.
+
+    ``first_row`` is the row of ``field`` that ``array`` starts at, for a
+    check made block by block; messages name rows of the whole tensor.
+
+    Raises
+    ------
+    InvalidRequestError
+        Naming the first row that holds NaN or an infinite value.
+    """
+    # A finite sum means finite values, without a mask the size of the
+    # array; an overflowing sum of finite values falls through to the mask.
+    with np.errstate(over="ignore", invalid="ignore"):
+        total = array.sum() if len(array) else 0.0
+    if np.isfinite(total):
+        return
     finite = np.isfinite(array)
     if finite.all():
         return
@@ -116,5 +136,6 @@ def _check_finite(array: NDArray, field: str) -> None:
     bad_value = row[~np.isfinite(row)][0]
     kind = "NaN" if np.isnan(bad_value) else "an infinite value"
     raise InvalidRequestError(
-        f"{field}: row {bad_row} contains {kind}; every value must be finite"
+        f"{field}: row {first_row + bad_row} contains {kind}; every value "
+        "must be finite"
     )

@@ -202,6 +202,13 @@ def _output(
     candidates = [
         v for v in model_outputs if _could_predict(v) and v.name != embeddings
     ]
+    if not candidates and embeddings:
+        raise InvalidRequestError(
+            f"{field}.embeddings_output: {embeddings!r} is the model's only "
+            "output that could hold predictions; the predictions need an "
+            "output of their own, so leave embeddings_output unset or name "
+            "another output"
+        )
     if len(candidates) != 1:
         raise InvalidRequestError(
             f"{field}.output_name: not set, and the model has "

@@ -11,6 +11,7 @@ import collections
 import dataclasses
 import hashlib
 import logging
+import re
 import threading
 
 import onnx
@@ -29,6 +30,7 @@ CHUNK_BYTES = 64 * MIB
 """Rows per run of a model with a dynamic batch axis are chosen so that the
 tensors of one chunk take about this much memory."""
 MAX_CHUNK_ROWS = 65536
+_SHA256 = re.compile(r"[0-9a-fA-F]{64}")
 
 ORT_ERRORS = tuple(
     getattr(ort.capi.onnxruntime_pybind11_state, name)
@@ -203,9 +205,16 @@ class ModelCache:
 
         Raises
         ------
+        InvalidRequestError
+            When ``sha256`` is not 64 hexadecimal digits.
         UnknownModelError
             When the cache does not hold it (never sent, or evicted).
         """
+        if not _SHA256.fullmatch(sha256):
+            raise InvalidRequestError(
+                f"{field}: {sha256[:80]!r} is not a SHA-256; expected 64 "
+                "hexadecimal digits"
+            )
         with self._lock:
             found = self._entries.get(sha256.lower())
             if found is not None:

@@ -25,6 +25,7 @@ from alquery.server.errors import InvalidRequestError
 from alquery.server.models import binding as bindings
 from alquery.server.models.cache import LoadedModel, ModelCache
 from alquery.server.models.runner import RunControl, run, to_probabilities
+from alquery.server.streaming import Assembly
 from alquery.server.tensors import decode
 from alquery.v1 import query_pb2
 
@@ -77,6 +78,7 @@ def apply(
     *,
     stop_requested: Callable[[], bool],
     on_stop: Callable[[Callable[[], None]], object],
+    arrivals: Assembly | None = None,
 ) -> dict[str, NDArray]:
     """Run ``request.inference``'s models and write their outputs into ``request``.
 
@@ -84,6 +86,10 @@ def apply(
     attribute ("pool_embeddings", ...), for ``edge.build_query``; an empty
     dict when the request carries no models. ``on_stop`` registers a
     callback run when the call ends; it aborts a run in progress.
+
+    With ``arrivals`` (a ``RankStream`` call still being read), the
+    embeddings it streams are read from its buffers: each chunk of rows
+    runs as soon as it has arrived and been checked to be finite.
 
     Raises
     ------
@@ -118,12 +124,10 @@ def apply(
         message = getattr(request, name)
         if not message.HasField("embeddings"):
             continue
-        features = decode(
-            message.embeddings, f"{name}.embeddings", ndims=(2,)
-        )
+        features, rows_ready = _features(message, name, arrivals)
         embeddings = _run_set(
             message, name, features, members, wanted, control,
-            np.random.SeedSequence([seed, set_index]),
+            np.random.SeedSequence([seed, set_index]), rows_ready,
         )
         if embeddings is not None:
             embeddings.flags.writeable = False
@@ -156,6 +160,22 @@ def _check_inputs(request: query_pb2.RankRequest) -> None:
         )
 
 
+def _features(
+    message: object, name: str, arrivals: Assembly | None
+) -> tuple[NDArray, Callable[[int], None] | None]:
+    """Decode a set's embeddings; for a streamed tensor, also return the
+    ``rows_ready`` that waits for its rows (see ``Assembly.rows_ready``)."""
+    field = f"{name}.embeddings"
+    if arrivals is None or field not in arrivals.fields:
+        return decode(message.embeddings, field, ndims=(2,)), None
+    features = decode(
+        message.embeddings, field, ndims=(2,), data=arrivals.buffer(field),
+        finite=False,
+    )
+    features.flags.writeable = False
+    return features, arrivals.rows_ready(field, features)
+
+
 def _run_set(
     message: object,
     name: str,
@@ -164,6 +184,7 @@ def _run_set(
     wanted: bool,
     control: RunControl,
     seed: np.random.SeedSequence,
+    rows_ready: Callable[[int], None] | None = None,
 ) -> NDArray | None:
     field = f"{name}.embeddings"
     parts, embeddings = [], None
@@ -175,7 +196,7 @@ def _run_set(
         outputs = run(
             member.loaded, member.binding, features,
             field=member.field, features_field=field, seed=member_seed,
-            control=control, predictions=wanted,
+            control=control, predictions=wanted, rows_ready=rows_ready,
         )
         if outputs.embeddings is not None:
             embeddings = outputs.embeddings

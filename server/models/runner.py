@@ -60,6 +60,7 @@ def run(
     seed: np.random.SeedSequence,
     control: RunControl,
     predictions: bool = True,
+    rows_ready: Callable[[int], None] | None = None,
 ) -> Outputs:
     """Run ``loaded`` on ``features`` (n_samples, n_features), all passes.
 
@@ -73,6 +74,10 @@ def run(
         Draws the Dropout seeds of a Monte-Carlo model; unused otherwise.
     predictions : bool, default=True
         False fetches only the embeddings output.
+    rows_ready : callable, optional
+        Called as ``rows_ready(n)`` before rows up to ``n`` are run; it
+        blocks until they are there (rows still arriving by ``RankStream``)
+        and raises when they never will be, or are not finite.
 
     Raises
     ------
@@ -97,7 +102,7 @@ def run(
     for pass_index in range(binding.passes):
         for start, rows, results in _chunks(
             session, binding, features, names, loaded.chunk_rows, control,
-            field, features_field,
+            field, features_field, rows_ready,
         ):
             place = slice(start, start + rows)
             if predictions:
@@ -119,9 +124,12 @@ def _chunks(
     control: RunControl,
     field: str,
     features_field: str,
+    rows_ready: Callable[[int], None] | None,
 ) -> Iterator[tuple[int, int, list[Any]]]:
     step = binding.fixed_batch_size or chunk_rows
     for start in range(0, len(features), step):
+        if rows_ready is not None:
+            rows_ready(min(start + step, len(features)))
         if control.stop_requested():
             raise CancelledError("the call was cancelled or its deadline passed")
         chunk = features[start:start + step]

@@ -120,7 +120,10 @@ def test_strategies_lists_the_servers_offer(client):
 def test_too_large_request_explains_the_limit():
     running = app.start(app.ServerConfig(port=0, metrics_port=None, max_message_mib=1))
     try:
-        with AlqueryClient(f"127.0.0.1:{running.port}", timeout=30) as client:
+        # One message (Rank) whatever its size; streams have their own limit.
+        with AlqueryClient(
+            f"127.0.0.1:{running.port}", timeout=30, stream_threshold_bytes=1 << 62
+        ) as client:
             with pytest.raises(AlqueryError) as raised:
                 client.rank(
                     "uncertainty.margin", 1, probabilities=np.full((70_000, 2), 0.5)

@@ -50,6 +50,36 @@ def test_a_server_that_starts_late_is_reached_by_retrying(caplog):
     assert retries(caplog) >= 1
 
 
+def test_a_streamed_call_is_retried_with_its_chunks_sent_again(caplog):
+    caplog.set_level(logging.INFO, logger="alquery.client.retry")
+    port = free_port()
+    started = []
+    timer = threading.Timer(
+        0.5,
+        lambda: started.append(
+            app.start(app.ServerConfig(port=port, metrics_port=None, threads=2))
+        ),
+    )
+    timer.start()
+    policy = RetryPolicy(max_attempts=10, initial_backoff=0.2, max_backoff=1.0)
+    progress = []
+    try:
+        with AlqueryClient(
+            f"127.0.0.1:{port}", timeout=30, retry=policy, stream_threshold_bytes=0
+        ) as client:
+            result = client.rank(
+                "uncertainty.margin", 1, probabilities=PROBABILITIES,
+                progress=lambda *sent: progress.append(sent),
+            )
+    finally:
+        timer.join()
+        for server in started:
+            server.stop(grace_seconds=0)
+    assert result.indices.tolist() == [0]
+    assert retries(caplog) >= 1
+    assert progress[-1][0] == progress[-1][1] > 0
+
+
 def test_without_retries_an_absent_server_fails_at_once(caplog):
     caplog.set_level(logging.INFO, logger="alquery.client.retry")
     target = f"127.0.0.1:{free_port()}"

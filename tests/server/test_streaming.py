@@ -8,6 +8,7 @@ import pytest
 from alquery.client import AlqueryClient
 from alquery.client import streaming as client_streaming
 from alquery.client.client import build_request
+from alquery.server import streaming as server_streaming
 from alquery.v1 import query_pb2
 
 F32, I64 = query_pb2.D_TYPE_FLOAT32, query_pb2.D_TYPE_INT64
@@ -117,6 +118,10 @@ MALFORMED = {
     "unknown dtype": ([header(dtype=9), chunk(GOOD)], "pool.embeddings.dtype:"),
     "empty axis": ([header(shape=[4, 0])], "pool.embeddings.shape:"),
     "four axes": ([header(shape=[1, 2, 2, 2])], "pool.embeddings.shape:"),
+    "no part": (
+        [header(), query_pb2.RankStreamRequest(), chunk(GOOD)],
+        "part: a message after the header sets neither header nor chunk",
+    ),
     "unnamed chunk": ([header(), chunk(GOOD, "labeled.embeddings")], "chunk.field:"),
     "overflow": ([header(), chunk(GOOD), chunk(b"x")], "pool.embeddings.data:"),
     "short": ([header(), chunk(GOOD[:-4])], "pool.embeddings.data:"),
@@ -171,3 +176,51 @@ def test_a_message_that_does_not_parse_gets_invalid_argument(channel, stub):
         raw(iter([header().SerializeToString(), b"\xff\xff\xff"]), timeout=30)
     assert raised.value.code() == grpc.StatusCode.INVALID_ARGUMENT
     assert "not a valid alquery.v1.RankStreamRequest" in raised.value.details()
+
+
+@pytest.mark.parametrize("n_bytes", [1, 127, 128, 16_383, 16_384, 3 << 20])
+@pytest.mark.parametrize("field", ["pool.embeddings", "x" * 200])
+def test_parse_reads_a_serialized_chunk_as_a_view(n_bytes, field):
+    data = np.random.default_rng(n_bytes).bytes(n_bytes)
+    raw = chunk(data, field).SerializeToString()
+    parsed = server_streaming.parse(raw)
+    assert isinstance(parsed, server_streaming.RawChunk)
+    assert parsed.field == field
+    assert parsed.data.obj is raw and parsed.data.tobytes() == data
+
+
+def _field(number, payload):
+    # A length-delimited field: tag, length (one byte here), payload.
+    return bytes([number << 3 | 2, len(payload)]) + payload
+
+
+OTHER_LAYOUTS = {
+    # Protobuf accepts these; the fast reader leaves them to protobuf.
+    "data before field": _field(
+        2, _field(2, GOOD) + _field(1, b"pool.embeddings")
+    ),
+    "an unknown field after": _field(
+        2, _field(1, b"pool.embeddings") + _field(2, GOOD)
+    ) + b"\x78\x01",
+    "the field twice, last wins": _field(
+        2, _field(1, b"labeled.labels") + _field(1, b"pool.embeddings")
+        + _field(2, GOOD)
+    ),
+}
+
+
+@pytest.mark.parametrize("layout", OTHER_LAYOUTS)
+def test_chunks_in_other_layouts_are_parsed_by_protobuf(channel, layout):
+    raw = OTHER_LAYOUTS[layout]
+    parsed = server_streaming.parse(raw)
+    assert isinstance(parsed, query_pb2.RankStreamRequest)
+    assert parsed.chunk.field == "pool.embeddings" and parsed.chunk.data == GOOD
+    # Over the wire they give the answer of the usual layout.
+    call = channel.stream_unary(
+        "/alquery.v1.QueryService/RankStream",
+        request_serializer=lambda message: message,
+        response_deserializer=query_pb2.RankStreamResponse.FromString,
+    )
+    usual = call(iter([header().SerializeToString(), chunk(GOOD).SerializeToString()]))
+    other = call(iter([header().SerializeToString(), raw]))
+    assert other.response == usual.response

@@ -4,7 +4,7 @@ import hashlib
 
 import pytest
 
-from alquery.server.errors import UnknownModelError
+from alquery.server.errors import InvalidRequestError, UnknownModelError
 from alquery.server.models.cache import ModelCache
 from onnx_models import mlp
 
@@ -39,8 +39,15 @@ def test_adding_past_the_byte_limit_evicts_the_least_recently_used():
 
 def test_an_unknown_hash_names_the_hash():
     cache = ModelCache(SIZE, SIZE, threads=1)
+    unknown = "abc123" + "0" * 58
     with pytest.raises(UnknownModelError, match="^f: this server holds no model "
-                       "with SHA-256 'abc123'"):
+                       f"with SHA-256 '{unknown}'"):
+        cache.get(unknown, "f")
+
+
+def test_a_malformed_hash_is_an_invalid_request():
+    cache = ModelCache(SIZE, SIZE, threads=1)
+    with pytest.raises(InvalidRequestError, match="^f: 'abc123' is not a SHA-256"):
         cache.get("abc123", "f")
 
 

@@ -273,3 +273,45 @@ def test_stated_probabilities_that_are_not_distributions_are_refused(client):
     assert error.value.details.startswith(
         "inference.models[0]: output 'logits' on pool.embeddings: row 0"
     )
+
+
+@pytest.mark.parametrize("bad", ["abc", "0" * 63, "g" * 64, "0" * 65, ""])
+def test_a_malformed_hash_is_invalid_naming_the_field(stub, bad):
+    request = query_pb2.RankRequest(
+        pool=query_pb2.Pool(embeddings=tensor(POOL)),
+        uncertainty=query_pb2.UncertaintyStrategy(method=3),
+        batch_size=2,
+        inference=query_pb2.Inference(models=[query_pb2.Model(sha256=bad)]),
+    )
+    with pytest.raises(grpc.RpcError) as error:
+        stub.Rank(request)
+    assert error.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+    assert error.value.details() == (
+        f"inference.models[0].sha256: {bad!r} is not a SHA-256; expected "
+        "64 hexadecimal digits"
+    )
+    with pytest.raises(grpc.RpcError) as error:
+        stub.DescribeModel(
+            query_pb2.DescribeModelRequest(model=query_pb2.Model(sha256="abc"))
+        )
+    assert error.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+    assert error.value.details().startswith("model.sha256: 'abc' is not a SHA-256")
+
+
+def single_output_mlp() -> bytes:
+    import onnx
+
+    model = onnx.ModelProto.FromString(mlp(6, 4, 3))
+    del model.graph.output[1]  # keep "logits" alone
+    return model.SerializeToString()
+
+
+def test_embeddings_output_naming_the_only_output_says_so(client):
+    model = OnnxModel(single_output_mlp(), embeddings_output="logits")
+    with pytest.raises(AlqueryError) as error:
+        client.rank("uncertainty.margin", 3, model=model, embeddings=POOL)
+    assert error.value.code == grpc.StatusCode.INVALID_ARGUMENT
+    assert error.value.details.startswith(
+        "inference.models[0].embeddings_output: 'logits' is the model's only "
+        "output that could hold predictions"
+    )

@@ -1,0 +1,28 @@
+"""tensors.check_finite: the first bad row of the whole tensor, and no false
+alarm when a sum of finite values overflows."""
+
+import numpy as np
+import pytest
+
+from alquery.server.errors import InvalidRequestError
+from alquery.server.tensors import check_finite
+
+
+def test_finite_values_whose_sum_overflows_pass():
+    values = np.full((4, 3), 3e38, dtype=np.float32)  # the sum is inf
+    check_finite(values, "pool.embeddings")
+
+
+@pytest.mark.parametrize("bad, kind", [(np.nan, "NaN"), (-np.inf, "an infinite")])
+def test_the_first_bad_row_is_named_from_the_block_offset(bad, kind):
+    block = np.zeros((5, 2), dtype=np.float32)
+    block[3, 1] = bad
+    block[4, 0] = np.nan
+    with pytest.raises(InvalidRequestError, match=(
+        f"^pool.embeddings: row 103 contains {kind}"
+    )):
+        check_finite(block, "pool.embeddings", first_row=100)
+
+
+def test_an_empty_block_passes():
+    check_finite(np.zeros((0, 3)), "pool.embeddings")
