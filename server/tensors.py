@@ -107,14 +107,19 @@ def decode(
     return array
 
 
-def _check_finite(array: NDArray, field: str) -> None:
-    finite = np.isfinite(array)
-    if finite.all():
-        return
-    bad_row = int(np.argmin(finite.reshape(len(array), -1).all(axis=1)))
-    row = array[bad_row].ravel()
-    bad_value = row[~np.isfinite(row)][0]
-    kind = "NaN" if np.isnan(bad_value) else "an infinite value"
-    raise InvalidRequestError(
-        f"{field}: row {bad_row} contains {kind}; every value must be finite"
-    )
+def _check_finite(array: NDArray, field: str, chunk_bytes: int = 2 * 2**20) -> None:
+    # Chunk by chunk, so the mask never grows past a chunk.
+    rows = max(1, chunk_bytes // max(1, array[0].nbytes))
+    for start in range(0, len(array), rows):
+        block = array[start : start + rows]
+        finite = np.isfinite(block)
+        if finite.all():
+            continue
+        bad = int(np.argmin(finite.reshape(len(block), -1).all(axis=1)))
+        row = block[bad].ravel()
+        bad_value = row[~np.isfinite(row)][0]
+        kind = "NaN" if np.isnan(bad_value) else "an infinite value"
+        raise InvalidRequestError(
+            f"{field}: row {start + bad} contains {kind}; every value must be "
+            "finite"
+        )
