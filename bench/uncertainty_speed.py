@@ -209,7 +209,9 @@ def scikit_activeml(p: np.ndarray, measure: str, batch_size: int):
 
     def run():
         strategy = UncertaintySampling(method=method, random_state=0)
-        return strategy.query(X, y, clf=classifier, fit_clf=False, batch_size=batch_size)
+        return strategy.query(
+            X, y, clf=classifier, fit_clf=False, batch_size=batch_size
+        )
 
     return run
 
@@ -230,7 +232,10 @@ def small_text(p: np.ndarray, measure: str, batch_size: int):
     empty = np.array([], dtype=np.int64)
 
     def run():
-        picked = kind().query(Outputs(p), unlabeled, unlabeled, empty, empty, n=batch_size)
+        strategy = kind()
+        picked = strategy.query(
+            Outputs(p), unlabeled, unlabeled, empty, empty, n=batch_size
+        )
         return np.asarray(picked)
 
     return run
@@ -287,7 +292,8 @@ def run_server_case(measure: str, rows: int, classes: int, batch_size: int,
         client = AlqueryClient(server.target, timeout=3600)
         client.rank(f"uncertainty.{measure}", 1, probabilities=p[:10])
         gc.collect()
-        baseline, server_baseline = status_kib("self", "VmRSS"), status_kib(pid, "VmRSS")
+        baseline = status_kib("self", "VmRSS")
+        server_baseline = status_kib(pid, "VmRSS")
         reset_peak("self")
         reset_peak(pid)
         times, server_ms, picked = [], [], None
@@ -417,8 +423,8 @@ def main(argv: list[str] | None = None) -> None:
                         help="seconds one case may take")
     parser.add_argument("--results", type=pathlib.Path, default=HERE / "RESULTS.md")
     parser.add_argument("--no-write", action="store_true")
-    parser.add_argument("--child", nargs=4, metavar=("IMPL", "MEASURE", "ROWS", "C"),
-                        help=argparse.SUPPRESS)
+    parser.add_argument("--child", nargs=4, help=argparse.SUPPRESS,
+                        metavar=("IMPL", "MEASURE", "ROWS", "C"))
     args = parser.parse_args(argv)
 
     if args.child:
