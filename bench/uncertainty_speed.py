@@ -30,7 +30,8 @@ resident memory (VmHWM) minus its resident memory once the input is loaded
 (the peak is reset there), so the input itself is not counted. Every batch
 is compared with alquery core's (same positions, same order).
 
-Writes a section of bench/RESULTS.md between uncertainty-speed markers.
+Writes one section of bench/RESULTS.md per size, between
+uncertainty-speed-ROWSxCLASSES markers.
 The default sizes move 4 GB inputs; hold the big-memory lock:
 
     flock /tmp/alquery-bigmem.lock .venv/bin/python bench/uncertainty_speed.py
@@ -46,6 +47,7 @@ import re
 import shlex
 import subprocess
 import sys
+import tempfile
 import time
 
 import numpy as np
@@ -255,12 +257,12 @@ RUNNERS = {
 # ---- one case, in a child process ----
 
 
-def run_case(implementation: str, measure: str, rows: int, classes: int,
+def run_case(implementation: str, measure: str, data: pathlib.Path,
              batch_size: int, repeat: int) -> dict:
     """Run one case here and return its numbers; called in a fresh child."""
     if implementation == "alquery server":
-        return run_server_case(measure, rows, classes, batch_size, repeat)
-    p = probabilities(rows, classes)
+        return run_server_case(measure, data, batch_size, repeat)
+    p = np.load(data)
     runner = RUNNERS[implementation]
     # A first call on a few rows loads what the implementation imports or
     # builds lazily, so the peak below is the call's own memory.
@@ -280,12 +282,13 @@ def run_case(implementation: str, measure: str, rows: int, classes: int,
             "picked": np.asarray(picked).tolist()}
 
 
-def run_server_case(measure: str, rows: int, classes: int, batch_size: int,
+def run_server_case(measure: str, data: pathlib.Path, batch_size: int,
                     repeat: int) -> dict:
     from alquery.client import AlqueryClient
     from alquery.client.local import LocalServer
 
-    p = probabilities(rows, classes)
+    p = np.load(data)
+    rows = len(p)
     args = ["--max-stream-mib", "16384", "--max-message-mib", "2047"]
     with LocalServer(args) as server:
         pid = server.process.pid
@@ -332,13 +335,12 @@ def _next_duration_ms(log: list[str], rows: int, seen: int) -> float:
 # ---- the parent: one child per case, then the table ----
 
 
-def child(implementation: str, measure: str, rows: int, classes: int,
+def child(implementation: str, measure: str, data: pathlib.Path,
           batch_size: int, repeat: int, timeout: float) -> dict:
     """Run one case in a fresh interpreter; a failure becomes an ``error``."""
     command = [
-        sys.executable, __file__, "--child", implementation, measure,
-        str(rows), str(classes), "--batch-size", str(batch_size),
-        "--repeat", str(repeat),
+        sys.executable, __file__, "--child", implementation, measure, str(data),
+        "--batch-size", str(batch_size), "--repeat", str(repeat),
     ]
     try:
         done = subprocess.run(command, capture_output=True, text=True,
@@ -423,21 +425,23 @@ def main(argv: list[str] | None = None) -> None:
                         help="seconds one case may take")
     parser.add_argument("--results", type=pathlib.Path, default=HERE / "RESULTS.md")
     parser.add_argument("--no-write", action="store_true")
-    parser.add_argument("--child", nargs=4, help=argparse.SUPPRESS,
-                        metavar=("IMPL", "MEASURE", "ROWS", "C"))
+    parser.add_argument("--data-dir", type=pathlib.Path,
+                        default=pathlib.Path(tempfile.gettempdir()),
+                        help="where each size's input is saved for the children "
+                        "(removed at the end)")
+    parser.add_argument("--child", nargs=3, help=argparse.SUPPRESS,
+                        metavar=("IMPL", "MEASURE", "DATA"))
     args = parser.parse_args(argv)
 
     if args.child:
-        implementation, measure, rows, classes = args.child
-        result = run_case(implementation, measure, int(rows), int(classes),
+        implementation, measure, data = args.child
+        result = run_case(implementation, measure, pathlib.Path(data),
                           args.batch_size, args.repeat)
         print(json.dumps(result))
         return
 
     implementations = args.implementations.split(",")
-    text = [
-        "## Uncertainty scoring: alquery against numpy and the peers",
-        "",
+    header = [
         "`flock /tmp/alquery-bigmem.lock .venv/bin/python "
         + shlex.join(["bench/uncertainty_speed.py", *(argv or sys.argv[1:])])
         + "`. One fresh child process per case; seconds are the best of "
@@ -450,20 +454,27 @@ def main(argv: list[str] | None = None) -> None:
     ]
     for size in args.sizes.split(","):
         rows, classes = (int(part) for part in size.split("x"))
+        data = args.data_dir / f"alquery-uncertainty-{rows}x{classes}.npy"
+        np.save(data, probabilities(rows, classes))
+        gc.collect()
         results = {}
-        for measure in MEASURES:
-            for implementation in implementations:
-                result = child(implementation, measure, rows, classes,
-                               args.batch_size, args.repeat, args.timeout)
-                results[(measure, implementation)] = result
-                shown = result.get("error") or f"{result['seconds']:.3f} s"
-                print(f"{size} {measure} {implementation}: {shown}", flush=True)
-        text += ["", *table(rows, classes, results), ""]
-        text += transport_lines(results)
-        # Written after every size, so a long run leaves what it measured.
+        try:
+            for measure in MEASURES:
+                for implementation in implementations:
+                    result = child(implementation, measure, data,
+                                   args.batch_size, args.repeat, args.timeout)
+                    results[(measure, implementation)] = result
+                    shown = result.get("error") or f"{result['seconds']:.3f} s"
+                    print(f"{size} {measure} {implementation}: {shown}", flush=True)
+        finally:
+            data.unlink()
+        text = ["## Uncertainty scoring: alquery against numpy and the peers, "
+                f"{rows:,} x {classes:,}", "", *header, "",
+                *table(rows, classes, results), "", *transport_lines(results)]
+        print("\n".join(text))
+        # One section per size, so sizes can be rerun apart.
         if not args.no_write:
-            write_section(SECTION, "\n".join(text), args.results)
-    print("\n".join(text))
+            write_section(f"{SECTION}-{size}", "\n".join(text), args.results)
 
 
 if __name__ == "__main__":
