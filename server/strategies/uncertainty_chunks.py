@@ -12,8 +12,8 @@ dtype; 1 - p, the gap and the ratio are taken in float64). Entropy's terms
 p ln p are computed in float64 and added exactly after snapping
 (``information.snap_to_grid``), so it is within n_classes 2^-53 M of the
 formula (M from ``information.grid_offset``; 9e-13 for 1,000 classes).
-A float32 log would have been about twice as fast but moves entropies by up
-to 2e-7 relative, which reorders close samples.
+np.log is about twice as fast in float32 here, but a float32 log moves
+entropies by up to 2e-7 relative, which reorders close samples.
 """
 
 from __future__ import annotations
@@ -24,8 +24,12 @@ from collections.abc import Callable
 import numpy as np
 from numpy.typing import NDArray
 
-from alquery.server.chunks import CHUNK_BYTES, chunk_rows, probability_chunks
-from alquery.server.chunks import working_dtype
+from alquery.server.chunks import (
+    CHUNK_BYTES,
+    chunk_rows,
+    probability_chunks,
+    working_dtype,
+)
 from alquery.server.rows import FEW_COLUMNS, row_max, row_sum
 from alquery.server.strategies.information import snap_to_grid
 
@@ -35,10 +39,10 @@ class Scratch:
     """Buffers one scoring pass reuses for every chunk.
 
     ``wide`` has the chunk's shape in the working dtype; ``clamped`` and
-    ``terms`` too, in float64. ``first``,
-    ``second`` and ``third`` hold one value per row, ``where`` one index.
-    numpy only maps pages in when they are written, so a buffer a kernel
-    never touches costs no memory.
+    ``terms`` too, in float64. ``first``, ``second`` and ``third`` hold one
+    value per row, ``where`` one index, ``rows`` the row numbers. Pages are
+    only mapped in when written, so a buffer a kernel never touches costs no
+    memory.
     """
 
     wide: NDArray
