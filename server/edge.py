@@ -9,6 +9,7 @@ range. Strategies trust a ``Query`` and check nothing again.
 from __future__ import annotations
 
 import dataclasses
+import functools
 from collections.abc import Callable, Mapping
 from typing import Any
 
@@ -37,6 +38,11 @@ class Query:
     Probabilities have shape (n, n_classes) or (n, n_passes, n_classes) and
     are float64 (logits have already gone through the softmax). Indices in
     ``ranked_indices`` of a result are pool positions.
+
+    The pool's predictions stay as the client sent them, in its dtype, in
+    ``pool_predictions`` (logits when ``pool_logits``), so that measures
+    that score them chunk by chunk never hold a float64 copy;
+    ``pool_probabilities`` converts them on first use.
     """
 
     strategy: registry.Strategy
@@ -48,7 +54,8 @@ class Query:
     warnings: tuple[str, ...]
     selection_mode: int = query_pb2.Selection.MODE_TOP_K
     temperature: float = 1.0
-    pool_probabilities: NDArray[np.float64] | None = None
+    pool_predictions: NDArray | None = None
+    pool_logits: bool = False
     pool_embeddings: NDArray | None = None
     labeled_embeddings: NDArray | None = None
     labeled_labels: NDArray | None = None
@@ -57,6 +64,17 @@ class Query:
     validation_embeddings: NDArray | None = None
     target_probabilities: NDArray[np.float64] | None = None
     stop_requested: Callable[[], bool] = lambda: False
+
+    @functools.cached_property
+    def pool_probabilities(self) -> NDArray[np.float64] | None:
+        """The pool's probabilities in float64, computed once on first use.
+
+        Shape (n_pool, [n_passes,] n_classes); None when the request sent
+        no pool predictions.
+        """
+        if self.pool_predictions is None:
+            return None
+        return probs.from_predictions(self.pool_predictions, logits=self.pool_logits)
 
     def check_cancelled(self) -> None:
         """Raise ``CancelledError`` once the call is over (client cancelled,
@@ -130,6 +148,8 @@ def build_query(
     _check_required(arrays, strategy)
     _check_passes(arrays, strategy, request)
 
+    pool_kind = request.pool.WhichOneof("predictions")
+    arrays["pool_predictions"] = arrays.pop("pool_probabilities")
     warnings = []
     batch_size = request.batch_size
     if batch_size > n_pool:
@@ -150,6 +170,7 @@ def build_query(
         selection_mode=mode,
         temperature=temperature,
         stop_requested=stop_requested or _never,
+        pool_logits=pool_kind == "logits",
         **arrays,
     )
     params = _resolve_params(getattr(request, strategy.family), partial)
@@ -186,7 +207,8 @@ def _valid_names() -> str:
 
 def _decode_predictions(
     message: Any, prefix: str, payloads: Mapping[str, Payload]
-) -> NDArray[np.float64] | None:
+) -> NDArray | None:
+    # Checked, in the dtype sent: logits stay logits.
     kind = message.WhichOneof("predictions")
     if kind is None:
         return None
@@ -202,10 +224,19 @@ def _decode_predictions(
             f"{field}: has {array.shape[-1]} class; at least 2 classes are "
             "needed (send a binary model's output as two columns, 1 - p and p)"
         )
-    if kind == "logits":
-        return probs.softmax(array)
-    probs.check_probabilities(array, field)
-    return np.asarray(array, dtype=np.float64)
+    if kind == "probabilities":
+        probs.check_probabilities(array, field)
+    return array
+
+
+def _probabilities(
+    message: Any, prefix: str, payloads: Mapping[str, Payload]
+) -> NDArray[np.float64] | None:
+    values = _decode_predictions(message, prefix, payloads)
+    if values is None:
+        return None
+    logits = message.WhichOneof("predictions") == "logits"
+    return probs.from_predictions(values, logits=logits)
 
 
 def _decode_arrays(
@@ -231,7 +262,7 @@ def _decode_arrays(
         "labeled_labels": optional(
             labeled, "labels", "labeled.labels", ndims=(1,), integer=True
         ),
-        "validation_probabilities": _decode_predictions(
+        "validation_probabilities": _probabilities(
             validation, "validation", payloads
         ),
         "validation_labels": optional(
@@ -240,7 +271,7 @@ def _decode_arrays(
         "validation_embeddings": optional(
             validation, "embeddings", "validation.embeddings", ndims=(2,)
         ),
-        "target_probabilities": _decode_predictions(request.target, "target", payloads),
+        "target_probabilities": _probabilities(request.target, "target", payloads),
     }
     for key in _EMBEDDINGS:
         _check_magnitude(arrays[key], input_field(key))

@@ -9,6 +9,7 @@ import numpy as np
 from numpy.typing import NDArray
 
 from alquery.server.errors import InvalidRequestError
+from alquery.server.rows import row_max, row_sum
 
 SUM_TOLERANCE = 1e-3
 """How far a probability row's sum may be from 1 (float32 softmax outputs
@@ -19,41 +20,89 @@ LOSS_EPSILON = 1e-12
 ``cross_entropy``, so a confident wrong answer costs ln(1e12) = 27.6."""
 
 
-def softmax(logits: NDArray) -> NDArray[np.float64]:
-    """Return softmax over the last axis, in float64.
+def softmax(logits: NDArray, out: NDArray | None = None) -> NDArray:
+    """Return softmax over the last axis, in float64 unless ``out`` says.
 
     p_c = exp(z_c - max_k z_k) / sum_j exp(z_j - max_k z_k). Subtracting the
     row maximum keeps every exponent at most 0, so no finite input overflows.
+    ``out``, when given, receives the result and sets the dtype it is
+    computed in (the chunked scoring passes a float32 buffer for float32
+    logits).
     """
-    shifted = np.asarray(logits, dtype=np.float64) - logits.max(axis=-1, keepdims=True)
-    np.exp(shifted, out=shifted)
-    shifted /= shifted.sum(axis=-1, keepdims=True)
-    return shifted
+    if out is None:
+        out = np.empty(logits.shape, np.float64)
+    if logits.ndim == 2:
+        top = row_max(logits)[:, np.newaxis]
+    else:
+        top = logits.max(axis=-1, keepdims=True)
+    np.subtract(logits, top, out=out, dtype=out.dtype)
+    np.exp(out, out=out)
+    if out.ndim == 2:
+        out /= row_sum(out)[:, np.newaxis]
+    else:
+        out /= out.sum(axis=-1, keepdims=True)
+    return out
 
 
-def check_probabilities(probabilities: NDArray, field: str) -> None:
+def from_predictions(values: NDArray, *, logits: bool) -> NDArray[np.float64]:
+    """Return float64 probabilities from checked probabilities or logits.
+
+    Logits go through ``softmax``; probabilities are only cast (no copy when
+    they are float64 already).
+    """
+    if logits:
+        return softmax(values)
+    return np.asarray(values, dtype=np.float64)
+
+
+def check_probabilities(
+    probabilities: NDArray, field: str, chunk_bytes: int = 2 * 2**20
+) -> None:
     """Raise ``InvalidRequestError`` unless every row is a distribution.
 
     A row is a distribution when each value lies in [0, 1] and the values sum
     to 1 within ``SUM_TOLERANCE``. The message names the first bad row (the
     row index is the sample's position; for three axes, the pass is named
-    too).
+    too); a bad sum anywhere is reported before a value out of range.
+
+    Notes
+    -----
+    Checked ``chunk_bytes`` of rows at a time, so no temporary is larger
+    than a chunk.
     """
-    sums = probabilities.sum(axis=-1, dtype=np.float64)
-    bad_sum = np.abs(sums - 1.0) > SUM_TOLERANCE
-    if bad_sum.any():
-        where = np.argwhere(bad_sum)[0]
-        raise InvalidRequestError(
-            f"{field}: {_position(where)} sums to {sums[tuple(where)]:.6g}; "
-            f"each row must sum to 1 within {SUM_TOLERANCE:g}"
-        )
-    out_of_range = (probabilities < 0) | (probabilities > 1)
-    if out_of_range.any():
+    row_bytes = probabilities[0].size * probabilities.itemsize
+    rows = max(1, chunk_bytes // row_bytes)
+    first_out_of_range = None
+    for start in range(0, len(probabilities), rows):
+        block = probabilities[start : start + rows]
+        _check_sums(block, start, field)
+        if first_out_of_range is None and (block.min() < 0 or block.max() > 1):
+            first_out_of_range = start
+    if first_out_of_range is not None:
+        block = probabilities[first_out_of_range : first_out_of_range + rows]
+        out_of_range = (block < 0) | (block > 1)
         where = np.argwhere(out_of_range)[0]
-        value = probabilities[tuple(where)]
+        value = block[tuple(where)]
+        where[0] += first_out_of_range
         raise InvalidRequestError(
             f"{field}: {_position(where[:-1])} holds {value:.6g} for class "
             f"{where[-1]}; probabilities must lie in [0, 1]"
+        )
+
+
+def _check_sums(block: NDArray, start: int, field: str) -> None:
+    if block.ndim == 2:
+        sums = row_sum(block, out=np.empty(len(block)))
+    else:
+        sums = block.sum(axis=-1, dtype=np.float64)
+    bad_sum = np.abs(sums - 1.0) > SUM_TOLERANCE
+    if bad_sum.any():
+        where = np.argwhere(bad_sum)[0]
+        value = sums[tuple(where)]
+        where[0] += start
+        raise InvalidRequestError(
+            f"{field}: {_position(where)} sums to {value:.6g}; "
+            f"each row must sum to 1 within {SUM_TOLERANCE:g}"
         )
 
 

@@ -24,20 +24,33 @@ def top_k(scores: NDArray, batch_size: int, *, higher_first: bool) -> Ranking:
     Notes
     -----
     Tie-break: equal scores go to the lower pool position first, so results
-    are deterministic. The k-th best key is found by partial selection
-    (O(n_pool)); every sample whose key is at least that good is kept, and only
-    those are sorted with a stable sort (O(m log m), m >= batch_size, m larger
-    only when ties straddle the cut).
+    are deterministic; the answer is exactly that of a full stable sort.
+    ``np.argpartition`` finds a set of ``batch_size`` best keys in O(n_pool);
+    if the cut falls inside a run of equal keys, the tied samples it kept are
+    replaced by the lowest tied positions. Only the chosen ``batch_size``
+    are then sorted, stably by key from position order: O(n_pool + k log k)
+    for k = ``batch_size``, whatever the ties.
     """
     keys = -scores if higher_first else scores
     n_pool = len(keys)
     if batch_size < n_pool:
-        kth = np.partition(keys, batch_size - 1)[batch_size - 1]
-        candidates = np.flatnonzero(keys <= kth)
+        chosen = _best_positions(keys, batch_size)
     else:
-        candidates = np.arange(n_pool)
-    order = candidates[np.argsort(keys[candidates], kind="stable")][:batch_size]
+        chosen = np.arange(n_pool)
+    order = chosen[np.argsort(keys[chosen], kind="stable")]
     return Ranking(ranked_indices=order.astype(np.int64), scores=scores[order])
+
+
+def _best_positions(keys: NDArray, batch_size: int) -> NDArray[np.intp]:
+    # The batch_size smallest keys, equal keys by lower position, in
+    # ascending position order.
+    picked = np.argpartition(keys, batch_size - 1)[:batch_size]
+    kth = keys[picked].max()
+    better = picked[keys[picked] < kth]
+    tied = np.flatnonzero(keys == kth)[: batch_size - len(better)]
+    chosen = np.concatenate([better, tied])
+    chosen.sort()
+    return chosen
 
 
 def sample(

@@ -111,7 +111,9 @@ def decode(
     return array
 
 
-def check_finite(array: NDArray, field: str, first_row: int = 0) -> None:
+def check_finite(
+    array: NDArray, field: str, first_row: int = 0, chunk_bytes: int = 2 * 2**20
+) -> None:
     """Check that every value of ``array`` is finite.
 
     ``first_row`` is the row of ``field`` that ``array`` starts at, for a
@@ -123,19 +125,23 @@ def check_finite(array: NDArray, field: str, first_row: int = 0) -> None:
         Naming the first row that holds NaN or an infinite value.
     """
     # A finite sum means finite values, without a mask the size of the
-    # array; an overflowing sum of finite values falls through to the mask.
+    # array; an overflowing sum of finite values falls through to the
+    # masks, chunk by chunk, so a mask never grows past a chunk.
     with np.errstate(over="ignore", invalid="ignore"):
         total = array.sum() if len(array) else 0.0
     if np.isfinite(total):
         return
-    finite = np.isfinite(array)
-    if finite.all():
-        return
-    bad_row = int(np.argmin(finite.reshape(len(array), -1).all(axis=1)))
-    row = array[bad_row].ravel()
-    bad_value = row[~np.isfinite(row)][0]
-    kind = "NaN" if np.isnan(bad_value) else "an infinite value"
-    raise InvalidRequestError(
-        f"{field}: row {first_row + bad_row} contains {kind}; every value "
-        "must be finite"
-    )
+    rows = max(1, chunk_bytes // max(1, array[0].nbytes))
+    for start in range(0, len(array), rows):
+        block = array[start : start + rows]
+        finite = np.isfinite(block)
+        if finite.all():
+            continue
+        bad = int(np.argmin(finite.reshape(len(block), -1).all(axis=1)))
+        row = block[bad].ravel()
+        bad_value = row[~np.isfinite(row)][0]
+        kind = "NaN" if np.isnan(bad_value) else "an infinite value"
+        raise InvalidRequestError(
+            f"{field}: row {first_row + start + bad} contains {kind}; every "
+            "value must be finite"
+        )

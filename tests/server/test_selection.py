@@ -36,6 +36,23 @@ def test_top_k_agrees_with_a_full_stable_sort_on_many_ties():
             np.testing.assert_array_equal(got.ranked_indices, expected)
 
 
+@pytest.mark.parametrize("n_distinct", [1, 2, 3, 50, 10_000])
+@pytest.mark.parametrize("higher_first", [True, False])
+def test_top_k_equals_a_full_stable_sort_whatever_the_ties(n_distinct, higher_first):
+    # n_distinct=1 puts the whole pool in one tie; with few distinct values
+    # every cut falls inside a long run of ties that argpartition splits
+    # arbitrarily.
+    rng = np.random.default_rng(n_distinct)
+    scores = rng.integers(0, n_distinct, size=20_000).astype(float)
+    scores[rng.random(len(scores)) < 0.1] *= -0.0  # -0.0 ties 0.0
+    keys = -scores if higher_first else scores
+    full = np.argsort(keys, kind="stable")
+    for batch_size in (1, 2, 99, 4_321, 19_999, 20_000):
+        got = top_k(scores, batch_size, higher_first=higher_first)
+        np.testing.assert_array_equal(got.ranked_indices, full[:batch_size])
+        np.testing.assert_array_equal(got.scores, scores[full[:batch_size]])
+
+
 from alquery.server.selection import sample  # noqa: E402
 from alquery.v1 import query_pb2  # noqa: E402
 

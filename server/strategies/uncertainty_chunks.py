@@ -1,0 +1,170 @@
+"""Chunk kernels of the single-pass uncertainty measures.
+
+``scores_by_chunk`` walks the pool in row chunks (``chunks``) and lets a
+kernel write each chunk's part of the n_pool scores vector, reusing one set
+of scratch buffers, so no temporary grows past a chunk.
+
+Precision. Two-axis float32 probabilities are read as float32; logits go
+through the softmax, and passes are averaged, in float64. Against the
+float64 formula on the same input values, least confidence, margin and
+ratio of confidence are exact (the top two values are found exactly in any
+dtype; 1 - p, the gap and the ratio are taken in float64). Entropy's terms
+p ln p are computed in float64 and added exactly after snapping
+(``information.snap_to_grid``), so it is within n_classes 2^-53 M of the
+formula (M from ``information.grid_offset``; 9e-13 for 1,000 classes).
+np.log is about twice as fast in float32 here, but a float32 log moves
+entropies by up to 2e-7 relative, which reorders close samples.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Callable
+
+import numpy as np
+from numpy.typing import NDArray
+
+from alquery.server.chunks import (
+    CHUNK_BYTES,
+    chunk_rows,
+    probability_chunks,
+    working_dtype,
+)
+from alquery.server.rows import FEW_COLUMNS, row_max, row_sum
+from alquery.server.strategies.information import snap_to_grid
+
+
+@dataclasses.dataclass(frozen=True)
+class Scratch:
+    """Buffers one scoring pass reuses for every chunk.
+
+    ``wide`` has the chunk's shape in the working dtype; ``clamped`` and
+    ``terms`` too, in float64. ``first``, ``second`` and ``third`` hold one
+    value per row, ``where`` one index, ``rows`` the row numbers. Pages are
+    only mapped in when written, so a buffer a kernel never touches costs no
+    memory.
+    """
+
+    wide: NDArray
+    clamped: NDArray[np.float64]
+    terms: NDArray[np.float64]
+    first: NDArray
+    second: NDArray
+    third: NDArray
+    where: NDArray[np.intp]
+    rows: NDArray[np.intp]
+
+    @classmethod
+    def allocate(cls, rows: int, n_classes: int, dtype: np.dtype) -> Scratch:
+        """Return buffers for chunks of ``rows`` rows of ``n_classes``."""
+        return cls(
+            wide=np.empty((rows, n_classes), dtype),
+            clamped=np.empty((rows, n_classes)),
+            terms=np.empty((rows, n_classes)),
+            first=np.empty(rows, dtype),
+            second=np.empty(rows, dtype),
+            third=np.empty(rows, dtype),
+            where=np.empty(rows, np.intp),
+            rows=np.arange(rows),
+        )
+
+
+Kernel = Callable[[NDArray, NDArray[np.float64], Scratch], None]
+"""Writes the scores of one chunk: (probabilities, out, scratch)."""
+
+
+def scores_by_chunk(
+    values: NDArray,
+    kernel: Kernel,
+    *,
+    logits: bool = False,
+    chunk_bytes: int = CHUNK_BYTES,
+) -> NDArray[np.float64]:
+    """Return one float64 score per pool sample, computed chunk by chunk.
+
+    Parameters
+    ----------
+    values : ndarray of shape (n_pool, [n_passes,] n_classes)
+        Checked probabilities, or logits when ``logits`` is True.
+    kernel : Kernel
+        Scores one chunk of predictive distributions.
+    logits : bool, default=False
+        Whether ``values`` holds logits.
+    chunk_bytes : int, default=CHUNK_BYTES
+        Working bytes per chunk.
+
+    Returns
+    -------
+    scores : ndarray of shape (n_pool,), float64
+    """
+    rows = chunk_rows(values, logits=logits, chunk_bytes=chunk_bytes)
+    dtype = working_dtype(values, logits=logits)
+    scratch = Scratch.allocate(rows, values.shape[-1], dtype)
+    scores = np.empty(len(values))
+    for chunk in probability_chunks(values, logits=logits, rows=rows):
+        kernel(chunk.probabilities, scores[chunk.start : chunk.stop], scratch)
+    return scores
+
+
+def top_one(p: NDArray, out: NDArray[np.float64], scratch: Scratch) -> None:
+    """Write max_c p_ic of each row into ``out``."""
+    np.copyto(out, row_max(p, out=scratch.first[: len(p)]))
+
+
+def margin_gap(p: NDArray, out: NDArray[np.float64], scratch: Scratch) -> None:
+    """Write p_(1) - p_(2) of each row into ``out``, subtracted in float64."""
+    first, second = top_two(p, scratch)
+    np.subtract(first, second, out=out, dtype=np.float64)
+
+
+def top_ratio(p: NDArray, out: NDArray[np.float64], scratch: Scratch) -> None:
+    """Write p_(2) / p_(1) of each row into ``out``, divided in float64."""
+    first, second = top_two(p, scratch)
+    np.divide(second, first, out=out, dtype=np.float64)
+
+
+def entropy_sum(p: NDArray, out: NDArray[np.float64], scratch: Scratch) -> None:
+    """Write sum_c p_ic ln p_ic (at most 0) of each row into ``out``.
+
+    The terms are computed in float64 whatever the dtype of ``p`` (a float32
+    log would move entropies by up to 2e-7 relative). Zeros are raised to
+    float64's smallest normal number t before the log; their term t ln t
+    (-1.6e-305) then snaps to exactly 0. The terms are snapped to a grid and
+    summed exactly (``information.snap_to_grid``), so the class order does
+    not matter.
+    """
+    clamped, terms = scratch.clamped[: len(p)], scratch.terms[: len(p)]
+    np.maximum(p, np.finfo(np.float64).tiny, out=clamped, dtype=np.float64)
+    np.log(clamped, out=terms)
+    terms *= clamped
+    snap_to_grid(terms, p.shape[1])
+    row_sum(terms, out=out)
+
+
+def top_two(p: NDArray, scratch: Scratch) -> tuple[NDArray, NDArray]:
+    """Return the largest and second largest value of each row of ``p``.
+
+    A value held twice is both (the gap is then 0). Few classes are swept
+    column by column; more go through argmax, masking the winner in a copy,
+    and a second max. Both views live in ``scratch``.
+    """
+    n, n_classes = p.shape
+    first, second = scratch.first[:n], scratch.second[:n]
+    if n_classes <= FEW_COLUMNS:
+        lower = scratch.third[:n]
+        np.maximum(p[:, 0], p[:, 1], out=first)
+        np.minimum(p[:, 0], p[:, 1], out=second)
+        for column in range(2, n_classes):
+            values = p[:, column]
+            np.minimum(first, values, out=lower)
+            np.maximum(second, lower, out=second)
+            np.maximum(first, values, out=first)
+        return first, second
+    rows, where = scratch.rows[:n], scratch.where[:n]
+    np.argmax(p, axis=1, out=where)
+    first[:] = p[rows, where]
+    masked = scratch.wide[:n]
+    np.copyto(masked, p)
+    masked[rows, where] = -np.inf
+    np.max(masked, axis=1, out=second)
+    return first, second

@@ -1,0 +1,117 @@
+"""The chunked kernels equal the plain formulas, whatever the chunking."""
+
+import math
+import tracemalloc
+
+import numpy as np
+import pytest
+
+from alquery.server.probabilities import predictive, softmax
+from alquery.server.strategies import uncertainty
+from alquery.server.strategies.uncertainty_chunks import (
+    entropy_sum,
+    margin_gap,
+    scores_by_chunk,
+    top_one,
+    top_ratio,
+)
+
+RNG = np.random.default_rng(11)
+
+
+def plain(kernel, p):
+    """The kernel's quantity by the plain float64 formula, row by row."""
+    p = np.asarray(p, dtype=np.float64)
+    top = -np.sort(-p, axis=1)
+    if kernel is top_one:
+        return top[:, 0]
+    if kernel is margin_gap:
+        return top[:, 0] - top[:, 1]
+    if kernel is top_ratio:
+        return top[:, 1] / top[:, 0]
+    return np.array([math.fsum(x * math.log(x) for x in row if x > 0) for row in p])
+
+
+def pool(n_pool, n_classes, dtype):
+    # Peaked rows: softmax of wide normal logits, with some exact zeros.
+    p = softmax(RNG.normal(scale=4.0, size=(n_pool, n_classes)))
+    p[RNG.random(p.shape) < 0.05] = 0.0
+    p[:, 0] += 1.0 - p.sum(axis=1)
+    return np.abs(p).astype(dtype)
+
+
+KERNELS = [top_one, margin_gap, top_ratio, entropy_sum]
+
+
+@pytest.mark.parametrize("kernel", KERNELS)
+@pytest.mark.parametrize("n_classes", [2, 10, 33, 200])
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("chunk_bytes", [1, 1000, 7 * 4 * 33, 1 << 30])
+def test_chunked_scores_equal_the_plain_formula(kernel, n_classes, dtype, chunk_bytes):
+    # chunk_bytes=1 gives one row per chunk; the others cut the 101 rows
+    # unevenly, so the last chunk is short.
+    p = pool(101, n_classes, dtype)
+    scores = scores_by_chunk(p, kernel, chunk_bytes=chunk_bytes)
+    assert scores.dtype == np.float64
+    if kernel is entropy_sum:
+        # Snapped terms: within n_classes * 2^-53 * 8 of the exact sum.
+        np.testing.assert_allclose(scores, plain(kernel, p), rtol=0, atol=1e-12)
+    else:
+        # The top two are exact in any dtype, and combined in float64.
+        np.testing.assert_array_equal(scores, plain(kernel, p))
+
+
+@pytest.mark.parametrize("kernel", KERNELS)
+@pytest.mark.parametrize("n_classes", [3, 40])
+def test_logits_are_scored_as_their_float64_softmax(kernel, n_classes):
+    logits = RNG.normal(scale=5.0, size=(64, n_classes)).astype(np.float32)
+    fused = scores_by_chunk(logits, kernel, logits=True, chunk_bytes=1000)
+    # Entropy's snapped terms move it by up to 1e-15 absolute.
+    expected = plain(kernel, softmax(logits))
+    np.testing.assert_allclose(fused, expected, rtol=1e-12, atol=1e-14)
+
+
+@pytest.mark.parametrize("kernel", KERNELS)
+def test_passes_are_averaged_before_scoring(kernel):
+    passes = RNG.dirichlet(np.ones(6), size=(30, 4)).astype(np.float32)
+    scores = scores_by_chunk(passes, kernel, chunk_bytes=500)
+    np.testing.assert_allclose(scores, plain(kernel, predictive(passes)), atol=1e-12)
+
+
+@pytest.mark.parametrize("n_classes", [4, 64])
+def test_a_top_value_held_twice_is_a_zero_margin(n_classes):
+    p = np.full((3, n_classes), 0.0, dtype=np.float32)
+    p[0, [1, 3]] = 0.5  # exact two-way tie at the top
+    p[1, 0], p[1, 2] = 0.75, 0.25
+    p[2, :] = 1.0 / n_classes  # every class tied
+    np.testing.assert_array_equal(uncertainty.margin(p), [0.0, 0.5, 0.0])
+    np.testing.assert_array_equal(uncertainty.ratio_of_confidence(p), [1, 1 / 3, 1])
+
+
+@pytest.mark.parametrize("n_classes", [6, 50])
+def test_float32_entropy_ties_rows_with_the_same_values_in_another_order(n_classes):
+    base = RNG.dirichlet(np.ones(n_classes), size=40).astype(np.float32)
+    shuffled = np.array([row[RNG.permutation(n_classes)] for row in base])
+    np.testing.assert_array_equal(
+        uncertainty.entropy(base), uncertainty.entropy(shuffled)
+    )
+
+
+@pytest.mark.parametrize(
+    "measure", ["least_confidence", "margin", "ratio_of_confidence", "entropy"]
+)
+@pytest.mark.parametrize("logits", [False, True])
+def test_scoring_allocates_a_few_chunks_not_a_copy_of_the_pool(measure, logits):
+    # 20,000 x 500 float32 is 40 MB; a float64 copy would be 80 MB. numpy
+    # reports its buffers to tracemalloc, so the peak is what scoring holds.
+    values = RNG.random((20_000, 500), dtype=np.float32)
+    if not logits:
+        values /= values.sum(axis=1, keepdims=True)
+    tracemalloc.start()
+    try:
+        getattr(uncertainty, measure)(values, logits=logits)
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    scores_bytes = 20_000 * 8
+    assert peak < scores_bytes + 8 * 2**20

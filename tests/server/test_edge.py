@@ -1,0 +1,53 @@
+"""The edge keeps the pool's predictions as sent; float64 only on demand."""
+
+import numpy as np
+import pytest
+
+from alquery.server import edge, ranking
+from alquery.server.probabilities import softmax
+from alquery.v1 import query_pb2
+from conftest import tensor
+
+F32 = query_pb2.D_TYPE_FLOAT32
+RNG = np.random.default_rng(2)
+
+
+def margin_request(kind, values, dtype=F32):
+    request = query_pb2.RankRequest(batch_size=3)
+    request.uncertainty.method = query_pb2.UncertaintyStrategy.METHOD_MARGIN
+    getattr(request.pool, kind).CopyFrom(tensor(values, dtype))
+    return request
+
+
+def test_float32_probabilities_are_scored_without_a_float64_copy():
+    probabilities = RNG.dirichlet(np.ones(4), size=12).astype(np.float32)
+    query = edge.build_query(margin_request("probabilities", probabilities))
+    assert query.pool_predictions.dtype == np.float32
+    assert not query.pool_logits
+    ranked = ranking.rank(query)
+    # The cached float64 conversion was never made.
+    assert "pool_probabilities" not in vars(query)
+    top = -np.sort(-probabilities.astype(np.float64), axis=1)
+    expected = np.argsort(top[:, 0] - top[:, 1], kind="stable")[:3]
+    np.testing.assert_array_equal(ranked.ranked_indices, expected)
+
+
+@pytest.mark.parametrize("kind", ["probabilities", "logits"])
+def test_pool_probabilities_are_float64_on_first_use(kind):
+    values = RNG.dirichlet(np.ones(3), size=5).astype(np.float32)
+    query = edge.build_query(margin_request(kind, values))
+    expected = softmax(values) if kind == "logits" else values.astype(np.float64)
+    assert query.pool_probabilities.dtype == np.float64
+    np.testing.assert_array_equal(query.pool_probabilities, expected)
+    assert query.pool_probabilities is query.pool_probabilities
+
+
+def test_a_bad_row_past_the_first_chunk_is_named():
+    # 100,000 x 10 float32 is 4 MB: the checks walk it in several chunks.
+    probabilities = np.full((100_000, 10), 0.1, dtype=np.float32)
+    probabilities[90_001, 3] = np.nan
+    with pytest.raises(edge.InvalidRequestError, match="row 90001 contains NaN"):
+        edge.build_query(margin_request("probabilities", probabilities))
+    probabilities[90_001, 3] = 0.2
+    with pytest.raises(edge.InvalidRequestError, match="row 90001 sums to 1.1"):
+        edge.build_query(margin_request("probabilities", probabilities))
