@@ -21,6 +21,9 @@ import dataclasses
 from collections.abc import Callable, Mapping
 from typing import TYPE_CHECKING, Any
 
+import numpy as np
+
+from alquery.server.chunks import CHUNK_BYTES as MEASURE_CHUNK_BYTES
 from alquery.server.edge import strategy_name as edge_strategy_name
 from alquery.server.models.cache import CHUNK_BYTES as RUNNER_CHUNK_BYTES
 from alquery.server.strategies.bayesian_joint import (
@@ -104,6 +107,21 @@ def _kmeans(s: Sizes, n_rows: int, n_clusters: int) -> int:
     return 2 * n_rows * s.n_features * FLOAT + 2 * n_rows * n_clusters * FLOAT
 
 
+def _measure_chunks(s: Sizes) -> int:
+    # Rows per chunk fill MEASURE_CHUNK_BYTES at 4 bytes a value (the most
+    # rows); per row: the chunk, its float64 clamp and terms, a float64
+    # softmax of the passes for logits, three row vectors; then the scores
+    # and the selection's vectors of n_pool.
+    per_row = max(1, s.n_passes * s.n_classes)
+    rows = min(s.n_pool, max(1, MEASURE_CHUNK_BYTES // (4 * per_row)))
+    return (
+        rows * s.n_classes * (4 + 2 * FLOAT)
+        + rows * per_row * FLOAT
+        + 3 * rows * FLOAT
+        + 5 * _n(s)
+    )
+
+
 def _kcenter(s: Sizes, _: Mapping[str, Any]) -> int:
     # Two float32 copies of the pool (screening, reordered by group), a
     # first float64 chunk of the pool, vectors of n_pool, and per worker
@@ -182,11 +200,12 @@ def _clustered(s: Sizes, params: Mapping[str, Any]) -> int:
 
 WORKING_SETS: dict[str, WorkingSet] = {
     # Uncertainty: a few (n_pool, n_classes) arrays, or (.., n_passes, ..).
-    "uncertainty.least_confidence": lambda s, _: _p(s) + 3 * _n(s),
-    "uncertainty.margin": lambda s, _: 2 * _p(s) + 3 * _n(s),
-    "uncertainty.ratio_of_confidence": lambda s, _: 2 * _p(s) + 3 * _n(s),
-    "uncertainty.entropy": lambda s, _: 4 * _p(s) + 3 * _n(s),
-    "uncertainty.consensus_entropy": lambda s, _: 4 * _p(s) + 3 * _n(s),
+    # Scored chunk by chunk (uncertainty_chunks): no pool-sized copy.
+    "uncertainty.least_confidence": lambda s, _: _measure_chunks(s),
+    "uncertainty.margin": lambda s, _: _measure_chunks(s),
+    "uncertainty.ratio_of_confidence": lambda s, _: _measure_chunks(s),
+    "uncertainty.entropy": lambda s, _: _measure_chunks(s),
+    "uncertainty.consensus_entropy": lambda s, _: _measure_chunks(s),
     "uncertainty.bald": lambda s, _: 3 * _pp(s) + 4 * _n(s),
     "uncertainty.kl_mean": lambda s, _: 3 * _pp(s) + _p(s) + 4 * _n(s),
     "uncertainty.kl_max": lambda s, _: 3 * _pp(s) + _p(s) + 4 * _n(s),
@@ -194,7 +213,9 @@ WORKING_SETS: dict[str, WorkingSet] = {
     "uncertainty.variation_ratios": lambda s, _: (
         _pp(s) + (s.n_passes + 6) * _n(s)
     ),
-    "uncertainty.vote_entropy": lambda s, _: _pp(s) + (s.n_passes + 6) * _n(s),
+    "uncertainty.vote_entropy": lambda s, _: (
+        _pp(s) + 4 * _p(s) + (s.n_passes + 6) * _n(s)
+    ),
     "uncertainty.batchbald": _batchbald,
     "uncertainty.epig": _epig,
     # Diversity: distance blocks of at most CHUNK_ELEMENTS values.
@@ -235,7 +256,7 @@ WORKING_SETS: dict[str, WorkingSet] = {
         + 4 * _n(s)
     ),
     "credibility.weak_clusters": _weak_clusters,
-    "credibility.class_weakness": lambda s, _: 4 * _p(s) + 4 * _n(s),
+    "credibility.class_weakness": lambda s, _: 5 * _p(s) + 8 * _n(s),
     "credibility.conformal": lambda s, _: 4 * _p(s) + 4 * _n(s),
     "credibility.gradient_alignment": lambda s, _: 3 * _p(s) + 4 * _n(s),
     "credibility.trust_score": lambda s, _: (
@@ -310,12 +331,17 @@ def sizes_of_query(query: Query) -> Sizes:
         for field in dataclasses.fields(query)
         if field.name.startswith(("pool_", "labeled_", "validation_", "target_"))
     ]
-    predictions = [
-        query.pool_probabilities,
-        query.validation_probabilities,
-        query.target_probabilities,
+    pool = query.pool_predictions
+    # The pool's float64 probabilities are made on first use only (measures
+    # scored in chunks never make them): count them without making them.
+    copies = [
+        0 if pool is None else pool.size * FLOAT,
+        *(
+            0 if a is None else a.nbytes
+            for a in (query.validation_probabilities, query.target_probabilities)
+        ),
     ]
-    pool = query.pool_probabilities
+    held = sum(a.nbytes for a in arrays if isinstance(a, np.ndarray))
     return Sizes(
         n_pool=query.n_pool,
         n_classes=0 if pool is None else pool.shape[-1],
@@ -329,7 +355,7 @@ def sizes_of_query(query: Query) -> Sizes:
         ),
         n_target=_rows(query.target_probabilities),
         batch_size=query.batch_size,
-        input_bytes=sum(a.nbytes for a in arrays + predictions if a is not None),
+        input_bytes=held + sum(copies),
     )
 
 

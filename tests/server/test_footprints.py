@@ -108,6 +108,9 @@ def _query(shape: Shape, name: str, similarity: str = "") -> edge.Query:
 
 
 def _peak_bytes(query: edge.Query) -> int:
+    # The pool's float64 probabilities, made on first use, count in the
+    # request's input bytes (footprints.sizes_of_query), not in a working set.
+    query.pool_probabilities  # noqa: B018
     tracemalloc.start()
     try:
         before = tracemalloc.get_traced_memory()[0]
