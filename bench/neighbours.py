@@ -6,8 +6,8 @@ Gaussian mixture of 50 components (centers N(0, 3^2), unit spread); queries:
 --knn-queries more samples of the same mixture; k = --k. Methods, each in
 its own child process (``peak.py``: seconds, peak RSS over the input):
 
-- alquery: ``strategies.neighbours.k_nearest`` (chunks of rows,
-  ``numpy.partition``, exact ties to the lower position).
+- alquery: ``strategies.neighbours.k_nearest`` (scikit-learn's brute
+  search for k + 8 candidates, then exact ties to the lower position).
 - before, typicality: the chunked ``numpy.partition`` the typicality used
   before (distances only, no positions, no tie order).
 - before, validation_knn: the chunked stable ``argsort`` of each distance
@@ -94,7 +94,8 @@ def run_method(method, references, queries, k, batch_size):
             references,
             queries,
             k,
-            lambda block, k: np.argsort(block, axis=1, kind="stable")[:, :k],
+            # A copy: the slice would keep each chunk's whole argsort alive.
+            lambda block, k: np.argsort(block, axis=1, kind="stable")[:, :k].copy(),
         )
     if method == "full_matrix":
         full = squared_distances(queries, references)

@@ -68,9 +68,8 @@ def validation_knn(
     Neighbour ties: among validation samples at equal distance, the lower
     validation position is taken. Score ties go to the lower pool position.
     Natural log; probabilities are clipped below at 1e-12. Neighbours come
-    from ``neighbours.k_nearest``: exact, the float64 expansion of
-    ``diversity.squared_distances``, a chunk of pool rows at a time, so no
-    n_pool x n_validation matrix is held (two 32 MiB blocks at most). Cost
+    from ``neighbours.k_nearest`` (exact, scikit-learn's brute-force search
+    in small tiles), so no n_pool x n_validation matrix is held. Cost
     O(n_pool * n_validation * n_features).
     """
     losses = cross_entropy(predictive(validation_probabilities), validation_labels)

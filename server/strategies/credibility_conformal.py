@@ -156,7 +156,7 @@ def class_radii(embeddings: NDArray, n_neighbors: int) -> NDArray[np.float64]:
     if k == 1:
         return np.zeros(len(x))
     nearest, _ = k_nearest(x, k - 1)
-    return np.sqrt(nearest[:, -1])
+    return nearest[:, -1]
 
 
 def trust_score(

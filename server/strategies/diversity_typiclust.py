@@ -46,7 +46,7 @@ def typicality(members: NDArray, n_neighbors: int) -> NDArray[np.float64]:
     if len(x) == 1:
         return np.zeros(1)
     nearest, _ = k_nearest(x, min(n_neighbors, len(x) - 1))
-    mean_distance = np.sqrt(nearest).mean(axis=1)
+    mean_distance = nearest.mean(axis=1)
     return 1.0 / (mean_distance + TYPICALITY_EPSILON)
 
 
