@@ -153,15 +153,21 @@ def main(argv=None, command=None):
         "--typiclust-batch", str(args.typiclust_batch),
     ]  # fmt: skip
     rows = []
+    baseline = None
     for method in args.methods.split(","):
         result = run_child(__file__, ["--child", method, *shared])
+        if method == "alquery":
+            baseline = result["seconds"]
+        ratio = "-"
+        if baseline is not None and method != "typiclust":
+            ratio = f"{result['seconds'] / baseline:.1f}x"
         same = result.get("same")
         same = "-" if same is None else ("yes" if same else "no")
         if result.get("rows_differing"):
             same += f" ({result['rows_differing']} rows differ)"
         rows.append(
-            f"| {method} | {result['seconds']:.2f} | {result['extra_mb']:,.0f} "
-            f"| {same} |"
+            f"| {method} | {result['seconds']:.2f} | {ratio} "
+            f"| {result['extra_mb']:,.0f} | {same} |"
         )
         print(rows[-1], flush=True)
     if command is None:
@@ -180,8 +186,9 @@ def main(argv=None, command=None):
             "typicality). Extra peak = peak RSS minus RSS after the input is "
             "built.",
             "",
-            "| method | seconds | extra peak (MB) | same answer as alquery |",
-            "|---|---|---|---|",
+            "| method | seconds | time / alquery's | extra peak (MB) "
+            "| same answer as alquery |",
+            "|---|---|---|---|---|",
             *rows,
             "",
             "Produced by:",
