@@ -16,12 +16,8 @@ from alquery.server.edge import Query
 from alquery.server.errors import InvalidRequestError
 from alquery.server.probabilities import cross_entropy, predictive
 from alquery.server.registry import Parameter, Ranking, Strategy, register
-from alquery.server.strategies.diversity import (
-    CHUNK_ELEMENTS,
-    never_cancelled,
-    squared_distances,
-    squared_norms,
-)
+from alquery.server.strategies.diversity import never_cancelled
+from alquery.server.strategies.neighbours import k_nearest
 from alquery.server.strategies.uncertainty import entropy
 from alquery.v1 import query_pb2
 from numpy.typing import NDArray
@@ -70,26 +66,17 @@ def validation_knn(
     Notes
     -----
     Neighbour ties: among validation samples at equal distance, the lower
-    validation position is taken (stable sort). Score ties go to the lower
-    pool position. Natural log; probabilities are clipped below at 1e-12.
-    Distances use the float64 expansion of ``diversity.squared_distances``.
-    Cost O(n_pool * n_validation * (n_features + log n_validation)); the pool
-    is processed in chunks, so memory stays at a 32 MiB distance block and
-    no n_pool x n_pool matrix is built.
+    validation position is taken. Score ties go to the lower pool position.
+    Natural log; probabilities are clipped below at 1e-12. Neighbours come
+    from ``neighbours.k_nearest`` (exact, scikit-learn's brute-force search
+    in small tiles), so no n_pool x n_validation matrix is held. Cost
+    O(n_pool * n_validation * n_features).
     """
     losses = cross_entropy(predictive(validation_probabilities), validation_labels)
-    validation = np.asarray(validation_embeddings, dtype=np.float64)
-    scores = np.empty(len(pool_embeddings))
-    chunk = max(1, CHUNK_ELEMENTS // len(validation))
-    validation_norms = squared_norms(validation)
-    for start in range(0, len(pool_embeddings), chunk):
-        check()
-        block = squared_distances(
-            validation, pool_embeddings[start : start + chunk], validation_norms
-        ).T
-        nearest = np.argsort(block, axis=1, kind="stable")[:, :n_neighbors]
-        scores[start : start + chunk] = losses[nearest].mean(axis=1)
-    return scores
+    _, nearest = k_nearest(
+        validation_embeddings, n_neighbors, queries=pool_embeddings, check=check
+    )
+    return losses[nearest].mean(axis=1)
 
 
 def _resolve_neighbors(value: int | None, query: Query) -> int:

@@ -9,12 +9,8 @@ from alquery.server.errors import InvalidRequestError
 from alquery.server.probabilities import predictive
 from alquery.server.registry import Parameter, PoolScores, Strategy, register
 from alquery.server.strategies.credibility import CREDIBILITY, enum_resolver
-from alquery.server.strategies.diversity import (
-    CHUNK_ELEMENTS,
-    nearest_center_distances,
-    squared_distances,
-    squared_norms,
-)
+from alquery.server.strategies.diversity import nearest_center_distances
+from alquery.server.strategies.neighbours import k_nearest
 from numpy.typing import NDArray
 
 TRUST_EPSILON = 1e-12
@@ -150,19 +146,17 @@ def conformal(
 def class_radii(embeddings: NDArray, n_neighbors: int) -> NDArray[np.float64]:
     """Distance from each row to its k-th nearest row, itself included.
 
-    k = min(``n_neighbors``, n_rows); Euclidean. Rows are processed in chunks
-    so the distance block stays within ``CHUNK_ELEMENTS``.
+    k = min(``n_neighbors``, n_rows); Euclidean. A row is its own nearest
+    row, at distance exactly 0, so k = 1 gives 0 and otherwise the radius
+    is the distance to the (k - 1)-th nearest other row, found by
+    ``neighbours.k_nearest`` (exact, in chunks of bounded memory).
     """
     x = np.asarray(embeddings, dtype=np.float64)
     k = min(n_neighbors, len(x))
-    norms = squared_norms(x)
-    radii = np.empty(len(x))
-    chunk = max(1, CHUNK_ELEMENTS // len(x))
-    for start in range(0, len(x), chunk):
-        rows = slice(start, start + chunk)
-        block = squared_distances(x[rows], x, norms[rows])
-        radii[rows] = np.partition(block, k - 1, axis=1)[:, k - 1]
-    return np.sqrt(radii)
+    if k == 1:
+        return np.zeros(len(x))
+    nearest, _ = k_nearest(x, k - 1)
+    return nearest[:, -1]
 
 
 def trust_score(

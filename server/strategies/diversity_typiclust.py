@@ -10,11 +10,7 @@ from __future__ import annotations
 import numpy as np
 from alquery.server.registry import Parameter, Ranking, Strategy, register
 from alquery.server.strategies.clustering_tools import fit_kmeans, kmeans_seed
-from alquery.server.strategies.diversity import (
-    CHUNK_ELEMENTS,
-    squared_distances,
-    squared_norms,
-)
+from alquery.server.strategies.neighbours import k_nearest
 from alquery.server.strategies.parameters import int_at_least
 from numpy.typing import NDArray
 
@@ -43,24 +39,14 @@ def typicality(members: NDArray, n_neighbors: int) -> NDArray[np.float64]:
 
     Notes
     -----
-    Rows are processed in chunks (a 32 MiB block), so memory stays bounded
-    for any m; time O(m^2 * n_features).
+    Neighbours come from ``neighbours.k_nearest`` (exact, in chunks), so
+    memory stays bounded for any m; time O(m^2 * n_features).
     """
     x = np.asarray(members, dtype=np.float64)
-    m = len(x)
-    if m == 1:
+    if len(x) == 1:
         return np.zeros(1)
-    k = min(n_neighbors, m - 1)
-    norms = squared_norms(x)
-    chunk = max(1, CHUNK_ELEMENTS // m)
-    mean_distance = np.empty(m)
-    for start in range(0, m, chunk):
-        chunk_norms = norms[start : start + chunk]
-        block = squared_distances(x[start : start + chunk], x, chunk_norms)
-        rows = np.arange(len(block))
-        block[rows, start + rows] = np.inf  # a sample is not its own neighbour
-        nearest = np.partition(block, k - 1, axis=1)[:, :k]
-        mean_distance[start : start + chunk] = np.sqrt(nearest).mean(axis=1)
+    nearest, _ = k_nearest(x, min(n_neighbors, len(x) - 1))
+    mean_distance = nearest.mean(axis=1)
     return 1.0 / (mean_distance + TYPICALITY_EPSILON)
 
 

@@ -2,6 +2,7 @@ import numpy as np
 import pytest
 
 from alquery.server.strategies.badge import GradientEmbeddings, badge
+from alquery.server.strategies.clustering_tools import d2_sampling
 
 
 class FixedDraws:
@@ -79,3 +80,51 @@ def test_duplicates_are_never_picked_twice(draw):
     ranking = badge(probabilities, embeddings, 4, FixedDraws(draw, draw, draw))
     assert sorted(ranking.ranked_indices.tolist()) == [0, 1, 2, 3]
     assert ranking.ranked_indices[0] == 0
+
+
+def explicit_gradients(probabilities, embeddings):
+    """The n x (n_classes * n_features) gradient embeddings, materialised."""
+    one_hot = np.eye(probabilities.shape[1])[probabilities.argmax(axis=1)]
+    outer = (probabilities - one_hot)[:, :, None] * embeddings[:, None, :]
+    return outer.reshape(len(probabilities), -1)
+
+
+def test_factorised_distances_stay_at_least_0_near_duplicates():
+    # Large embeddings, duplicated and nudged by far less than the rounding
+    # of the expansion, plus two confident samples whose gradient is 0.
+    rng = np.random.default_rng(6)
+    base = rng.normal(size=(1, 6)) * 1e4
+    embeddings = np.vstack([base, base, base + 1e-9, rng.normal(size=(3, 6))])
+    probabilities = np.vstack(
+        [np.tile([0.3, 0.3, 0.4], (3, 1)), [[1.0, 0, 0], [0, 1.0, 0], [0.2, 0.5, 0.3]]]
+    )
+    explicit = explicit_gradients(probabilities, embeddings)
+    gradients = GradientEmbeddings(probabilities, embeddings)
+    scale = gradients.squared_norms.max()
+    for j in range(len(embeddings)):
+        got = gradients.squared_distances_to(j)
+        expected = ((explicit - explicit[j]) ** 2).sum(axis=1)
+        assert (got >= 0.0).all()
+        # The expansion loses about eps * ||g||^2 near 0, never more.
+        np.testing.assert_allclose(got, expected, rtol=1e-9, atol=1e-12 * scale)
+    # Zero gradients are exactly 0 apart.
+    assert gradients.squared_distances_to(3)[4] == 0.0
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_picks_equal_those_on_materialised_gradient_embeddings(seed):
+    rng = np.random.default_rng(10 + seed)
+    probabilities = rng.dirichlet(np.ones(5), size=60)
+    embeddings = rng.normal(size=(60, 7))
+    explicit = explicit_gradients(probabilities, embeddings)
+    norms = (explicit**2).sum(axis=1)
+
+    def explicit_distances_to(j):
+        return ((explicit - explicit[j]) ** 2).sum(axis=1)
+
+    first = int(np.argmax(norms))
+    expected, _ = d2_sampling(
+        first, explicit_distances_to, 20, np.random.default_rng(seed)
+    )
+    ranking = badge(probabilities, embeddings, 20, np.random.default_rng(seed))
+    np.testing.assert_array_equal(ranking.ranked_indices, expected)
