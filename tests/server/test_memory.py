@@ -1,4 +1,4 @@
-"""The memory guard: the ledger alone, then a real server with a 4 MiB
+"""The memory guard: the ledger alone, then a real server with an 8 MiB
 budget on 127.0.0.1."""
 
 from __future__ import annotations
@@ -20,10 +20,10 @@ from alquery.server.errors import MemoryBudgetError
 from alquery.v1 import query_pb2_grpc
 
 MIB = 1 << 20
-BUDGET_MIB = 4
+BUDGET_MIB = 8
 STRATEGY = "uncertainty.least_confidence"
 FITS_ALONE = 40_000
-"""Pool samples of a request estimated at about 2.7 MiB: one fits in the
+"""Pool samples of a request estimated at about 5.8 MiB: one fits in the
 budget, two do not."""
 TOO_LARGE = 100_000
 
@@ -110,6 +110,16 @@ def test_the_header_estimate_bounds_the_checked_query_estimate():
     query = edge.build_query(request)
     sizes = footprints.sizes_of_query(query)
     assert header >= footprints.estimate(STRATEGY, sizes, query.params)
+
+
+def test_the_sizes_below_make_the_premises_they_name():
+    # One FITS_ALONE request fits the budget and two do not; TOO_LARGE alone
+    # does not: the server tests below rest on these.
+    budget = BUDGET_MIB * MIB
+    one, _ = footprints.header_estimate(request_for(FITS_ALONE, streamed=True)[0])
+    large, _ = footprints.header_estimate(request_for(TOO_LARGE, streamed=True)[0])
+    assert one <= budget < 2 * one
+    assert large > budget
 
 
 # A real server with a small budget.
