@@ -31,6 +31,8 @@ from alquery.server.strategies.bayesian_joint import (
     DEFAULT_TARGET_SAMPLES,
 )
 from alquery.server.strategies.diversity import CHUNK_ELEMENTS
+from alquery.server.strategies.uncertainty_chunks import CHUNKS_PER_THREAD
+from alquery.server.threads import compute_threads
 from alquery.server.strategies.kcenter_cover import LEAF_SIZE
 from alquery.server.strategies.kcenter_cover import WORKERS as KCENTER_WORKERS
 from alquery.v1 import query_pb2
@@ -109,17 +111,19 @@ def _kmeans(s: Sizes, n_rows: int, n_clusters: int) -> int:
 
 def _measure_chunks(s: Sizes) -> int:
     # Rows per chunk fill MEASURE_CHUNK_BYTES at 4 bytes a value (the most
-    # rows); per row: the chunk, its float64 clamp and terms, a float64
-    # softmax of the passes for logits, three row vectors; then the scores
-    # and the selection's vectors of n_pool.
+    # rows); per row and thread: the chunk, its float64 clamp and terms, a
+    # float64 softmax of the passes for logits, three row vectors; then the
+    # scores and the selection's vectors of n_pool.
     per_row = max(1, s.n_passes * s.n_classes)
     rows = min(s.n_pool, max(1, MEASURE_CHUNK_BYTES // (4 * per_row)))
-    return (
+    n_chunks = -(-s.n_pool // rows)
+    threads = max(1, min(compute_threads(), n_chunks // CHUNKS_PER_THREAD))
+    scratch = (
         rows * s.n_classes * (4 + 2 * FLOAT)
         + rows * per_row * FLOAT
         + 3 * rows * FLOAT
-        + 5 * _n(s)
     )
+    return threads * scratch + 5 * _n(s)
 
 
 def _kcenter(s: Sizes, _: Mapping[str, Any]) -> int:

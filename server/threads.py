@@ -43,6 +43,18 @@ def available_cores() -> int:
         return os.cpu_count() or 1
 
 
+def compute_threads() -> int:
+    """Threads one request may compute on in this process.
+
+    ``OMP_NUM_THREADS`` when set (a ``--workers`` parent sets each worker's
+    share there), else every core of the affinity.
+    """
+    try:
+        return max(1, int(os.environ.get("OMP_NUM_THREADS", "")))
+    except ValueError:
+        return available_cores()
+
+
 def threads_per_worker(workers: int, cores: int | None = None) -> int:
     """Return ``max(1, cores // workers)``: each worker's share of the cores.
 

@@ -67,10 +67,20 @@ def _embeddings(name: str, shape: Shape, batch_size: int, rng: np.random.Generat
         # labeled samples and batch_size - 1 pool samples sit far apart,
         # the rest of the pool in one tight blob.
         far = rng.normal(size=(shape.n_labeled + batch_size - 1, shape.n_features))
+        # The blob's rows are one point: every neighbour ties, so the exact
+        # search falls back to its full distance blocks (its worst case).
         labeled = far[: shape.n_labeled] * 1e3
-        pool *= 1e-3
+        pool[:] = 0.0
         pool[: batch_size - 1] = far[shape.n_labeled :] * 1e3
     return pool, labeled
+
+
+def _validation_embeddings(name: str, shape: Shape, rng: np.random.Generator):
+    if name == "credibility.validation_knn":
+        # Worst case: one point held by every validation sample, so every
+        # neighbour ties and the exact search takes its full distance blocks.
+        return np.zeros((shape.n_validation, shape.n_features))
+    return rng.normal(size=(shape.n_validation, shape.n_features))
 
 
 def _labels(name: str, shape: Shape, rng: np.random.Generator):
@@ -99,9 +109,7 @@ def _query(shape: Shape, name: str, similarity: str = "") -> edge.Query:
         labeled_labels=_labels(name, shape, rng),
         validation_probabilities=rng.dirichlet(classes, shape.n_validation),
         validation_labels=rng.integers(0, shape.n_classes, shape.n_validation),
-        validation_embeddings=rng.normal(
-            size=(shape.n_validation, shape.n_features)
-        ),
+        validation_embeddings=_validation_embeddings(name, shape, rng),
         params=params,
     )
     return edge.build_query(request)

@@ -15,6 +15,7 @@ from alquery.server.strategies.uncertainty_chunks import (
     top_one,
     top_ratio,
 )
+from alquery.server.threads import compute_threads
 
 RNG = np.random.default_rng(11)
 
@@ -113,5 +114,28 @@ def test_scoring_allocates_a_few_chunks_not_a_copy_of_the_pool(measure, logits):
         _, peak = tracemalloc.get_traced_memory()
     finally:
         tracemalloc.stop()
+    # Each scoring thread holds its own chunk scratch.
     scores_bytes = 20_000 * 8
-    assert peak < scores_bytes + 8 * 2**20
+    assert peak < scores_bytes + compute_threads() * 8 * 2**20
+
+
+@pytest.mark.parametrize("kernel", KERNELS)
+@pytest.mark.parametrize("threads", ["1", "3"])
+@pytest.mark.parametrize("shape", [(997, 7), (501, 3, 5)])
+def test_scores_do_not_depend_on_how_many_threads_share_the_pool(
+    kernel, threads, shape, monkeypatch
+):
+    # 997 rows in chunks of 10 rows: 100 chunks, split over 3 threads
+    # unevenly (the last part short); OMP_NUM_THREADS sets the thread count.
+    values = RNG.normal(size=shape)
+    p = softmax(values)
+    one = scores_by_chunk(p, kernel, chunk_bytes=10 * 8 * shape[-1] * shape[1])
+    monkeypatch.setenv("OMP_NUM_THREADS", threads)
+    for logits, given in ((False, p), (True, values)):
+        split = scores_by_chunk(
+            given, kernel, logits=logits, chunk_bytes=10 * 8 * shape[-1] * shape[1]
+        )
+        expected = one if not logits else scores_by_chunk(
+            given, kernel, logits=True, chunk_bytes=1 << 30
+        )
+        np.testing.assert_array_equal(split, expected)
