@@ -5,7 +5,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: run test proto clean bench bench-data node-deps
+.PHONY: run test proto clean bench bench-data bench-speed node-deps
 
 $(STAMP): pyproject.toml
 	@$(PYTHON) -c 'import sys; assert sys.version_info >= (3, 11), "alquery needs Python 3.11 or newer"'
@@ -48,6 +48,17 @@ bench-data: $(BENCH_STAMP)
 # The label-efficiency benchmark (tens of minutes; writes bench/RESULTS.md).
 bench: $(BENCH_STAMP)
 	$(PY) bench/label_efficiency.py
+
+# The speed suite of issue 6, one case after another, each side by side with
+# its numpy reference and the peer libraries in the same run; every script
+# writes its sections of bench/RESULTS.md. About half an hour on 2 cores;
+# the uncertainty and BADGE cases need about 16 GB of memory.
+SPEED_BENCHES := uncertainty_speed badge onnx_throughput streaming \
+	stream_threshold workers sharding
+bench-speed: $(BENCH_STAMP)
+	$(PY) bench/kcenter.py --check-reference
+	@for name in $(SPEED_BENCHES); do \
+		echo "== bench/$$name.py"; $(PY) bench/$$name.py || exit 1; done
 
 # Regenerate client/v1 from proto/ after editing a .proto file.
 proto: $(STAMP)

@@ -21,10 +21,9 @@ input: probabilities are the softmax of N(0, 2^2) logits, embeddings
 N(0, 1), float64. Then the neighbour-search cases of ``neighbours.py``
 run (skip them with --skip-neighbours).
 
-Writes the badge and neighbours sections of bench/RESULTS.md. Over 3 GB:
+Writes the badge and neighbours sections of bench/RESULTS.md. The peer and materialised cases take over 3 GB:
 
-    flock /tmp/alquery-bigmem.lock flock /tmp/alquery-bench.lock \\
-        .venv/bin/python bench/badge.py
+    .venv/bin/python bench/badge.py
 """
 
 from __future__ import annotations

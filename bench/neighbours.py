@@ -21,8 +21,7 @@ distances) with alquery's. Then TypiClust end to end on the reference set
 input, so one-time costs are left out. Writes the neighbours section of
 bench/RESULTS.md; run it alone or through bench/badge.py:
 
-    flock /tmp/alquery-bigmem.lock flock /tmp/alquery-bench.lock \\
-        .venv/bin/python bench/neighbours.py
+    .venv/bin/python bench/neighbours.py
 """
 
 from __future__ import annotations

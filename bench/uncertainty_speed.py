@@ -32,9 +32,9 @@ is compared with alquery core's (same positions, same order).
 
 Writes one section of bench/RESULTS.md per size, between
 uncertainty-speed-ROWSxCLASSES markers.
-The default sizes move 4 GB inputs; hold the big-memory lock:
+The default sizes move 4 GB inputs, and the peers take up to 11 GB more:
 
-    flock /tmp/alquery-bigmem.lock .venv/bin/python bench/uncertainty_speed.py
+    .venv/bin/python bench/uncertainty_speed.py
 """
 
 from __future__ import annotations
@@ -455,7 +455,7 @@ def main(argv: list[str] | None = None) -> None:
 
     implementations = args.implementations.split(",")
     header = [
-        "`flock /tmp/alquery-bigmem.lock .venv/bin/python "
+        "`.venv/bin/python "
         + shlex.join(["bench/uncertainty_speed.py", *(argv or sys.argv[1:])])
         + "`. One fresh child process per case; seconds are the best of "
         f"{args.repeat} calls, batch size {args.batch_size}; extra MiB is the "
