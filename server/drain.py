@@ -29,7 +29,7 @@ from typing import Any
 
 import grpc
 
-from alquery.server.interceptors import QUERY_SERVICE
+from alquery.server.interceptors import QUERY_SERVICE, refusing_handler
 
 logger = logging.getLogger("alquery.server.drain")
 
@@ -75,19 +75,7 @@ def _refusing(handler: grpc.RpcMethodHandler) -> grpc.RpcMethodHandler:
     def refuse(request: Any, context: grpc.ServicerContext) -> Any:
         context.abort(grpc.StatusCode.UNAVAILABLE, DETAILS)
 
-    if handler.request_streaming and handler.response_streaming:
-        factory = grpc.stream_stream_rpc_method_handler
-    elif handler.request_streaming:
-        factory = grpc.stream_unary_rpc_method_handler
-    elif handler.response_streaming:
-        factory = grpc.unary_stream_rpc_method_handler
-    else:
-        factory = grpc.unary_unary_rpc_method_handler
-    return factory(
-        refuse,
-        request_deserializer=handler.request_deserializer,
-        response_serializer=handler.response_serializer,
-    )
+    return refusing_handler(handler, refuse)
 
 
 def drain(

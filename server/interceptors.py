@@ -279,3 +279,24 @@ def _streamed(
         error = False
     finally:
         call.finish(context, error=error)
+
+
+def refusing_handler(
+    handler: grpc.RpcMethodHandler, refuse: Callable[[Any, grpc.ServicerContext], Any]
+) -> grpc.RpcMethodHandler:
+    """A handler of the same kind (unary or streaming, each way) and the
+    same (de)serializers as ``handler`` whose behaviour is ``refuse``; an
+    interceptor returns it to end a call before the servicer runs."""
+    if handler.request_streaming and handler.response_streaming:
+        factory = grpc.stream_stream_rpc_method_handler
+    elif handler.request_streaming:
+        factory = grpc.stream_unary_rpc_method_handler
+    elif handler.response_streaming:
+        factory = grpc.unary_stream_rpc_method_handler
+    else:
+        factory = grpc.unary_unary_rpc_method_handler
+    return factory(
+        refuse,
+        request_deserializer=handler.request_deserializer,
+        response_serializer=handler.response_serializer,
+    )

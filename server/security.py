@@ -26,7 +26,7 @@ from typing import Any
 
 import grpc
 
-from alquery.server.interceptors import current_call
+from alquery.server.interceptors import current_call, refusing_handler
 
 logger = logging.getLogger("alquery.server.security")
 
@@ -194,16 +194,4 @@ def _refusing(handler: grpc.RpcMethodHandler, reason: str) -> grpc.RpcMethodHand
         current_call().reject_reason = reason
         context.abort(grpc.StatusCode.UNAUTHENTICATED, _REFUSAL_DETAILS[reason])
 
-    if handler.request_streaming and handler.response_streaming:
-        factory = grpc.stream_stream_rpc_method_handler
-    elif handler.request_streaming:
-        factory = grpc.stream_unary_rpc_method_handler
-    elif handler.response_streaming:
-        factory = grpc.unary_stream_rpc_method_handler
-    else:
-        factory = grpc.unary_unary_rpc_method_handler
-    return factory(
-        refuse,
-        request_deserializer=handler.request_deserializer,
-        response_serializer=handler.response_serializer,
-    )
+    return refusing_handler(handler, refuse)

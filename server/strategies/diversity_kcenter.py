@@ -86,11 +86,11 @@ def kcenter_greedy(
     core, at most 4) partition the pool and update groups side by side,
     while BLAS is held to one thread (``one_blas_thread``).
 
-    Measured (bench/kcenter.py, loaded 2-core machine): 10.5x faster than a
-    plain float32 numpy greedy on 100,000 x 768 clustered synthetic
-    embeddings with 1,000 picks, 3.6x on Fashion-MNIST's 70,000 x 784 raw
-    pixels (the bounds prune little in pixel space), 1.0x on isotropic
-    noise.
+    Measured (bench/kcenter.py, idle 2-core machine, each at its best BLAS
+    setting): 3.0x faster than a plain float32 numpy greedy on 100,000 x
+    768 clustered synthetic embeddings with 1,000 picks, 2.4x on
+    Fashion-MNIST's 70,000 x 784 raw pixels (the bounds prune little in
+    pixel space), 1.0x on isotropic noise.
 
     References
     ----------
