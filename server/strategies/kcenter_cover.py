@@ -2,20 +2,22 @@
 
 from __future__ import annotations
 
-import os
 from collections.abc import Callable
 from concurrent.futures import Executor
 
 import numpy as np
+from numpy.typing import NDArray
+
 from alquery.server.strategies.diversity import CHUNK_ELEMENTS
 from alquery.server.strategies.kcenter_partition import partition_pool
-from numpy.typing import NDArray
+from alquery.server.threads import compute_threads
 
 LEAF_SIZE = 384
 """Target number of pool rows per group of the partition."""
 
-WORKERS = min(4, len(os.sched_getaffinity(0)))
-"""Threads that update groups side by side (BLAS then runs on one)."""
+WORKERS = min(4, compute_threads())
+"""Threads that update groups side by side (BLAS then runs on one): this
+process's share of the cores (``threads.compute_threads``), at most 4."""
 
 SCREEN_MAGNITUDES = (1e-20, 1e30)
 """Screening runs in float32 only when the largest squared norm lies
