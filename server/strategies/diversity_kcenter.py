@@ -24,6 +24,11 @@ if TYPE_CHECKING:
     from alquery.server.edge import Query
 
 
+THREADED_VALUES = 1 << 20
+"""Pools with fewer values (n_pool x n_features) run on the calling thread,
+without worker threads or a BLAS limit."""
+
+
 def kcenter_greedy(
     embeddings: NDArray,
     batch_size: int,
@@ -82,9 +87,11 @@ def kcenter_greedy(
     O(n_pool * n_features * 64). Memory beyond the input: a copy of the
     pool in float32 (float64 outside float32's range; two while the
     partition reorders it), the centers in float64 and in float32, a few
-    vectors of n_pool and 32 MiB blocks. Up to ``WORKERS`` threads (one per
-    core, at most 4) partition the pool and update groups side by side,
-    while BLAS is held to one thread (``one_blas_thread``).
+    vectors of n_pool and 32 MiB blocks. Up to ``WORKERS`` threads (the
+    process's share of the cores, at most 4) partition the pool and update
+    groups side by side, while BLAS is held to one thread
+    (``one_blas_thread``); a pool of fewer than ``THREADED_VALUES`` values
+    runs on the calling thread alone.
 
     Measured (bench/kcenter.py, idle 2-core machine, each at its best BLAS
     setting): 3.0x faster than a plain float32 numpy greedy on 100,000 x
@@ -107,7 +114,7 @@ def _greedy(
     batch_size: int,
     labeled: NDArray[np.float64] | None,
     check: Callable[[], None],
-    executor: ThreadPoolExecutor,
+    executor: ThreadPoolExecutor | None = None,
 ) -> tuple[NDArray[np.int64], NDArray[np.float64]]:
     # The greedy steps over ``cover``: picks (pool positions) and scores.
     order = cover.partition.order
@@ -154,13 +161,21 @@ def kcenter_greedy_counted(
         magnitude = float(row_norms(labeled).max(initial=0.0))
     n_labeled = 0 if labeled is None else len(labeled)
     capacity = n_labeled + batch_size
-    with one_blas_thread(), ThreadPoolExecutor(
-        WORKERS, thread_name_prefix="alquery-kcenter"
-    ) as executor:
-        cover = LazyCover(embeddings, shift, capacity, magnitude, check, executor)
-        picks, scores = _greedy(
-            cover, embeddings, shift, batch_size, labeled, check, executor
-        )
+    if embeddings.size < THREADED_VALUES:
+        # A small pool: starting threads and setting BLAS limits would cost
+        # more than they save. The picks are the same either way.
+        cover = LazyCover(embeddings, shift, capacity, magnitude, check)
+        picks, scores = _greedy(cover, embeddings, shift, batch_size, labeled, check)
+    else:
+        with one_blas_thread(), ThreadPoolExecutor(
+            WORKERS, thread_name_prefix="alquery-kcenter"
+        ) as executor:
+            cover = LazyCover(
+                embeddings, shift, capacity, magnitude, check, executor
+            )
+            picks, scores = _greedy(
+                cover, embeddings, shift, batch_size, labeled, check, executor
+            )
     ranking = Ranking(ranked_indices=picks, scores=scores)
     return ranking, cover.evaluations, cover.screened
 

@@ -3,7 +3,11 @@ to the bit; the approximate mode is seeded and close in coverage."""
 
 import numpy as np
 import pytest
-from alquery.server.strategies import kcenter_cover, kcenter_partition
+from alquery.server.strategies import (
+    diversity_kcenter,
+    kcenter_cover,
+    kcenter_partition,
+)
 from alquery.server.strategies.diversity import nearest_center_distances
 from alquery.server.strategies.diversity_kcenter import (
     kcenter_greedy,
@@ -12,6 +16,15 @@ from alquery.server.strategies.diversity_kcenter import (
 )
 
 from kcenter_reference import kcenter_greedy_reference
+
+
+@pytest.fixture(autouse=True, params=["worker threads", "calling thread"])
+def threading_path(request, monkeypatch):
+    """Every test runs both ways: pools this small take the calling thread
+    alone unless THREADED_VALUES is lowered to 0."""
+    if request.param == "worker threads":
+        monkeypatch.setattr(diversity_kcenter, "THREADED_VALUES", 0)
+    return request.param
 
 
 def clustered(rng, n_pool, n_features, n_clusters=12, spread=0.3):
