@@ -84,6 +84,9 @@ def _session(
     options.inter_op_num_threads = 1
     options.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
     options.log_severity_level = 3
+    # Idle intra-op threads sleep rather than spin: a server runs several
+    # requests at once, and spinning threads take the cores they need.
+    options.add_session_config_entry("session.intra_op.allow_spinning", "0")
     # Load the bytes as ONNX only, never as onnxruntime's own format.
     options.add_session_config_entry("session.load_model_format", "ONNX")
     if not optimize:
