@@ -21,7 +21,8 @@ input: probabilities are the softmax of N(0, 2^2) logits, embeddings
 N(0, 1), float64. Then the neighbour-search cases of ``neighbours.py``
 run (skip them with --skip-neighbours).
 
-Writes the badge and neighbours sections of bench/RESULTS.md. The peer and materialised cases take over 3 GB:
+Writes the badge and neighbours sections of bench/RESULTS.md. The peer
+and materialised cases take over 3 GB:
 
     .venv/bin/python bench/badge.py
 """

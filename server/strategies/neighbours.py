@@ -5,7 +5,8 @@ density radii, validation neighbours): Euclidean and exact, never an n x n
 matrix. scikit-learn's brute-force ``NearestNeighbors`` finds candidates
 (cache-sized tiles, a heap per query: about 3 times faster than
 partitioning whole distance rows with numpy in bench/RESULTS.md, with a
-fraction of the memory); this module makes the tie-break exact. Positions are row positions in ``references``.
+fraction of the memory); this module makes the tie-break exact.
+Positions are row positions in ``references``.
 """
 
 from __future__ import annotations

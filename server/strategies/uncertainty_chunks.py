@@ -133,7 +133,9 @@ def scores_by_chunk(
         score(parts[0])
     else:
         # numpy releases the GIL in the kernels' array operations.
-        with ThreadPoolExecutor(len(parts), thread_name_prefix="alquery-scores") as pool:
+        with ThreadPoolExecutor(
+            len(parts), thread_name_prefix="alquery-scores"
+        ) as pool:
             list(pool.map(score, parts))
     return scores
 
