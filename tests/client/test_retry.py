@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import socket
 import threading
 import time
+from collections.abc import Iterator
 
 import grpc
 import pytest
@@ -23,58 +25,54 @@ def free_port() -> int:
         return probe.getsockname()[1]
 
 
+LATE = RetryPolicy(max_attempts=10, initial_backoff=0.2, max_backoff=1.0)
+"""Retries long enough to reach a server that starts 0.5 s late."""
+
+
+@contextlib.contextmanager
+def late_server() -> Iterator[int]:
+    """Yield a free port on which a server starts 0.5 s later; stop it after."""
+    port = free_port()
+    started = []
+    timer = threading.Timer(
+        0.5,
+        lambda: started.append(
+            app.start(app.ServerConfig(port=port, metrics_port=None, threads=2))
+        ),
+    )
+    timer.start()
+    try:
+        yield port
+    finally:
+        timer.join()
+        for server in started:
+            server.stop(grace_seconds=0)
+
+
 def retries(caplog) -> int:
     return sum("retrying" in r.getMessage() for r in caplog.records)
 
 
 def test_a_server_that_starts_late_is_reached_by_retrying(caplog):
     caplog.set_level(logging.INFO, logger="alquery.client.retry")
-    port = free_port()
-    started = []
-    timer = threading.Timer(
-        0.5,
-        lambda: started.append(
-            app.start(app.ServerConfig(port=port, metrics_port=None, threads=2))
-        ),
-    )
-    timer.start()
-    policy = RetryPolicy(max_attempts=10, initial_backoff=0.2, max_backoff=1.0)
-    try:
-        with AlqueryClient(f"127.0.0.1:{port}", timeout=30, retry=policy) as client:
+    with late_server() as port:
+        with AlqueryClient(f"127.0.0.1:{port}", timeout=30, retry=LATE) as client:
             result = client.rank("uncertainty.margin", 1, probabilities=PROBABILITIES)
-    finally:
-        timer.join()
-        for server in started:
-            server.stop(grace_seconds=0)
     assert result.indices.tolist() == [0]
     assert retries(caplog) >= 1
 
 
 def test_a_streamed_call_is_retried_with_its_chunks_sent_again(caplog):
     caplog.set_level(logging.INFO, logger="alquery.client.retry")
-    port = free_port()
-    started = []
-    timer = threading.Timer(
-        0.5,
-        lambda: started.append(
-            app.start(app.ServerConfig(port=port, metrics_port=None, threads=2))
-        ),
-    )
-    timer.start()
-    policy = RetryPolicy(max_attempts=10, initial_backoff=0.2, max_backoff=1.0)
     progress = []
-    try:
+    with late_server() as port:
         with AlqueryClient(
-            f"127.0.0.1:{port}", timeout=30, retry=policy, stream_threshold_bytes=0
+            f"127.0.0.1:{port}", timeout=30, retry=LATE, stream_threshold_bytes=0
         ) as client:
             result = client.rank(
                 "uncertainty.margin", 1, probabilities=PROBABILITIES,
                 progress=lambda *sent: progress.append(sent),
             )
-    finally:
-        timer.join()
-        for server in started:
-            server.stop(grace_seconds=0)
     assert result.indices.tolist() == [0]
     assert retries(caplog) >= 1
     assert progress[-1][0] == progress[-1][1] > 0
