@@ -49,6 +49,12 @@ def mlp(
             numpy_helper.from_array(b2, "b2"),
         ],
     )
+    return checked_model(graph)
+
+
+def checked_model(graph: onnx.GraphProto) -> bytes:
+    """``graph`` as a model of the default opset 17 (IR 8, which this
+    onnxruntime reads), checked by the ONNX checker, serialized."""
     model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
     model.ir_version = 8
     onnx.checker.check_model(model)

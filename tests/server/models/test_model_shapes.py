@@ -2,12 +2,11 @@
 or read the wrong rows are refused with INVALID_ARGUMENT naming the model."""
 
 import numpy as np
-import onnx
 import pytest
 from onnx import TensorProto, helper, numpy_helper
 
 from alquery.client import AlqueryError
-from onnx_models import mlp
+from onnx_models import checked_model, mlp
 
 POOL = np.random.default_rng(3).normal(size=(12, 6)).astype(np.float32)
 
@@ -41,10 +40,7 @@ def extra_rows_model() -> bytes:
             numpy_helper.from_array(extra, "extra"),
         ],
     )
-    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
-    model.ir_version = 8
-    onnx.checker.check_model(model)
-    return model.SerializeToString()
+    return checked_model(graph)
 
 
 def test_an_output_with_more_rows_than_the_input_is_refused(client):
