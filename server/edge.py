@@ -173,6 +173,9 @@ def build_query(
         pool_logits=pool_kind == "logits",
         **arrays,
     )
+    if not strategy.parameters:
+        # Most strategies take no parameters: spare the second construction.
+        return partial
     params = _resolve_params(getattr(request, strategy.family), partial)
     return dataclasses.replace(partial, params=params)
 

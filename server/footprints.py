@@ -23,6 +23,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from alquery.server import edge
 from alquery.server.chunks import CHUNK_BYTES as MEASURE_CHUNK_BYTES
 from alquery.server.edge import strategy_name as edge_strategy_name
 from alquery.server.models.cache import CHUNK_BYTES as RUNNER_CHUNK_BYTES
@@ -324,17 +325,22 @@ def inference_estimate(request: query_pb2.RankRequest) -> int:
     return sizes_of_request(request).input_bytes + 2 * RUNNER_CHUNK_BYTES
 
 
+_QUERY_INPUTS = tuple(
+    field.name
+    for field in dataclasses.fields(edge.Query)
+    if field.name.startswith(("pool_", "labeled_", "validation_", "target_"))
+)
+"""The ``Query`` attributes that hold the request's inputs; listed once, as
+``dataclasses.fields`` builds its answer on every call."""
+
+
 def sizes_of_query(query: Query) -> Sizes:
     """The sizes of a checked query; its arrays as they are held.
 
     Predictions count twice: the float64 array the strategy reads, and the
     tensor the request still holds (the same size or, as float32, half).
     """
-    arrays = [
-        getattr(query, field.name)
-        for field in dataclasses.fields(query)
-        if field.name.startswith(("pool_", "labeled_", "validation_", "target_"))
-    ]
+    arrays = [getattr(query, name) for name in _QUERY_INPUTS]
     pool = query.pool_predictions
     # The pool's float64 probabilities are made on first use only (measures
     # scored in chunks never make them): count them without making them.

@@ -261,10 +261,19 @@ class MemoryGuard:
     """
 
     def __init__(self, budget_bytes: int, metrics: Metrics | None = None) -> None:
+        # Called under the ledger's lock. Nearly every request changes the
+        # reserved bytes and not the waiting count: only changes are set.
+        last = [-1, -1]
+
         def on_change(reserved: int, waiting: int) -> None:
-            if metrics is not None:
+            if metrics is None:
+                return
+            if reserved != last[0]:
                 metrics.memory_reserved.set(reserved)
+                last[0] = reserved
+            if waiting != last[1]:
                 metrics.memory_waiting.set(waiting)
+                last[1] = waiting
 
         self.ledger = MemoryLedger(budget_bytes, on_change)
         if metrics is not None:

@@ -35,6 +35,8 @@ def rank(query: Query) -> Ranking:
             temperature=query.temperature,
             rng=query.random_generator(),
         )
+    if not scored.extras and not scored.warnings:
+        return ranking
     chosen = ranking.ranked_indices
     return dataclasses.replace(
         ranking,
