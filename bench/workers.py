@@ -2,7 +2,7 @@
 process, measured in the same run, with clients in one process or several.
 
 Run: .venv/bin/python bench/workers.py [--calls 16000] [--clients 16]
-     [--client-processes 4]
+     [--client-processes 2 4] [--baseline-commit COMMIT]
 Writes the section between the workers markers of RESULTS.md.
 
 Each setup is a real ``alquery serve`` child process on 127.0.0.1. The
@@ -10,8 +10,11 @@ Each setup is a real ``alquery serve`` child process on 127.0.0.1. The
 of their own (``grpc.use_local_subchannel_pool``, so each is its own TCP
 connection, which the kernel hands to one worker). They run either as
 threads of one Python process (which the GIL limits), or spread over
-``--client-processes`` processes, as separate client programs are. The
-clients share the machine's cores with the server.
+``--client-processes`` processes, as separate client programs are (one
+per core is how a deployment's clients would run). The clients share the
+machine's cores with the server, so every row also gives the CPU each side
+spends per call. With ``--baseline-commit`` the server code of that commit
+(see ``baseline.py``) is measured beside this worktree's, in the same run.
 """
 
 from __future__ import annotations
@@ -22,6 +25,7 @@ import os
 import pathlib
 import statistics
 import sys
+import tempfile
 import threading
 import time
 from collections.abc import Callable
@@ -35,6 +39,7 @@ from alquery.v1 import query_pb2, query_pb2_grpc
 
 HERE = pathlib.Path(__file__).parent
 sys.path.insert(0, str(HERE))
+import baseline  # noqa: E402  (bench/)
 from results import write_section  # noqa: E402  (bench/)
 
 SECTION = "workers"
@@ -100,48 +105,60 @@ def client_process(
     out: multiprocessing.Queue,
     make_request: Callable[[], query_pb2.RankRequest] = margin_request,
     until: float | None = None,
+    cpu_out: multiprocessing.Queue | None = None,
 ) -> None:
-    """A client program: ``threads`` client threads; puts their ``Timed``."""
+    """A client program: ``threads`` client threads; puts their ``Timed``,
+    then (with ``cpu_out``) the CPU seconds the calls took, start-up and
+    imports left out."""
     request = make_request()
+    start = time.process_time()
     with ThreadPoolExecutor(threads) as pool:
         results = list(pool.map(
             lambda _: client_thread(target, calls, barrier, request, until),
             range(threads),
         ))
     out.put(results)
+    if cpu_out is not None:
+        cpu_out.put(time.process_time() - start)
 
 
 def run_clients(
     target: str, calls: int, clients: int, processes: int
-) -> list[Timed]:
+) -> tuple[list[Timed], float]:
     """Run ``clients`` clients over ``processes`` processes (0: threads of
-    this process); return every client's ``Timed``."""
+    this process); return every client's ``Timed`` and the CPU seconds
+    the clients spent (with threads: all of this process's, the thread
+    that reads the server's log included)."""
     per_client = calls // clients
     if processes == 0:
         barrier = threading.Barrier(clients)
+        start = time.process_time()
         with ThreadPoolExecutor(clients) as pool:
-            return list(pool.map(
+            results = list(pool.map(
                 lambda _: client_thread(
                     target, per_client, barrier, margin_request()
                 ),
                 range(clients),
             ))
+        return results, time.process_time() - start
     context = multiprocessing.get_context("spawn")
     barrier = context.Barrier(clients)
-    out = context.Queue()
+    out, cpu_out = context.Queue(), context.Queue()
     workers = [
         context.Process(
             target=client_process,
             args=(target, threads, per_client, barrier, out),
+            kwargs={"cpu_out": cpu_out},
         )
         for threads in _split(clients, processes)
     ]
     for worker in workers:
         worker.start()
     results = [timed for _ in workers for timed in out.get()]
+    cpu = sum(cpu_out.get() for _ in workers)
     for worker in workers:
         worker.join()
-    return results
+    return results, cpu
 
 
 def _split(total: int, parts: int) -> list[int]:
@@ -157,49 +174,136 @@ def summarise(results: list[Timed]) -> tuple[float, float, float]:
     return rate, statistics.median(timings), float(np.percentile(timings, 99))
 
 
+def cpu_seconds(pid: int) -> float:
+    """CPU seconds (user and system) used so far by process ``pid`` and
+    every process below it that is still running, from /proc (Linux)."""
+    tick = os.sysconf("SC_CLK_TCK")
+    total, pending = 0.0, [pid]
+    while pending:
+        process = pending.pop()
+        try:
+            with open(f"/proc/{process}/stat", encoding="ascii") as file:
+                fields = file.read().rpartition(")")[2].split()
+            total += (int(fields[11]) + int(fields[12])) / tick
+            for thread in os.listdir(f"/proc/{process}/task"):
+                path = f"/proc/{process}/task/{thread}/children"
+                with open(path, encoding="ascii") as file:
+                    pending += [int(child) for child in file.read().split()]
+        except OSError:
+            continue  # it ended meanwhile
+    return total
+
+
+Measured = tuple[float, float, float, float, float]
+"""Requests per second, p50 and p99 milliseconds, and the server's and
+the clients' CPU milliseconds per call."""
+
+
 def measure(
-    workers: int, calls: int, clients: int, processes: int
-) -> tuple[float, float, float]:
-    """Requests per second, p50 and p99 milliseconds for one setup."""
-    with LocalServer(["--workers", str(workers)]) as server:
-        return summarise(run_clients(server.target, calls, clients, processes))
+    workers: int,
+    calls: int,
+    clients: int,
+    processes: int,
+    server_code: pathlib.Path | None = None,
+) -> Measured:
+    """Requests per second, latencies and CPU per call for one setup.
+
+    CPU per call counts every call made, the warm-up calls included; the
+    server's is its processes' (the parent and every worker) from the
+    clients' start to their end, the clients' as ``run_clients`` says.
+    """
+    with baseline.server_code(server_code):
+        server = LocalServer(["--workers", str(workers)]).start()
+    try:
+        server_before = cpu_seconds(server.process.pid)
+        results, client_cpu = run_clients(server.target, calls, clients, processes)
+        server_cpu = cpu_seconds(server.process.pid) - server_before
+    finally:
+        server.stop()
+    made = sum(len(r[2]) for r in results) + WARM_UP * len(results)
+    rate, p50, p99 = summarise(results)
+    return rate, p50, p99, 1000 * server_cpu / made, 1000 * client_cpu / made
 
 
-def run(calls: int, clients: int, processes: int) -> str:
-    one, spread = "1 process", f"{processes} processes"
-    # --workers 1 again last: the spread between the two single-process
-    # rows is the run-order noise the ratios must be read against.
+GOAL_RATE, GOAL_P99_MS = 1000.0, 20.0
+"""Issue 6's goal for small requests on this 2-core machine."""
+
+
+def run(
+    calls: int,
+    clients: int,
+    processes: list[int],
+    baseline_commit: str | None = None,
+) -> str:
+    with tempfile.TemporaryDirectory() as directory:
+        codes: list[tuple[str, pathlib.Path | None]] = [("this", None)]
+        if baseline_commit is not None:
+            exported = baseline.export(baseline_commit, pathlib.Path(directory))
+            codes.insert(0, (baseline_commit, exported))
+        return _run(calls, clients, processes, codes)
+
+
+def _run(
+    calls: int,
+    clients: int,
+    processes: list[int],
+    codes: list[tuple[str, pathlib.Path | None]],
+) -> str:
+    def clients_in(count: int) -> str:
+        return "1 process" if count == 0 else f"{count} processes"
+
     setups = [
-        (1, one, 0), (2, one, 0),
-        (1, spread, processes), (2, spread, processes),
-        (1, spread + ", again", processes),
+        (code, workers, count)
+        for count in [0, *processes]
+        for code in codes
+        for workers in (1, 2)
     ]
+    # The first setup again last: the spread between the two is the
+    # run-order noise the other rows must be read against.
+    setups.append(setups[0])
     load = os.getloadavg()[0]
-    rows = [(w, c, measure(w, calls, clients, p)) for w, c, p in setups]
-    base = {one: rows[0][2][0], spread: rows[2][2][0]}
+    rows = []
+    for (label, path), workers, count in setups:
+        measured = measure(workers, calls, clients, count, path)
+        rows.append((label, workers, count, measured))
+    base: dict[tuple[str, int], float] = {}
+    for label, workers, count, measured in rows:
+        if workers == 1:
+            base.setdefault((label, count), measured[0])
     lines = [
         "## Worker processes",
         "",
         f"`.venv/bin/python bench/workers.py --calls {calls} --clients "
-        f"{clients} --client-processes {processes}`: uncertainty.margin on "
-        "1,000 x 10 probabilities (80 KB requests), batch 10; "
-        f"{clients} concurrent clients, each on its own connection, calling "
-        "in a loop, as threads of one Python process or spread over "
-        f"{processes} processes, against `alquery serve` child processes on "
-        "loopback, on this 2-core machine (the clients share the cores). "
-        f"Load average when the run began: {load:.1f} (other work on the "
-        "machine widens the spread between the repeated rows). The ratio is "
-        "against one server process with the same clients.",
+        f"{clients} --client-processes {' '.join(map(str, processes))}"
+        + (
+            f" --baseline-commit {codes[0][0]}`" if len(codes) > 1 else "`"
+        )
+        + ": uncertainty.margin on 1,000 x 10 probabilities (80 KB requests), "
+        f"batch 10; {clients} concurrent clients, each on its own "
+        "connection, calling in a loop, as threads of one Python process "
+        "or spread over several, against `alquery serve` child processes "
+        "on loopback, on this 2-core machine (the clients share the "
+        f"cores). Load average when the run began: {load:.1f} (other work "
+        "on the machine widens the spread between the repeated rows). "
+        "Server CPU: the server processes' user and system time (/proc) "
+        "per call; client CPU: the client processes' (with one process, "
+        "it also reads the server's log lines). The ratio is against one "
+        "server process with the same code and clients; goal: at least "
+        f"{GOAL_RATE:,.0f} requests/s with p99 under {GOAL_P99_MS:.0f} ms.",
         "",
-        "| --workers | clients in | requests/s | p50 ms | p99 ms | "
-        "requests/s / one server process |",
-        "|---|---|---|---|---|---|",
+        "| server code | --workers | clients in | requests/s | p50 ms | "
+        "p99 ms | server CPU ms/call | client CPU ms/call | "
+        "requests/s / one server process | goal met |",
+        "|---|---|---|---|---|---|---|---|---|---|",
     ]
-    for workers, clients_in, (rate, p50, p99) in rows:
-        ratio = rate / base[clients_in.removesuffix(", again")]
+    for index, (label, workers, count, measured) in enumerate(rows):
+        rate, p50, p99, server_cpu, client_cpu = measured
+        again = ", again" if index == len(rows) - 1 else ""
+        met = rate >= GOAL_RATE and p99 < GOAL_P99_MS
         lines.append(
-            f"| {workers} | {clients_in} | {rate:.0f} | {p50:.2f} | {p99:.2f} "
-            f"| {ratio:.2f} |"
+            f"| {label} | {workers} | {clients_in(count)}{again} | {rate:.0f} "
+            f"| {p50:.2f} | {p99:.2f} | {server_cpu:.3f} | {client_cpu:.3f} "
+            f"| {rate / base[label, count]:.2f} | {'yes' if met else 'no'} |"
         )
     return "\n".join(lines)
 
@@ -208,10 +312,19 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--calls", type=int, default=16000)
     parser.add_argument("--clients", type=int, default=16)
-    parser.add_argument("--client-processes", type=int, default=4)
+    parser.add_argument(
+        "--client-processes", type=int, nargs="+", default=[2, 4],
+        help="also measure the clients spread over this many processes",
+    )
+    parser.add_argument(
+        "--baseline-commit", metavar="COMMIT",
+        help="also measure the server code of this commit, in the same run",
+    )
     parser.add_argument("--results", type=pathlib.Path, default=HERE / "RESULTS.md")
     args = parser.parse_args(argv)
-    text = run(args.calls, args.clients, args.client_processes)
+    text = run(
+        args.calls, args.clients, args.client_processes, args.baseline_commit
+    )
     print(text)
     write_section(SECTION, text, args.results)
     return 0
