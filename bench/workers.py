@@ -20,6 +20,7 @@ spends per call. With ``--baseline-commit`` the server code of that commit
 from __future__ import annotations
 
 import argparse
+import contextlib
 import multiprocessing
 import os
 import pathlib
@@ -28,7 +29,7 @@ import sys
 import tempfile
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 
 import grpc
@@ -40,6 +41,7 @@ from alquery.v1 import query_pb2, query_pb2_grpc
 HERE = pathlib.Path(__file__).parent
 sys.path.insert(0, str(HERE))
 import baseline  # noqa: E402  (bench/)
+from grpc_floor import FloorServer  # noqa: E402  (bench/)
 from results import write_section  # noqa: E402  (bench/)
 
 SECTION = "workers"
@@ -199,27 +201,45 @@ Measured = tuple[float, float, float, float, float]
 the clients' CPU milliseconds per call."""
 
 
+FLOOR = "bare gRPC"
+"""The label of the rows measured against ``grpc_floor.FloorServer``."""
+
+
+@contextlib.contextmanager
+def _server(
+    workers: int, code: pathlib.Path | None
+) -> Iterator[LocalServer | FloorServer]:
+    if code == FLOOR:
+        with FloorServer() as floor:
+            yield floor
+        return
+    with baseline.server_code(code):
+        server = LocalServer(["--workers", str(workers)]).start()
+    try:
+        yield server
+    finally:
+        server.stop()
+
+
 def measure(
     workers: int,
     calls: int,
     clients: int,
     processes: int,
-    server_code: pathlib.Path | None = None,
+    server_code: pathlib.Path | str | None = None,
 ) -> Measured:
     """Requests per second, latencies and CPU per call for one setup.
 
-    CPU per call counts every call made, the warm-up calls included; the
+    ``server_code``: a folder from ``baseline.export``, ``FLOOR`` for the
+    bare gRPC server, or None for this worktree's ``alquery serve``. CPU
+    per call counts every call made, the warm-up calls included; the
     server's is its processes' (the parent and every worker) from the
     clients' start to their end, the clients' as ``run_clients`` says.
     """
-    with baseline.server_code(server_code):
-        server = LocalServer(["--workers", str(workers)]).start()
-    try:
+    with _server(workers, server_code) as server:
         server_before = cpu_seconds(server.process.pid)
         results, client_cpu = run_clients(server.target, calls, clients, processes)
         server_cpu = cpu_seconds(server.process.pid) - server_before
-    finally:
-        server.stop()
     made = sum(len(r[2]) for r in results) + WARM_UP * len(results)
     rate, p50, p99 = summarise(results)
     return rate, p50, p99, 1000 * server_cpu / made, 1000 * client_cpu / made
@@ -236,7 +256,7 @@ def run(
     baseline_commit: str | None = None,
 ) -> str:
     with tempfile.TemporaryDirectory() as directory:
-        codes: list[tuple[str, pathlib.Path | None]] = [("this", None)]
+        codes: list[tuple[str, pathlib.Path | str | None]] = [("this", None)]
         if baseline_commit is not None:
             exported = baseline.export(baseline_commit, pathlib.Path(directory))
             codes.insert(0, (baseline_commit, exported))
@@ -247,17 +267,15 @@ def _run(
     calls: int,
     clients: int,
     processes: list[int],
-    codes: list[tuple[str, pathlib.Path | None]],
+    codes: list[tuple[str, pathlib.Path | str | None]],
 ) -> str:
     def clients_in(count: int) -> str:
         return "1 process" if count == 0 else f"{count} processes"
 
-    setups = [
-        (code, workers, count)
-        for count in [0, *processes]
-        for code in codes
-        for workers in (1, 2)
-    ]
+    setups = []
+    for count in [0, *processes]:
+        setups += [(code, workers, count) for code in codes for workers in (1, 2)]
+        setups.append(((FLOOR, FLOOR), 1, count))
     # The first setup again last: the spread between the two is the
     # run-order noise the other rows must be read against.
     setups.append(setups[0])
@@ -287,7 +305,10 @@ def _run(
         "on the machine widens the spread between the repeated rows). "
         "Server CPU: the server processes' user and system time (/proc) "
         "per call; client CPU: the client processes' (with one process, "
-        "it also reads the server's log lines). The ratio is against one "
+        "it also reads the server's log lines). Rows \"bare gRPC\": "
+        "`bench/grpc_floor.py`, a gRPC server with the same handler pool "
+        "that parses the request and sends a fixed answer, the floor under "
+        "alquery's cost per call. The ratio is against one "
         "server process with the same code and clients; goal: at least "
         f"{GOAL_RATE:,.0f} requests/s with p99 under {GOAL_P99_MS:.0f} ms.",
         "",
