@@ -33,6 +33,8 @@ import time
 import numpy as np
 
 HERE = pathlib.Path(__file__).parent
+REPO = f"{HERE.resolve().parent}/"
+"""Stripped from the paths of our own functions in the listings."""
 sys.path.insert(0, str(HERE))
 from results import write_section  # noqa: E402  (bench/)
 
@@ -109,7 +111,7 @@ def summarise(stats: pstats.Stats, calls: int, parts: tuple, title: str) -> str:
         else:
             by_part[_part(filename, parts)] += own
             calls_by_part[_part(filename, parts)] += row[1]
-        short = filename.split("site-packages/")[-1].split("wt-small/")[-1]
+        short = filename.split("site-packages/")[-1].removeprefix(REPO)
         by_function[f"{short}:{line}({name})"] += own
     lines = [
         f"{title}: {1000 * total / calls:.3f} ms CPU per call (profiled), "
