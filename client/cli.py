@@ -166,6 +166,12 @@ def _parser() -> argparse.ArgumentParser:
         "--log-level", default="INFO", type=str.upper, choices=LOG_LEVELS,
         help="level of every alquery.* logger",
     )
+    serve.add_argument(
+        "--shared-memory-dir", metavar="DIR", default=None,
+        help="let clients on this host pass tensors as files in DIR (Rank "
+        "only; README: Shared memory); DIR must exist and grant nothing to "
+        "others; unset = off",
+    )
     _add_serve_security_flags(serve)
     # Every serve flag can also come from ALQUERY_<FLAG> (e.g. ALQUERY_PORT).
     apply_environment(serve, os.environ)
@@ -339,6 +345,7 @@ def _serve(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
         max_model_mib=args.max_model_mib,
         model_threads=args.model_threads,
         memory_budget_mib=_worker_budget_mib(args.memory_budget_mib, args.workers),
+        shared_memory_dir=args.shared_memory_dir,
     )
     try:
         if args.workers is not None:
