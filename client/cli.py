@@ -210,6 +210,11 @@ def _parser() -> argparse.ArgumentParser:
         help="send pools holding more MiB than this in chunks (RankStream)",
     )
     rank.add_argument(
+        "--shared-memory-dir", metavar="DIR",
+        help="pass large arrays as files in DIR, for a server on this host "
+        "started with the same --shared-memory-dir (README: Shared memory)",
+    )
+    rank.add_argument(
         "--progress", action="store_true",
         help="draw an upload progress bar on stderr even when it is not a "
         "terminal (it is drawn on a terminal anyway)",
@@ -297,6 +302,9 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 def _client(args: argparse.Namespace, parser: argparse.ArgumentParser) -> AlqueryClient:
+    shared_memory_dir = getattr(args, "shared_memory_dir", None)
+    if shared_memory_dir is not None and not os.path.isdir(shared_memory_dir):
+        parser.error(f"--shared-memory-dir {shared_memory_dir}: not a directory")
     try:
         security = ChannelSecurity(
             ca_file=args.ca, cert_file=args.cert, key_file=args.key,
@@ -310,6 +318,7 @@ def _client(args: argparse.Namespace, parser: argparse.ArgumentParser) -> Alquer
             timeout=args.timeout,
             security=security,
             stream_threshold_bytes=threshold,
+            shared_memory_dir=shared_memory_dir,
         )
     except (OSError, ValueError) as error:
         parser.error(f"--ca/--cert/--key/--token-file: {error}")
