@@ -180,6 +180,15 @@ class SharedMemoryReads(Assembly):
         Naming the field: a bad name, a file that is missing, not a regular
         file (a symbolic link, a FIFO, a directory) or too short, a bad
         dtype or shape, or both ``data`` and ``shared_memory`` set.
+
+    Notes
+    -----
+    It sets the state that ``Assembly``'s ``fields``, ``buffer``, ``wait``
+    and ``rows_ready`` read (one ``_Slot`` per tensor, the condition, the
+    failure flag) instead of calling ``Assembly.__init__``, which reads a
+    stream. The server reads what the file holds while it reads: a client
+    that rewrites a file during the call gets an answer on the mixed bytes
+    (or an error, when they are not finite).
     """
 
     def __init__(

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import json
 import os
+import subprocess
+import sys
 
 import grpc
 import numpy as np
@@ -121,3 +123,18 @@ def test_cli_rank_through_shared_memory(shm_target, shm_dir, tmp_path, capsys):
     assert status == 0, err
     assert len(json.loads(out)["indices"]) == 4
     assert os.listdir(shm_dir) == []
+
+
+def test_cli_serve_refuses_a_directory_others_can_read(tmp_path):
+    path = tmp_path / "open"
+    path.mkdir()
+    path.chmod(0o755)
+    result = subprocess.run(
+        [sys.executable, "-m", "alquery.client.cli", "serve", "--port", "0",
+         "--metrics-port", "-1", "--shared-memory-dir", str(path)],
+        capture_output=True, text=True, timeout=120,
+    )
+    assert result.returncode == 1
+    assert f"alquery serve: --shared-memory-dir {path}: has mode 0755" in (
+        result.stderr
+    )

@@ -305,3 +305,24 @@ def test_symbolic_link_or_missing_directory_is_refused_at_start(tmp_path):
         SharedMemoryDir(str(tmp_path / "link"))
     with pytest.raises(SharedMemoryConfigError, match="does not exist"):
         SharedMemoryDir(str(tmp_path / "missing"))
+
+
+def test_memory_guard_refuses_before_reading(shm_dir):
+    # 100,000 x 4 float64 probabilities: about 6 MiB with the edge's copy.
+    big = RNG.dirichlet(np.ones(4), size=100_000)
+    write(shm_dir, "big.bin", big)
+    running = app.start(
+        app.ServerConfig(
+            port=0, metrics_port=None, memory_budget_mib=1,
+            shared_memory_dir=str(shm_dir),
+        )
+    )
+    try:
+        with grpc.insecure_channel(f"127.0.0.1:{running.port}") as channel:
+            stub = query_pb2_grpc.QueryServiceStub(channel)
+            with pytest.raises(grpc.RpcError) as caught:
+                stub.Rank(ref_request("big.bin", shape=big.shape), timeout=30)
+    finally:
+        running.stop(grace_seconds=1)
+    assert caught.value.code() == grpc.StatusCode.RESOURCE_EXHAUSTED
+    assert "budget" in caught.value.details()
