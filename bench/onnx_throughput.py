@@ -20,9 +20,8 @@ Two service rows take the same-host shared-memory path (``Rank`` with
 a reference, the server copies the bytes into its buffer while the model
 runs on the rows read so far); and "copied per call", a plain numpy pool
 that the client writes into a new file on each call (one copy) and
-removes after it. Each of their calls is timed in turn with an in-process
-onnxruntime run, and their ratios compare those pairs, so that the load of
-a shared machine falls on both sides alike.
+removes after it. A last line compares the server's stages on that path
+in this process (no transport), reading then running against overlapped.
 
 More rows split the gap: alquery's chunked runner called in this process
 (no transport), the service by ``Rank`` (one message), and the service
@@ -185,39 +184,29 @@ def through_service(
         )
 
 
-def timed_pair(
-    baseline, work, repeats: int, server_pid: int
-) -> tuple[Timing, Timing]:
-    """Time ``baseline()`` and ``work()`` in turns, ``repeats`` times each
+def timed_pair(first, second, repeats: int) -> tuple[Timing, Timing]:
+    """Time ``first()`` and ``second()`` in turns, ``repeats`` times each
     after one warm-up, so that the load of a shared machine falls on both
-    alike. ``work``'s CPU counts the server's too, ``baseline``'s only
-    this process's."""
-    baseline()
-    work()
+    alike; CPU counts this process."""
+    first()
+    second()
     pair = Timing([], []), Timing([], [])
     for _ in range(repeats):
-        turns = ((pair[0], baseline, None), (pair[1], work, server_pid))
-        for timing, call, pid in turns:
-            cpu = process_cpu() + (process_cpu(pid) if pid else 0.0)
+        for timing, call in zip(pair, (first, second)):
+            cpu = process_cpu()
             start = time.perf_counter()
             call()
             timing.wall.append(time.perf_counter() - start)
-            after = process_cpu() + (process_cpu(pid) if pid else 0.0)
-            timing.cpu.append(after - cpu)
+            timing.cpu.append(process_cpu() - cpu)
     return pair
 
 
 def through_shared_memory(
     model: bytes, embeddings: np.ndarray, threads: int, repeats: int
-) -> dict[str, tuple[Timing, Timing]]:
-    """Time ``AlqueryClient.rank`` with the pool in shared memory, each run
-    next to an in-process onnxruntime run (``timed_pair``): "in place", the
-    pool in a ``shared_array``; "copied", a numpy pool the client writes
-    into a file on each call."""
-    options = ort.SessionOptions()
-    options.intra_op_num_threads = threads
-    session = ort.InferenceSession(model, options, providers=["CPUExecutionProvider"])
-    local = lambda: session.run(None, {"x": embeddings})  # noqa: E731
+) -> dict[str, Timing]:
+    """Time ``AlqueryClient.rank`` with the pool in shared memory: "in
+    place", the pool in a ``shared_array``; "copied", a numpy pool the
+    client writes into a file on each call."""
     base = "/dev/shm" if os.path.isdir("/dev/shm") else None
     with tempfile.TemporaryDirectory(dir=base, prefix="alquery-bench-") as shm:
         os.chmod(shm, 0o700)
@@ -230,9 +219,8 @@ def through_shared_memory(
         ) as client:
             bound = OnnxModel(model, output_kind="logits")
 
-            def paired(pool: np.ndarray) -> tuple[Timing, Timing]:
-                return timed_pair(
-                    local,
+            def run(pool: np.ndarray) -> Timing:
+                return timed(
                     lambda: client.rank(
                         "uncertainty.entropy", 10, model=bound, embeddings=pool
                     ),
@@ -240,10 +228,10 @@ def through_shared_memory(
                     server.process.pid,
                 )
 
-            copied = paired(embeddings)
+            copied = run(embeddings)
             with client.shared_array(embeddings.shape, embeddings.dtype) as pool:
                 pool[:] = embeddings
-                in_place = paired(pool)
+                in_place = run(pool)
     return {"in place": in_place, "copied": copied}
 
 
@@ -294,7 +282,7 @@ def shared_memory_stages(
             job.result()
 
         try:
-            return timed_pair(one_after_the_other, overlapped, repeats, 0)
+            return timed_pair(one_after_the_other, overlapped, repeats)
         finally:
             directory.close()
 
@@ -325,22 +313,16 @@ def _verdict(ratio: float) -> str:
     return f"{TARGET_RATIO:.0%}: {'met' if ratio >= TARGET_RATIO else 'not met'}"
 
 
-def shared_lines(shared: dict[str, tuple[Timing, Timing]]) -> list[str]:
-    """The shared-memory rows' ratios, each against the in-process runs
-    made in turn with it."""
-    lines = [
-        "Shared memory (same host only; `Rank` with `Tensor.shared_memory`), "
-        "each service call timed in turn with an in-process onnxruntime run "
-        "(so load falls on both alike):",
-        "",
-    ]
-    for name, (local, served) in shared.items():
+def shared_lines(shared: dict[str, Timing], local: Timing) -> list[str]:
+    """The shared-memory rows' ratios to in-process onnxruntime."""
+    lines = []
+    for name, served in shared.items():
         ratio = local.median / served.median
         lines.append(
-            f"- pool {name}: service {served.median:.3f} s against in-process "
-            f"{local.median:.3f} s (medians), **{ratio:.0%}** (target "
-            f"{_verdict(ratio)}); best runs {local.best / served.best:.0%}; "
-            f"CPU s {served.cpu_median:.2f} against {local.cpu_median:.2f}."
+            f"Shared memory, pool {name}: **{ratio:.0%}** of in-process "
+            f"throughput by medians (target {_verdict(ratio)}); best runs "
+            f"{local.best / served.best:.0%}; CPU s {served.cpu_median:.2f} "
+            f"against {local.cpu_median:.2f}."
         )
     return lines
 
@@ -364,7 +346,7 @@ def main(argv: list[str] | None = None) -> int:
     )
     kept = _with_env(KEEP_MEMORY, args)
     shared = through_shared_memory(model, embeddings, args.threads, args.repeats)
-    in_place, copied = shared["in place"][1], shared["copied"][1]
+    in_place, copied = shared["in place"], shared["copied"]
     sequential, overlapped = shared_memory_stages(
         model, embeddings, args.threads, args.repeats
     )
@@ -412,7 +394,7 @@ def main(argv: list[str] | None = None) -> int:
         f"{local.median / unary.median:.0%}; glibc keeping freed memory "
         f"{local.median / kept.median:.0%}.",
         "",
-        *shared_lines(shared),
+        *shared_lines(shared, local),
         "",
         "Overlap on the shared-memory path, the server's stages in this "
         "process (no transport; read the file into a buffer, run the model), "
