@@ -12,7 +12,6 @@ it is referenced where it is, without being copied at all.
 from __future__ import annotations
 
 import contextlib
-import itertools
 import math
 import mmap
 import os
@@ -79,10 +78,6 @@ class SharedMemory:
         self.threshold_bytes = threshold_bytes
         # (start address, size) -> file name, for arrays of shared_array.
         self._regions: dict[tuple[int, int], str] = {}
-        self._names = (
-            f"alquery-{os.getpid()}-{secrets.token_hex(8)}-{i}"
-            for i in itertools.count()
-        )
 
     @contextlib.contextmanager
     def shared_array(
@@ -171,13 +166,16 @@ class SharedMemory:
         if not array.flags.c_contiguous or not self._regions:
             return None
         address = array.ctypes.data
-        for (start, size), name in self._regions.items():
+        # A copy: other threads may add or remove regions meanwhile.
+        for (start, size), name in list(self._regions.items()):
             if start <= address and address + array.nbytes <= start + size:
                 return query_pb2.SharedMemoryRef(name=name, offset=address - start)
         return None
 
     def _create(self) -> tuple[str, int]:
-        name = next(self._names)
+        # Random, so clients and threads sharing the directory never clash
+        # (O_EXCL refuses a name that exists).
+        name = f"alquery-{os.getpid()}-{secrets.token_hex(12)}"
         path = os.path.join(self.directory, name)
         fd = os.open(path, _CREATE_FLAGS, self.file_mode)
         # The umask may have taken bits the server needs: set them anyway.

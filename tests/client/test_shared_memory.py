@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import concurrent.futures
 import json
 import os
 import subprocess
@@ -138,3 +139,18 @@ def test_cli_serve_refuses_a_directory_others_can_read(tmp_path):
     assert f"alquery serve: --shared-memory-dir {path}: has mode 0755" in (
         result.stderr
     )
+
+
+def test_calls_from_several_threads_share_one_client(shm_target, shm_dir, client):
+    expected = client.rank("uncertainty.entropy", 5, probabilities=PROBABILITIES)
+    with AlqueryClient(shm_target, shared_memory_dir=shm_dir) as shared:
+        with concurrent.futures.ThreadPoolExecutor(4) as pool:
+            results = list(pool.map(
+                lambda _: shared.rank(
+                    "uncertainty.entropy", 5, probabilities=PROBABILITIES
+                ),
+                range(8),
+            ))
+    for result in results:
+        np.testing.assert_array_equal(result.indices, expected.indices)
+    assert os.listdir(shm_dir) == []
