@@ -143,6 +143,12 @@ class SharedMemory:
         ``deferred``; the rest stay, to be sent inline. Yields whether any
         tensor was placed; the files written are removed when the block
         ends, whether the call succeeded or not.
+
+        Raises
+        ------
+        OSError
+            When a file cannot be written (e.g. the directory is full); the
+            files already written are removed.
         """
         written, placed = [], False
         try:
