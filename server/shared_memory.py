@@ -15,7 +15,8 @@ The server copies rather than maps the files: a client that truncates a
 mapped file would kill the server with SIGBUS on the next access, while a
 short read is just an error to report. Files are opened relative to the
 directory's descriptor, without following symbolic links, and must be
-regular files; the name is one path component from a small character set.
+regular files with one hard link; the name is one path component from a
+small character set.
 The server never writes or deletes a file: they are the client's.
 
 A missing file is INVALID_ARGUMENT, not NOT_FOUND: clients already read
@@ -235,7 +236,7 @@ class SharedMemoryReads(Assembly):
         """
         start = time.perf_counter()
         try:
-            for field, (ref, nbytes) in self._refs.items():
+            for field, (ref, _) in self._refs.items():
                 self._read_file(field, ref, self._slots[field], after_chunk)
             payloads = {field: slot.finish() for field, slot in self._slots.items()}
         except BaseException:
@@ -335,6 +336,13 @@ def _open_checked(
             shown = _KINDS.get(kind, "not a regular file")
             raise InvalidRequestError(
                 f"{where}: {ref.name!r} is {shown}; expected a regular file"
+            )
+        if info.st_nlink != 1:
+            # A hard link could make the server read a file its client may
+            # not (where the kernel does not protect hard links).
+            raise InvalidRequestError(
+                f"{where}: {ref.name!r} has {info.st_nlink} hard links; "
+                "expected a file with exactly one"
             )
         if nbytes is not None and info.st_size < ref.offset + nbytes:
             raise InvalidRequestError(_too_short(field, ref, nbytes, info.st_size))

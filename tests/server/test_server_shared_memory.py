@@ -201,6 +201,16 @@ def test_symbolic_link_in_the_directory_is_refused(shm_stub, shm_dir, tmp_path):
     )
 
 
+def test_hard_link_is_refused(shm_stub, shm_dir, tmp_path):
+    outside = tmp_path / "outside.bin"
+    outside.write_bytes(PROBABILITIES.tobytes())
+    os.link(outside, shm_dir / "hardlink.bin")
+    assert_refused(
+        shm_stub, ref_request("hardlink.bin"), grpc.StatusCode.INVALID_ARGUMENT,
+        "'hardlink.bin' has 2 hard links",
+    )
+
+
 def test_fifo_is_refused_without_blocking(shm_stub, shm_dir):
     os.mkfifo(shm_dir / "fifo.bin", 0o600)
     assert_refused(
