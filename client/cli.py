@@ -358,7 +358,11 @@ def _serve(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
     )
     try:
         if args.workers is not None:
-            from alquery.server import workers
+            from alquery.server import shared_memory, workers
+
+            if config.shared_memory_dir is not None:
+                # Refuse a bad directory here, not in every worker.
+                shared_memory.SharedMemoryDir(config.shared_memory_dir).close()
 
             return workers.serve_workers(
                 config, args.workers, args.log_level, args.log_format

@@ -126,13 +126,14 @@ def test_cli_rank_through_shared_memory(shm_target, shm_dir, tmp_path, capsys):
     assert os.listdir(shm_dir) == []
 
 
-def test_cli_serve_refuses_a_directory_others_can_read(tmp_path):
+@pytest.mark.parametrize("workers", [[], ["--workers", "1"]])
+def test_cli_serve_refuses_a_directory_others_can_read(tmp_path, workers):
     path = tmp_path / "open"
     path.mkdir()
     path.chmod(0o755)
     result = subprocess.run(
         [sys.executable, "-m", "alquery.client.cli", "serve", "--port", "0",
-         "--metrics-port", "-1", "--shared-memory-dir", str(path)],
+         "--metrics-port", "-1", "--shared-memory-dir", str(path), *workers],
         capture_output=True, text=True, timeout=120,
     )
     assert result.returncode == 1
