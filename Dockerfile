@@ -2,6 +2,10 @@
 # Run:   docker run -p 50051:50051 -p 9464:9464 alquery:0.1.0
 # Settings: ALQUERY_* variables (docker run -e ALQUERY_THREADS=8 ...) or
 # flags after the image name; see the README's configuration table.
+# Shared memory for clients on the same host (off by default): mount one
+# directory into the server and the clients, e.g. -v /dev/shm/alquery:/shm
+# -e ALQUERY_SHARED_MEMORY_DIR=/shm, owned by uid or gid 10001, mode 0700
+# or 0770 (README: Shared memory).
 
 # Build stage: compilers and pip's caches stay here.
 FROM python:3.11-slim AS build

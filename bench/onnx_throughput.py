@@ -13,6 +13,16 @@ thread count, before and after the service runs. Each path is timed
 too, and CPU seconds (this process, plus the server's for the service)
 show the work apart from the load of a shared machine.
 
+Two service rows take the same-host shared-memory path (``Rank`` with
+``Tensor.shared_memory``, the server started with --shared-memory-dir on a
+0700 directory in /dev/shm): "in place", the pool already in a
+``client.shared_array`` (filled once, outside the timing; each call sends
+a reference, the server copies the bytes into its buffer while the model
+runs on the rows read so far); and "copied per call", a plain numpy pool
+that the client writes into a new file on each call (one copy) and
+removes after it. A last line compares the server's stages on that path
+in this process (no transport), reading then running against overlapped.
+
 More rows split the gap: alquery's chunked runner called in this process
 (no transport), the service by ``Rank`` (one message), and the service
 with glibc told to keep freed memory (MALLOC_MMAP_MAX_=0,
@@ -34,6 +44,7 @@ import pathlib
 import statistics
 import subprocess
 import sys
+import tempfile
 import time
 
 import numpy as np
@@ -173,6 +184,109 @@ def through_service(
         )
 
 
+def timed_pair(first, second, repeats: int) -> tuple[Timing, Timing]:
+    """Time ``first()`` and ``second()`` in turns, ``repeats`` times each
+    after one warm-up, so that the load of a shared machine falls on both
+    alike; CPU counts this process."""
+    first()
+    second()
+    pair = Timing([], []), Timing([], [])
+    for _ in range(repeats):
+        for timing, call in zip(pair, (first, second)):
+            cpu = process_cpu()
+            start = time.perf_counter()
+            call()
+            timing.wall.append(time.perf_counter() - start)
+            timing.cpu.append(process_cpu() - cpu)
+    return pair
+
+
+def through_shared_memory(
+    model: bytes, embeddings: np.ndarray, threads: int, repeats: int
+) -> dict[str, Timing]:
+    """Time ``AlqueryClient.rank`` with the pool in shared memory: "in
+    place", the pool in a ``shared_array``; "copied", a numpy pool the
+    client writes into a file on each call."""
+    base = "/dev/shm" if os.path.isdir("/dev/shm") else None
+    with tempfile.TemporaryDirectory(dir=base, prefix="alquery-bench-") as shm:
+        os.chmod(shm, 0o700)
+        flags = [
+            "--threads", "2", "--model-threads", str(threads),
+            "--shared-memory-dir", shm,
+        ]
+        with LocalServer(flags) as server, AlqueryClient(
+            server.target, timeout=600, shared_memory_dir=shm
+        ) as client:
+            bound = OnnxModel(model, output_kind="logits")
+
+            def run(pool: np.ndarray) -> Timing:
+                return timed(
+                    lambda: client.rank(
+                        "uncertainty.entropy", 10, model=bound, embeddings=pool
+                    ),
+                    repeats,
+                    server.process.pid,
+                )
+
+            copied = run(embeddings)
+            with client.shared_array(embeddings.shape, embeddings.dtype) as pool:
+                pool[:] = embeddings
+                in_place = run(pool)
+    return {"in place": in_place, "copied": copied}
+
+
+def shared_memory_stages(
+    model: bytes, embeddings: np.ndarray, threads: int, repeats: int
+) -> tuple[Timing, Timing]:
+    """The server's shared-memory stages in this process, no transport:
+    read the file into a buffer and run the model (``inference.apply``),
+    one after the other, and overlapped as ``Rank`` does (the model on the
+    rows read so far, ``StreamedInference``); timed in turns."""
+    from alquery.server.models import inference
+    from alquery.server.models.cache import ModelCache
+    from alquery.server.models.streamed import StreamedInference
+    from alquery.server.shared_memory import SharedMemoryDir, SharedMemoryReads
+    from alquery.v1 import query_pb2
+
+    cache = ModelCache(1 << 30, 1 << 30, threads)
+    base = "/dev/shm" if os.path.isdir("/dev/shm") else None
+    with tempfile.TemporaryDirectory(dir=base, prefix="alquery-bench-") as shm:
+        os.chmod(shm, 0o700)
+        pathlib.Path(shm, "pool").write_bytes(embeddings.tobytes())
+        directory = SharedMemoryDir(shm)
+
+        def reads() -> SharedMemoryReads:
+            request = query_pb2.RankRequest(batch_size=10)
+            pool = request.pool.embeddings
+            pool.dtype = query_pb2.D_TYPE_FLOAT32
+            pool.shape[:] = embeddings.shape
+            pool.shared_memory.name = "pool"
+            spec = request.inference.models.add(onnx=model)
+            spec.output_kind = query_pb2.OUTPUT_KIND_LOGITS
+            return SharedMemoryReads(request, directory)
+
+        def one_after_the_other() -> None:
+            assembly = reads()
+            assembly.read()
+            inference.apply(
+                assembly.request, cache, stop_requested=lambda: False,
+                on_stop=lambda callback: None, arrivals=assembly,
+            )
+
+        def overlapped() -> None:
+            assembly = reads()
+            job = StreamedInference(
+                assembly, cache, lambda: False, lambda callback: None
+            )
+            assembly.read(job.raise_if_failed)
+            job.result()
+
+        try:
+            return timed_pair(one_after_the_other, overlapped, repeats)
+        finally:
+            directory.close()
+
+
 KEEP_MEMORY = {"MALLOC_MMAP_MAX_": "0", "MALLOC_TRIM_THRESHOLD_": str(1 << 36)}
 
 
@@ -195,6 +309,24 @@ def _with_env(env, args) -> Timing:
     return Timing(**json.loads(out.stdout.strip().splitlines()[-1]))
 
 
+def _verdict(ratio: float) -> str:
+    return f"{TARGET_RATIO:.0%}: {'met' if ratio >= TARGET_RATIO else 'not met'}"
+
+
+def shared_lines(shared: dict[str, Timing], local: Timing) -> list[str]:
+    """The shared-memory rows' ratios to in-process onnxruntime."""
+    lines = []
+    for name, served in shared.items():
+        ratio = local.median / served.median
+        lines.append(
+            f"Shared memory, pool {name}: **{ratio:.0%}** of in-process "
+            f"throughput by medians (target {_verdict(ratio)}); best runs "
+            f"{local.best / served.best:.0%}; CPU s {served.cpu_median:.2f} "
+            f"against {local.cpu_median:.2f}."
+        )
+    return lines
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--rows", type=int, default=100_000)
@@ -213,6 +345,11 @@ def main(argv: list[str] | None = None) -> int:
         model, embeddings, args.threads, args.repeats, stream_threshold_bytes=1 << 62
     )
     kept = _with_env(KEEP_MEMORY, args)
+    shared = through_shared_memory(model, embeddings, args.threads, args.repeats)
+    in_place, copied = shared["in place"], shared["copied"]
+    sequential, overlapped = shared_memory_stages(
+        model, embeddings, args.threads, args.repeats
+    )
     # Again, so that load on the shared machine weighs on both sides.
     local_after = in_process(model, embeddings, args.threads, args.repeats)
     local = Timing(local.wall + local_after.wall, local.cpu + local_after.cpu)
@@ -245,6 +382,10 @@ def main(argv: list[str] | None = None) -> int:
         row("alquery service, `Rank` (one message)", unary),
         row("alquery service, client's choice, glibc keeping freed memory",
             kept),
+        row("alquery service, shared memory, pool in place (`shared_array`)",
+            in_place),
+        row("alquery service, shared memory, pool copied into a file per call",
+            copied),
         "",
         f"Service / in-process throughput, medians: **{ratio:.0%}** (target "
         f"{TARGET_RATIO:.0%}: {'met' if ratio >= TARGET_RATIO else 'not met'}); "
@@ -252,6 +393,16 @@ def main(argv: list[str] | None = None) -> int:
         f"{local.median / chunked.median:.0%}; `Rank` "
         f"{local.median / unary.median:.0%}; glibc keeping freed memory "
         f"{local.median / kept.median:.0%}.",
+        "",
+        *shared_lines(shared, local),
+        "",
+        "Overlap on the shared-memory path, the server's stages in this "
+        "process (no transport; read the file into a buffer, run the model), "
+        f"timed in turns: one after the other {sequential.median:.3f} s "
+        f"(CPU {sequential.cpu_median:.2f}), overlapped as `Rank` does "
+        f"{overlapped.median:.3f} s (CPU {overlapped.cpu_median:.2f}), "
+        f"medians: overlap saves {1 - overlapped.median / sequential.median:.0%}"
+        " of the wall time.",
     ]
     text = "\n".join(lines)
     print(text)

@@ -13,6 +13,10 @@ child process, so that its memory is its own:
   another child on a loopback port (the client streams the pool when it is
   over its threshold); the server's own time comes from its request log
   line, and its memory from its /proc status;
+- ``alquery server (shared memory)``: the same, with the server started
+  with --shared-memory-dir on a 0700 directory in /dev/shm and the pool
+  placed once, before the timing, in the client's ``shared_array``: each
+  call sends a reference and the server copies the bytes from the file;
 - ``numpy``: the straightforward vectorised formula on the whole array,
   in its float32, then ``np.argpartition`` and a sort of the batch;
   ``numpy float64`` the same after a cast to float64, alquery's precision
@@ -40,8 +44,10 @@ The default sizes move 4 GB inputs, and the peers take up to 11 GB more:
 from __future__ import annotations
 
 import argparse
+import contextlib
 import gc
 import json
+import os
 import pathlib
 import re
 import shlex
@@ -61,6 +67,7 @@ IMPLEMENTATIONS = (
     "alquery core",
     "alquery edge+rank",
     "alquery server",
+    "alquery server (shared memory)",
     "numpy",
     "numpy float64",
     "modAL",
@@ -260,8 +267,15 @@ RUNNERS = {
 def run_case(implementation: str, measure: str, data: pathlib.Path,
              batch_size: int, repeat: int) -> dict:
     """Run one case here and return its numbers; called in a fresh child."""
-    if implementation == "alquery server":
-        return run_server_case(measure, data, batch_size, repeat)
+    if implementation.startswith("alquery server"):
+        shared = "shared memory" in implementation
+        with tempfile.TemporaryDirectory(
+            prefix="alquery-bench-", dir="/dev/shm" if shared else None
+        ) as shm:
+            os.chmod(shm, 0o700)
+            return run_server_case(
+                measure, data, batch_size, repeat, shm if shared else None
+            )
     p = np.load(data)
     runner = RUNNERS[implementation]
     # A first call on a few rows loads what the implementation imports or
@@ -283,17 +297,25 @@ def run_case(implementation: str, measure: str, data: pathlib.Path,
 
 
 def run_server_case(measure: str, data: pathlib.Path, batch_size: int,
-                    repeat: int) -> dict:
+                    repeat: int, shm: str | None = None) -> dict:
+    """``AlqueryClient.rank`` against a server child; with ``shm``, through
+    that shared-memory directory, the pool in a ``shared_array``."""
     from alquery.client import AlqueryClient
     from alquery.client.local import LocalServer
 
     p = np.load(data)
     rows = len(p)
     args = ["--max-stream-mib", "16384", "--max-message-mib", "2047"]
-    with LocalServer(args) as server:
+    if shm is not None:
+        args += ["--shared-memory-dir", shm]
+    with LocalServer(args) as server, contextlib.ExitStack() as stack:
         pid = server.process.pid
-        client = AlqueryClient(server.target, timeout=3600)
+        client = AlqueryClient(server.target, timeout=3600, shared_memory_dir=shm)
         client.rank(f"uncertainty.{measure}", 1, probabilities=p[:10])
+        if shm is not None:
+            pool = stack.enter_context(client.shared_array(p.shape, p.dtype))
+            pool[:] = p
+            p = pool
         gc.collect()
         baseline = status_kib("self", "VmRSS")
         server_baseline = status_kib(pid, "VmRSS")

@@ -166,6 +166,12 @@ def _parser() -> argparse.ArgumentParser:
         "--log-level", default="INFO", type=str.upper, choices=LOG_LEVELS,
         help="level of every alquery.* logger",
     )
+    serve.add_argument(
+        "--shared-memory-dir", metavar="DIR", default=None,
+        help="let clients on this host pass tensors as files in DIR (Rank "
+        "only; README: Shared memory); DIR must exist and grant nothing to "
+        "others; unset = off",
+    )
     _add_serve_security_flags(serve)
     # Every serve flag can also come from ALQUERY_<FLAG> (e.g. ALQUERY_PORT).
     apply_environment(serve, os.environ)
@@ -202,6 +208,11 @@ def _parser() -> argparse.ArgumentParser:
         "--stream-threshold-mib", type=_bounded_int(0, 1 << 30),
         default=DEFAULT_THRESHOLD_BYTES >> 20,
         help="send pools holding more MiB than this in chunks (RankStream)",
+    )
+    rank.add_argument(
+        "--shared-memory-dir", metavar="DIR",
+        help="pass large arrays as files in DIR, for a server on this host "
+        "started with the same --shared-memory-dir (README: Shared memory)",
     )
     rank.add_argument(
         "--progress", action="store_true",
@@ -291,6 +302,9 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 def _client(args: argparse.Namespace, parser: argparse.ArgumentParser) -> AlqueryClient:
+    shared_memory_dir = getattr(args, "shared_memory_dir", None)
+    if shared_memory_dir is not None and not os.path.isdir(shared_memory_dir):
+        parser.error(f"--shared-memory-dir {shared_memory_dir}: not a directory")
     try:
         security = ChannelSecurity(
             ca_file=args.ca, cert_file=args.cert, key_file=args.key,
@@ -304,6 +318,7 @@ def _client(args: argparse.Namespace, parser: argparse.ArgumentParser) -> Alquer
             timeout=args.timeout,
             security=security,
             stream_threshold_bytes=threshold,
+            shared_memory_dir=shared_memory_dir,
         )
     except (OSError, ValueError) as error:
         parser.error(f"--ca/--cert/--key/--token-file: {error}")
@@ -339,10 +354,15 @@ def _serve(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
         max_model_mib=args.max_model_mib,
         model_threads=args.model_threads,
         memory_budget_mib=_worker_budget_mib(args.memory_budget_mib, args.workers),
+        shared_memory_dir=args.shared_memory_dir,
     )
     try:
         if args.workers is not None:
-            from alquery.server import workers
+            from alquery.server import shared_memory, workers
+
+            if config.shared_memory_dir is not None:
+                # Refuse a bad directory here, not in every worker.
+                shared_memory.SharedMemoryDir(config.shared_memory_dir).close()
 
             return workers.serve_workers(
                 config, args.workers, args.log_level, args.log_format

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import hashlib
+import os
 from collections.abc import Callable, Mapping
 from typing import Any
 
@@ -18,6 +20,7 @@ from alquery.client.models import ModelSender, OnnxModel, as_models
 from alquery.client.results import RankResult, rank_result, strategy_dicts
 from alquery.client.retry import RetryPolicy, call_with_retry
 from alquery.client.security import ChannelSecurity
+from alquery.client.shared_memory import SharedMemory
 from alquery.client.tensors import fill_tensor
 from alquery.v1 import query_pb2, query_pb2_grpc
 
@@ -265,6 +268,12 @@ class AlqueryClient:
         ``RankStream``, in ~4 MiB chunks: faster from about 1 MiB on, and
         needed beyond the server's --max-message-mib and protobuf's 2 GiB.
         A streamed call is retried as a unary one is, its chunks sent again.
+    shared_memory_dir : str or path, optional
+        For a server on this host started with ``--shared-memory-dir`` on
+        the same directory: ``rank`` passes each tensor above 64 KiB as a
+        file there (removed after the call) by ``Rank``, instead of sending
+        its bytes; ``shared_array`` makes arrays that need no copy at all
+        (see ``client.shared_memory`` and the README, "Shared memory").
 
     Examples
     --------
@@ -281,8 +290,12 @@ class AlqueryClient:
         retry: RetryPolicy = RetryPolicy(),
         security: ChannelSecurity | None = None,
         stream_threshold_bytes: int = streaming.DEFAULT_THRESHOLD_BYTES,
+        shared_memory_dir: str | os.PathLike[str] | None = None,
     ) -> None:
         security = security or ChannelSecurity()
+        self._shared_memory = (
+            None if shared_memory_dir is None else SharedMemory(shared_memory_dir)
+        )
         self._stream_threshold = stream_threshold_bytes
         self._channel = security.open_channel(
             target, options=[("grpc.max_receive_message_length", MAX_RECEIVE_BYTES)]
@@ -360,22 +373,54 @@ class AlqueryClient:
         score_validation = bool(inputs.pop("score_validation", False))
         deferred: dict[str, NDArray] = {}
         request = build_request(strategy, batch_size, deferred=deferred, **inputs)
-        if streaming.payload_bytes(deferred) > self._stream_threshold:
+        placing = (
+            contextlib.nullcontext(False)
+            if self._shared_memory is None
+            else self._shared_memory.place(request, deferred)
+        )
+        # Files placed in shared memory are removed when the call has ended.
+        with placing as placed:
+            large = streaming.payload_bytes(deferred) > self._stream_threshold
+            if large and not placed:
 
-            def send() -> query_pb2.RankResponse:
-                return self._rank_stream(request, deferred, progress, timeout)
+                def send() -> query_pb2.RankResponse:
+                    return self._rank_stream(request, deferred, progress, timeout)
 
-        else:
-            streaming.attach(request, deferred)
+            else:
+                streaming.attach(request, deferred)
 
-            def send() -> query_pb2.RankResponse:
-                return self._call(self._stub.Rank, request, timeout)
+                def send() -> query_pb2.RankResponse:
+                    return self._call(self._stub.Rank, request, timeout)
 
-        if models:
-            response = self._rank_with_models(request, models, score_validation, send)
-        else:
-            response = send()
+            if models:
+                response = self._rank_with_models(
+                    request, models, score_validation, send
+                )
+            else:
+                response = send()
         return rank_result(response, omit_scores=request.omit_scores)
+
+    def shared_array(
+        self, shape: int | tuple[int, ...], dtype: Any = np.float32
+    ) -> contextlib.AbstractContextManager[NDArray]:
+        """A context manager yielding a zeroed array in a shared-memory file.
+
+        Fill it in place and pass it to ``rank``: it is referenced, never
+        copied; its file goes when the ``with`` block ends. See
+        ``SharedMemory.shared_array``.
+
+        Raises
+        ------
+        ValueError
+            When the client has no ``shared_memory_dir``, or on a dtype
+            other than float32, float64, int32 or int64.
+        """
+        if self._shared_memory is None:
+            raise ValueError(
+                "shared_array: the client has no shared_memory_dir; create it "
+                "with AlqueryClient(..., shared_memory_dir=DIR)"
+            )
+        return self._shared_memory.shared_array(shape, dtype)
 
     def _rank_with_models(
         self,

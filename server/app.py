@@ -16,7 +16,7 @@ from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 from prometheus_client import CollectorRegistry, start_http_server
 
-from alquery.server import crash, drain, memory, registry
+from alquery.server import crash, drain, memory, registry, shared_memory
 from alquery.server.interceptors import QUERY_SERVICE, ObservingInterceptor
 from alquery.server.metrics import Metrics
 from alquery.server.models.cache import ModelCache
@@ -66,6 +66,9 @@ class ServerConfig:
     """One of several ``--workers`` processes (see ``server.workers``): its
     ports are shared with the others (``so_reuseport``) and its start-up
     line says ``worker serving``, as the parent alone logs ``serving``."""
+    shared_memory_dir: str | None = None
+    """Read tensors that reference files in this directory (``Rank`` only,
+    clients on the same host; see ``server.shared_memory``); None: off."""
 
 
 @dataclasses.dataclass
@@ -123,10 +126,16 @@ def start(config: ServerConfig) -> RunningServer:
         When a port cannot be bound.
     SecurityConfigError
         When a TLS file cannot be read.
+    SharedMemoryConfigError
+        When the shared-memory directory is missing, a symbolic link, or
+        open to other users (an ``OSError``).
     """
     # Import every strategy module (scikit-learn among them) now, so the
     # first request does not pay for it and a broken install fails at start.
     registry.all_strategies()
+    shared_dir = None
+    if config.shared_memory_dir is not None:
+        shared_dir = shared_memory.SharedMemoryDir(config.shared_memory_dir)
     metrics = Metrics(CollectorRegistry())
     interceptor = ObservingInterceptor(metrics)
     # The observing interceptor comes first, so refused calls are counted
@@ -164,6 +173,7 @@ def start(config: ServerConfig) -> RunningServer:
             models=models,
             max_stream_bytes=config.max_stream_mib * MIB,
             memory=memory.MemoryGuard(budget_mib * MIB, metrics),
+            shared_memory_dir=shared_dir,
         ),
         server,
     )
@@ -214,6 +224,8 @@ def start(config: ServerConfig) -> RunningServer:
             _transport(config), "off" if config.auth_token is None else "token",
             health_port, budget_mib,
         )
+    if shared_dir is not None:
+        logger.info("shared memory enabled dir=%s", shared_dir.path)
     return RunningServer(
         server, port, metrics_port, health_servicer, metrics, interceptor,
         metrics_http, health_port, health_server, drainer,

@@ -40,6 +40,11 @@ class UnknownModelError(AlqueryError):
     """A request names a model by a SHA-256 the server does not hold."""
 
 
+class SharedMemoryDisabledError(AlqueryError):
+    """A request references shared memory, but the server was started
+    without ``--shared-memory-dir``."""
+
+
 class CancelledError(AlqueryError):
     """The client cancelled, its deadline passed, or the server is stopping;
     a strategy noticed between chunks and stopped early."""
@@ -50,6 +55,7 @@ _STATUS_BY_ERROR: dict[type[AlqueryError], grpc.StatusCode] = {
     TooLargeError: grpc.StatusCode.RESOURCE_EXHAUSTED,
     CancelledError: grpc.StatusCode.CANCELLED,
     UnknownModelError: grpc.StatusCode.NOT_FOUND,
+    SharedMemoryDisabledError: grpc.StatusCode.FAILED_PRECONDITION,
 }
 
 INTERNAL_MESSAGE = "internal error; the server log has the details"

@@ -10,7 +10,7 @@ from typing import Any
 import grpc
 from google.protobuf.message import DecodeError
 
-from alquery.server import edge, footprints, registry, streaming
+from alquery.server import edge, footprints, registry, shared_memory, streaming
 from alquery.server.errors import (
     INTERNAL_MESSAGE,
     AlqueryError,
@@ -127,12 +127,14 @@ class QueryServicer(query_pb2_grpc.QueryServiceServicer):
         models: ModelCache | None = None,
         max_stream_bytes: int = DEFAULT_MAX_STREAM_BYTES,
         memory: MemoryGuard | None = None,
+        shared_memory_dir: shared_memory.SharedMemoryDir | None = None,
     ) -> None:
         self._metrics = metrics
         self._max_response_bytes = max_response_bytes
         self._max_stream_bytes = max_stream_bytes
         self._models = models or ModelCache(1 << 30, 256 << 20, threads=0)
         self._memory = memory or MemoryGuard(default_budget_mib() * MIB, metrics)
+        self._shared_memory_dir = shared_memory_dir
 
     def Rank(
         self, request: query_pb2.RankRequest, context: grpc.ServicerContext
@@ -140,10 +142,19 @@ class QueryServicer(query_pb2_grpc.QueryServiceServicer):
         record = current_call()
         record.strategy = edge.strategy_name(request)
         try:
+            limits = _limits(context)
             with self._memory.reservation() as reservation:
+                payloads, decoded = None, None
+                if shared_memory.references(request):
+                    _, payloads, decoded = self._read_stream(
+                        lambda admit: shared_memory.SharedMemoryReads(
+                            request, self._shared_memory_dir, admit
+                        ),
+                        record, context, limits, reservation,
+                    )
                 response = self._rank(
-                    request, record, _limits(context), context.add_callback,
-                    reservation,
+                    request, record, limits, context.add_callback,
+                    reservation, payloads, decoded,
                 )
         except AlqueryError as error:
             code, details = status_for(error)
@@ -165,7 +176,10 @@ class QueryServicer(query_pb2_grpc.QueryServiceServicer):
             limits = _limits(context)
             with self._memory.reservation() as reservation:
                 request, payloads, decoded = self._read_stream(
-                    messages, record, context, limits, reservation
+                    lambda admit: streaming.Assembly(
+                        messages, self._max_stream_bytes, admit
+                    ),
+                    record, context, limits, reservation,
                 )
                 response = self._rank(
                     request, record, limits, context.add_callback, reservation,
@@ -177,7 +191,9 @@ class QueryServicer(query_pb2_grpc.QueryServiceServicer):
 
     def _read_stream(
         self,
-        messages: Iterator[query_pb2.RankStreamRequest],
+        open_assembly: Callable[
+            [Callable[[query_pb2.RankRequest], None]], streaming.Assembly
+        ],
         record: CallRecord,
         context: grpc.ServicerContext,
         limits: CallLimits,
@@ -185,9 +201,12 @@ class QueryServicer(query_pb2_grpc.QueryServiceServicer):
     ) -> tuple[query_pb2.RankRequest, dict[str, Payload], dict[str, Any] | None]:
         """Read the stream; run its models (if any) while chunks arrive.
 
-        Returns the request, the streamed bytes by field, and what the
-        models gave (None without models). The header's estimate is reserved
-        before any buffer exists, the models' before they run.
+        ``open_assembly(admit)`` opens the call's assembly: a RankStream's
+        (``streaming.Assembly``) or a Rank's shared-memory tensors
+        (``shared_memory.SharedMemoryReads``). Returns the request, the
+        tensors' bytes by field, and what the models gave (None without
+        models). The header's estimate is reserved before any buffer
+        exists, the models' before they run.
         """
 
         def admit(request: query_pb2.RankRequest) -> None:
@@ -196,7 +215,7 @@ class QueryServicer(query_pb2_grpc.QueryServiceServicer):
 
         job = None
         try:
-            assembly = streaming.Assembly(messages, self._max_stream_bytes, admit)
+            assembly = open_assembly(admit)
             record.strategy = edge.strategy_name(assembly.request)
             if assembly.request.HasField("inference"):
                 self._admit_models(assembly.request, reservation, limits)

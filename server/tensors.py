@@ -97,6 +97,12 @@ def decode(
     expected_bytes = math.prod(shape) * dtype.itemsize
     # Each read of a bytes field copies it: read it once.
     if data is None:
+        if tensor.HasField("shared_memory"):
+            # Rank reads references into ``data`` (server.shared_memory).
+            raise InvalidRequestError(
+                f"{field}.shared_memory: only Rank reads shared memory; "
+                "send this tensor's bytes in data or chunks"
+            )
         data = tensor.data
     if memoryview(data).nbytes != expected_bytes:
         raise InvalidRequestError(

@@ -1,0 +1,157 @@
+"""The client's shared-memory files: placed, referenced in place, removed."""
+
+from __future__ import annotations
+
+import concurrent.futures
+import json
+import os
+import subprocess
+import sys
+
+import grpc
+import numpy as np
+import pytest
+
+from alquery.client import AlqueryClient, AlqueryError, cli
+from alquery.client.client import build_request
+from alquery.client.shared_memory import SharedMemory
+from alquery.server import app
+
+RNG = np.random.default_rng(11)
+PROBABILITIES = RNG.dirichlet(np.ones(3), size=20_000)
+LABELS = RNG.integers(0, 3, size=20_000)
+
+
+@pytest.fixture(scope="module")
+def shm_dir(tmp_path_factory):
+    path = tmp_path_factory.mktemp("client-shm")
+    path.chmod(0o700)
+    return path
+
+
+@pytest.fixture(scope="module")
+def shm_target(shm_dir):
+    running = app.start(
+        app.ServerConfig(port=0, metrics_port=None, shared_memory_dir=str(shm_dir))
+    )
+    yield f"127.0.0.1:{running.port}"
+    running.stop(grace_seconds=1)
+
+
+def test_files_are_removed_after_a_successful_call(shm_target, shm_dir, client):
+    with AlqueryClient(shm_target, shared_memory_dir=shm_dir) as shared:
+        got = shared.rank("uncertainty.margin", 5, probabilities=PROBABILITIES)
+    expected = client.rank("uncertainty.margin", 5, probabilities=PROBABILITIES)
+    np.testing.assert_array_equal(got.indices, expected.indices)
+    assert os.listdir(shm_dir) == []
+
+
+@pytest.mark.parametrize("server_side", ["refusing request", "disabled server"])
+def test_files_are_removed_after_a_failed_call(
+    shm_target, target, shm_dir, server_side
+):
+    # The disabled server's refusal shows the references were sent.
+    if server_side == "disabled server":
+        where, batch_size, code = target, 5, grpc.StatusCode.FAILED_PRECONDITION
+    else:
+        where, batch_size, code = shm_target, 0, grpc.StatusCode.INVALID_ARGUMENT
+    with AlqueryClient(where, shared_memory_dir=shm_dir) as shared:
+        with pytest.raises(AlqueryError) as caught:
+            shared.rank(
+                "uncertainty.margin", batch_size, probabilities=PROBABILITIES
+            )
+    assert caught.value.code == code
+    assert os.listdir(shm_dir) == []
+
+
+def test_large_tensors_go_to_files_and_small_ones_stay_inline(shm_dir):
+    shared = SharedMemory(shm_dir, threshold_bytes=1000)
+    deferred = {}
+    request = build_request(
+        "credibility.validation_knn", 3, probabilities=PROBABILITIES,
+        validation_probabilities=PROBABILITIES[:10], deferred=deferred,
+    )
+    with shared.place(request, deferred) as placed:
+        assert placed
+        ref = request.pool.probabilities.shared_memory
+        assert ref.offset == 0
+        on_disk = np.fromfile(shm_dir / ref.name, dtype="<f8")
+        np.testing.assert_array_equal(on_disk, PROBABILITIES.ravel())
+        assert os.stat(shm_dir / ref.name).st_mode & 0o777 == 0o600
+        assert list(deferred) == ["validation.probabilities"]
+        assert not request.validation.probabilities.HasField("shared_memory")
+    assert os.listdir(shm_dir) == []
+
+
+def test_shared_array_slices_are_referenced_without_a_copy(shm_dir):
+    shared = SharedMemory(shm_dir)
+    with shared.shared_array((100, 4), np.float32) as pool:
+        (name,) = os.listdir(shm_dir)
+        deferred = {}
+        request = build_request(
+            "diversity.kcenter", 3, embeddings=pool[10:], deferred=deferred
+        )
+        with shared.place(request, deferred):
+            ref = request.pool.embeddings.shared_memory
+            assert (ref.name, ref.offset) == (name, 10 * 4 * 4)
+            assert os.listdir(shm_dir) == [name]
+    assert os.listdir(shm_dir) == []
+
+
+def test_shared_array_refuses_dtypes_it_cannot_send(shm_dir):
+    with pytest.raises(ValueError, match="float16 cannot be sent"):
+        with SharedMemory(shm_dir).shared_array(4, np.float16):
+            pass
+    with AlqueryClient("127.0.0.1:1") as client:
+        with pytest.raises(ValueError, match="no shared_memory_dir"):
+            client.shared_array(4)
+
+
+def test_missing_directory_is_refused(tmp_path):
+    with pytest.raises(ValueError, match="shared_memory_dir"):
+        SharedMemory(tmp_path / "missing")
+
+
+def test_cli_rank_through_shared_memory(shm_target, shm_dir, tmp_path, capsys):
+    path = tmp_path / "p.npy"
+    np.save(path, PROBABILITIES)
+    status = cli.main([
+        "rank", "--target", shm_target, "--strategy", "uncertainty.entropy",
+        "--batch-size", "4", "--probabilities", str(path),
+        "--shared-memory-dir", str(shm_dir),
+    ])
+    out, err = capsys.readouterr()
+    assert status == 0, err
+    assert len(json.loads(out)["indices"]) == 4
+    assert os.listdir(shm_dir) == []
+
+
+@pytest.mark.parametrize("workers", [[], ["--workers", "1"]])
+def test_cli_serve_refuses_a_directory_others_can_read(tmp_path, workers):
+    path = tmp_path / "open"
+    path.mkdir()
+    path.chmod(0o755)
+    result = subprocess.run(
+        [sys.executable, "-m", "alquery.client.cli", "serve", "--port", "0",
+         "--metrics-port", "-1", "--shared-memory-dir", str(path), *workers],
+        capture_output=True, text=True, timeout=120,
+    )
+    assert result.returncode == 1
+    assert f"alquery serve: --shared-memory-dir {path}: has mode 0755" in (
+        result.stderr
+    )
+
+
+def test_calls_from_several_threads_share_one_client(shm_target, shm_dir, client):
+    expected = client.rank("uncertainty.entropy", 5, probabilities=PROBABILITIES)
+    with AlqueryClient(shm_target, shared_memory_dir=shm_dir) as shared:
+        with concurrent.futures.ThreadPoolExecutor(4) as pool:
+            results = list(pool.map(
+                lambda _: shared.rank(
+                    "uncertainty.entropy", 5, probabilities=PROBABILITIES
+                ),
+                range(8),
+            ))
+    for result in results:
+        np.testing.assert_array_equal(result.indices, expected.indices)
+    assert os.listdir(shm_dir) == []
