@@ -192,7 +192,7 @@ class QueryServicer(query_pb2_grpc.QueryServiceServicer):
     def _read_stream(
         self,
         open_assembly: Callable[
-            [Callable[[query_pb2.RankRequest], None]], streaming.Assembly
+            [Callable[[query_pb2.RankRequest], None]], streaming.Arrivals
         ],
         record: CallRecord,
         context: grpc.ServicerContext,

@@ -31,7 +31,6 @@ import math
 import os
 import re
 import stat
-import threading
 import time
 from collections.abc import Callable
 
@@ -39,7 +38,7 @@ import numpy as np
 from numpy.typing import NDArray
 
 from alquery.server.errors import InvalidRequestError, SharedMemoryDisabledError
-from alquery.server.streaming import ITEMSIZES, STREAMABLE, Assembly, _Slot
+from alquery.server.streaming import ITEMSIZES, STREAMABLE, Arrivals, Slot
 from alquery.v1 import query_pb2
 
 logger = logging.getLogger("alquery.server.shared_memory")
@@ -154,14 +153,14 @@ def references(request: query_pb2.RankRequest) -> dict[str, query_pb2.Tensor]:
     return found
 
 
-class SharedMemoryReads(Assembly):
+class SharedMemoryReads(Arrivals):
     """A ``Rank`` call's shared-memory tensors, checked, then being read.
 
     Creating it checks every reference (name, file type, size) and the
     dtype and shape that give its byte count, calls ``admit(request)``,
     then allocates one buffer per tensor; ``read`` copies the files' bytes
-    into them. Like a ``RankStream`` call's ``Assembly`` (whose waiting
-    this reuses), other threads may use the rows read so far.
+    into them. As with a ``RankStream`` call's ``Assembly``, other threads
+    may use the rows read so far (see ``streaming.Arrivals``).
 
     Parameters
     ----------
@@ -184,10 +183,7 @@ class SharedMemoryReads(Assembly):
 
     Notes
     -----
-    It sets the state that ``Assembly``'s ``fields``, ``buffer``, ``wait``
-    and ``rows_ready`` read (one ``_Slot`` per tensor, the condition, the
-    failure flag) instead of calling ``Assembly.__init__``, which reads a
-    stream. The server reads what the file holds while it reads: a client
+    The server reads what the file holds while it reads: a client
     that rewrites a file during the call gets an answer on the mixed bytes
     (or an error, when they are not finite).
     """
@@ -213,11 +209,9 @@ class SharedMemoryReads(Assembly):
         }
         if admit is not None:
             admit(request)
-        self._slots = {
-            field: _Slot(field, nbytes) for field, (_, nbytes) in self._refs.items()
-        }
-        self._arrived = threading.Condition()
-        self._failed = False
+        super().__init__(
+            {field: Slot(field, nbytes) for field, (_, nbytes) in self._refs.items()}
+        )
 
     def read(
         self, after_chunk: Callable[[], None] | None = None
@@ -240,9 +234,7 @@ class SharedMemoryReads(Assembly):
                 self._read_file(field, ref, self._slots[field], after_chunk)
             payloads = {field: slot.finish() for field, slot in self._slots.items()}
         except BaseException:
-            with self._arrived:
-                self._failed = True
-                self._arrived.notify_all()
+            self._fail()
             raise
         logger.debug(
             "shared memory read tensors=%d bytes=%d seconds=%.3f",
@@ -255,7 +247,7 @@ class SharedMemoryReads(Assembly):
         self,
         field: str,
         ref: query_pb2.SharedMemoryRef,
-        slot: _Slot,
+        slot: Slot,
         after_chunk: Callable[[], None] | None,
     ) -> None:
         fd = _open_checked(ref, field, self._directory)
@@ -274,8 +266,7 @@ class SharedMemoryReads(Assembly):
                         "truncated?). Leave it unchanged until the answer comes"
                     )
                 slot.filled += got
-                with self._arrived:
-                    self._arrived.notify_all()
+                self._landed()
                 if after_chunk is not None:
                     after_chunk()
         finally:

@@ -115,7 +115,7 @@ def _read_chunk(raw: bytes) -> RawChunk | None:
     return RawChunk(field, memoryview(raw)[at:])
 
 
-class _Slot:
+class Slot:
     """One streamed tensor's buffer and how many of its bytes have come."""
 
     def __init__(self, field: str, size: int) -> None:
@@ -163,16 +163,101 @@ class StreamEndedError(Exception):
     """The stream failed before the bytes a reader waits for arrived."""
 
 
-class Assembly:
+class Arrivals:
+    """Tensors whose bytes one thread writes while other threads read them.
+
+    One ``Slot`` per tensor. The writing thread calls ``_landed`` after
+    each write and ``_fail`` when it stops early; ``wait`` and
+    ``rows_ready`` let a reader (the model runner in a worker thread) use a
+    prefix as soon as it has landed. ``Assembly`` fills the slots from a
+    ``RankStream`` call, ``shared_memory.SharedMemoryReads`` from files.
+    """
+
+    request: query_pb2.RankRequest
+    """The call's request, whose tensors these are."""
+
+    def __init__(self, slots: dict[str, Slot]) -> None:
+        self._slots = slots
+        self._arrived = threading.Condition()
+        self._failed = False
+
+    def read(
+        self, after_chunk: Callable[[], None] | None = None
+    ) -> dict[str, NDArray[np.uint8]]:
+        """Fill every buffer; return each field's bytes, read-only.
+
+        ``after_chunk`` runs after each write; an error it raises ends the
+        filling (a model run that failed ends the call early).
+        """
+        raise NotImplementedError
+
+    @property
+    def fields(self) -> tuple[str, ...]:
+        """The field paths of the tensors, in the order they are filled."""
+        return tuple(self._slots)
+
+    def buffer(self, field: str) -> NDArray[np.uint8]:
+        """The buffer of ``field``, filled as its bytes land."""
+        return self._slots[field].buffer
+
+    def _landed(self) -> None:
+        # Wake the readers: more bytes have been written.
+        with self._arrived:
+            self._arrived.notify_all()
+
+    def _fail(self) -> None:
+        # Wake the readers for good: no more bytes will come.
+        with self._arrived:
+            self._failed = True
+            self._arrived.notify_all()
+
+    def wait(self, field: str, n_bytes: int) -> None:
+        """Block until the first ``n_bytes`` of ``field`` have arrived.
+
+        Raises
+        ------
+        StreamEndedError
+            When the writing fails first.
+        """
+        slot = self._slots[field]
+        with self._arrived:
+            self._arrived.wait_for(
+                lambda: slot.filled >= n_bytes or self._failed
+            )
+            if slot.filled < n_bytes:
+                raise StreamEndedError(field)
+
+    def rows_ready(self, field: str, rows: NDArray) -> Callable[[int], None]:
+        """Return ``ready(n)``: block until rows 0 to n - 1 of ``rows`` (the
+        decoded view of ``field``'s buffer) have arrived, and check that
+        they are finite. Call it from one thread, with growing ``n``.
+
+        ``ready`` raises ``StreamEndedError`` when the writing fails first,
+        and ``InvalidRequestError`` naming the first row that holds NaN or
+        an infinite value (the message ``tensors.decode`` gives).
+        """
+        row_bytes = rows.nbytes // len(rows)
+        checked = 0
+
+        def ready(n_rows: int) -> None:
+            nonlocal checked
+            if n_rows <= checked:
+                return
+            self.wait(field, n_rows * row_bytes)
+            check_finite(rows[checked:n_rows], field, checked)
+            checked = n_rows
+
+        return ready
+
+
+class Assembly(Arrivals):
     """A ``RankStream`` call being read: its header, then its chunks.
 
     Creating it reads the header and allocates a buffer per streamed
-    tensor; ``read`` fills them. Other threads may meanwhile use the bytes
-    that have arrived: ``buffer`` gives a tensor's buffer, ``wait`` blocks
-    until a prefix of it is filled (the model runner in a worker thread
-    runs on rows as they land). ``admit(request)`` runs once the header's
-    sizes are checked, before any buffer is allocated; it may raise to
-    refuse the call (the memory guard).
+    tensor; ``read`` fills them, and other threads may meanwhile use the
+    bytes that have arrived (see ``Arrivals``). ``admit(request)`` runs
+    once the header's sizes are checked, before any buffer is allocated;
+    it may raise to refuse the call (the memory guard).
 
     Raises
     ------
@@ -203,20 +288,11 @@ class Assembly:
             )
         self.request = first.header.request
         self._messages = messages
-        self._slots = _allocate(
-            self.request, list(first.header.streamed_fields), max_bytes, admit
+        super().__init__(
+            _allocate(
+                self.request, list(first.header.streamed_fields), max_bytes, admit
+            )
         )
-        self._arrived = threading.Condition()
-        self._failed = False
-
-    @property
-    def fields(self) -> tuple[str, ...]:
-        """The streamed field paths, as the header names them."""
-        return tuple(self._slots)
-
-    def buffer(self, field: str) -> NDArray[np.uint8]:
-        """The buffer of streamed ``field``, filled as chunks arrive."""
-        return self._slots[field].buffer
 
     def read(
         self, after_chunk: Callable[[], None] | None = None
@@ -237,54 +313,13 @@ class Assembly:
                         f"({', '.join(self._slots) or 'none'})"
                     )
                 slot.write(chunk.data)
-                with self._arrived:
-                    self._arrived.notify_all()
+                self._landed()
                 if after_chunk is not None:
                     after_chunk()
             return {field: slot.finish() for field, slot in self._slots.items()}
         except BaseException:
-            with self._arrived:
-                self._failed = True
-                self._arrived.notify_all()
+            self._fail()
             raise
-
-    def wait(self, field: str, n_bytes: int) -> None:
-        """Block until the first ``n_bytes`` of ``field`` have arrived.
-
-        Raises
-        ------
-        StreamEndedError
-            When the stream fails first.
-        """
-        slot = self._slots[field]
-        with self._arrived:
-            self._arrived.wait_for(
-                lambda: slot.filled >= n_bytes or self._failed
-            )
-            if slot.filled < n_bytes:
-                raise StreamEndedError(field)
-
-    def rows_ready(self, field: str, rows: NDArray) -> Callable[[int], None]:
-        """Return ``ready(n)``: block until rows 0 to n - 1 of ``rows`` (the
-        decoded view of ``field``'s buffer) have arrived, and check that
-        they are finite. Call it from one thread, with growing ``n``.
-
-        ``ready`` raises ``StreamEndedError`` when the stream fails first,
-        and ``InvalidRequestError`` naming the first row that holds NaN or
-        an infinite value (the message ``tensors.decode`` gives).
-        """
-        row_bytes = rows.nbytes // len(rows)
-        checked = 0
-
-        def ready(n_rows: int) -> None:
-            nonlocal checked
-            if n_rows <= checked:
-                return
-            self.wait(field, n_rows * row_bytes)
-            check_finite(rows[checked:n_rows], field, checked)
-            checked = n_rows
-
-        return ready
 
 
 def _as_chunk(message: query_pb2.RankStreamRequest | RawChunk) -> RawChunk:
@@ -309,7 +344,7 @@ def _allocate(
     fields: list[str],
     max_bytes: int,
     admit: Callable[[query_pb2.RankRequest], object] | None,
-) -> dict[str, _Slot]:
+) -> dict[str, Slot]:
     sizes: dict[str, int] = {}
     for field in fields:
         if field in sizes:
@@ -325,7 +360,7 @@ def _allocate(
         )
     if admit is not None:
         admit(request)
-    return {field: _Slot(field, size) for field, size in sizes.items()}
+    return {field: Slot(field, size) for field, size in sizes.items()}
 
 
 def _declared_bytes(request: query_pb2.RankRequest, field: str) -> int:

@@ -25,7 +25,7 @@ from alquery.server.errors import InvalidRequestError
 from alquery.server.models import binding as bindings
 from alquery.server.models.cache import LoadedModel, ModelCache
 from alquery.server.models.runner import RunControl, run, to_probabilities
-from alquery.server.streaming import Assembly
+from alquery.server.streaming import Arrivals
 from alquery.server.tensors import decode
 from alquery.v1 import query_pb2
 
@@ -78,7 +78,7 @@ def apply(
     *,
     stop_requested: Callable[[], bool],
     on_stop: Callable[[Callable[[], None]], object],
-    arrivals: Assembly | None = None,
+    arrivals: Arrivals | None = None,
 ) -> dict[str, NDArray]:
     """Run ``request.inference``'s models and write their outputs into ``request``.
 
@@ -161,10 +161,10 @@ def _check_inputs(request: query_pb2.RankRequest) -> None:
 
 
 def _features(
-    message: object, name: str, arrivals: Assembly | None
+    message: object, name: str, arrivals: Arrivals | None
 ) -> tuple[NDArray, Callable[[int], None] | None]:
     """Decode a set's embeddings; for a streamed tensor, also return the
-    ``rows_ready`` that waits for its rows (see ``Assembly.rows_ready``)."""
+    ``rows_ready`` that waits for its rows (see ``Arrivals.rows_ready``)."""
     field = f"{name}.embeddings"
     if arrivals is None or field not in arrivals.fields:
         return decode(message.embeddings, field, ndims=(2,)), None

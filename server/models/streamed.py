@@ -2,7 +2,7 @@
 
 The models run in a worker thread (onnxruntime releases the GIL), on the
 streamed embeddings as each chunk of rows lands (see
-``streaming.Assembly.rows_ready``), while the handler thread reads the
+``streaming.Arrivals.rows_ready``), while the handler thread reads the
 stream. The runs are those ``Rank`` makes, in the same order and with the
 same chunks and seeds, so the answers are the same.
 """
@@ -17,7 +17,7 @@ from numpy.typing import NDArray
 
 from alquery.server.models import inference
 from alquery.server.models.cache import ModelCache
-from alquery.server.streaming import Assembly, StreamEndedError
+from alquery.server.streaming import Arrivals, StreamEndedError
 
 logger = logging.getLogger("alquery.server.models.streamed")
 
@@ -27,7 +27,7 @@ class StreamedInference:
 
     Parameters
     ----------
-    assembly : Assembly
+    assembly : Arrivals
         The call; its header's request carries ``inference``.
     cache : ModelCache
         Where the models are found or loaded.
@@ -47,7 +47,7 @@ class StreamedInference:
 
     def __init__(
         self,
-        assembly: Assembly,
+        assembly: Arrivals,
         cache: ModelCache,
         stop_requested: Callable[[], bool],
         on_stop: Callable[[Callable[[], None]], object],
