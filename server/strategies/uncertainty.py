@@ -16,7 +16,8 @@ import numpy as np
 from numpy.typing import NDArray
 
 from alquery.server.edge import Query
-from alquery.server.registry import Strategy, register
+from alquery.server.registry import Ranking, Strategy, register
+from alquery.server.strategies import entropy_screen
 from alquery.server.strategies import uncertainty_chunks as chunks
 
 _NEEDS = ("pool_probabilities",)
@@ -184,6 +185,7 @@ def register_measure(
     higher_first: bool = True,
     min_passes: int = 1,
     reads_predictions: bool = False,
+    top: Callable[[Query], Ranking] | None = None,
 ) -> None:
     """Register ``uncertainty.<method>``, scored by ``function`` of the pool
     probabilities alone.
@@ -191,7 +193,8 @@ def register_measure(
     ``min_passes=2`` for measures that need the n_passes axis (Bayesian and
     committee measures). With ``reads_predictions``, ``function`` gets the
     pool's predictions as sent (in their dtype, logits not yet through the
-    softmax) and ``logits=``, and never makes the float64 copy.
+    softmax) and ``logits=``, and never makes the float64 copy. ``top``
+    is the strategy's faster top-k route (``registry.Strategy``).
     """
     if reads_predictions:
         def score(query: Query) -> NDArray[np.float64]:
@@ -209,6 +212,7 @@ def register_measure(
             higher_first=higher_first,
             min_passes=min_passes,
             score=score,
+            top=top,
         )
     )
 
@@ -233,6 +237,9 @@ register_measure(
     "score = -sum_c p_c ln p_c (0 ln 0 = 0); highest first; ties to the "
     "lower pool position.",
     reads_predictions=True,
+    top=lambda query: entropy_screen.entropy_top_k(
+        query.pool_predictions, query.batch_size, logits=query.pool_logits
+    ),
 )
 register_measure(
     "ratio_of_confidence",
