@@ -24,7 +24,6 @@ from numpy.typing import NDArray
 
 from alquery.server.chunks import CHUNK_BYTES, chunk_rows
 from alquery.server.registry import Ranking
-from alquery.server.rows import FEW_COLUMNS, row_sum
 from alquery.server.selection import top_k
 from alquery.server.strategies import uncertainty_chunks as chunks
 from alquery.server.strategies.information import grid_offset
@@ -45,6 +44,10 @@ MAX_SURVIVOR_SHARE = 0.25
 """When more of the pool than this survives the screen (many samples with
 close entropies, e.g. all rows equal), the whole pool is scored exactly
 instead: that is then cheaper than gathering the survivors."""
+
+SAMPLE_STRIDE = 16
+"""The cut is first placed from every 16th screened sample, so that only
+the samples above it go through the exact selection of the cut."""
 
 _TINY32 = np.float32(np.finfo(np.float32).tiny)
 
@@ -97,18 +100,17 @@ def screen_bound(n_classes: int) -> tuple[float, float]:
 def screen_sum(p: NDArray, out: NDArray[np.float64], scratch: chunks.Scratch) -> None:
     """Write the float32 sum_c p_ic ln max(p_ic, 2^-126) of each row into ``out``.
 
-    ``p`` is float32; ``scratch.wide`` receives the logs, and for few
-    classes the products, ``scratch.first`` the float32 sums.
+    ``p`` is float32; ``scratch.wide`` receives the terms, ``scratch.first``
+    their float32 sums. The sums go through a matrix-vector product with a
+    vector of ones, several times faster than numpy's row reductions here;
+    the bound of ``screen_bound`` holds for any order of the additions.
     """
     n = len(p)
-    logs, sums = scratch.wide[:n], scratch.first[:n]
-    np.maximum(p, _TINY32, out=logs)
-    np.log(logs, out=logs)
-    if p.shape[1] <= FEW_COLUMNS:
-        logs *= p
-        row_sum(logs, out=sums)
-    else:
-        np.einsum("ij,ij->i", p, logs, out=sums)
+    terms, sums = scratch.wide[:n], scratch.first[:n]
+    np.maximum(p, _TINY32, out=terms)
+    np.log(terms, out=terms)
+    terms *= p
+    np.matmul(terms, np.ones(p.shape[1], np.float32), out=sums)
     np.copyto(out, sums)
 
 
@@ -182,13 +184,29 @@ def _screen(
     )
     screened = np.negative(screened, out=screened)
     c, a = screen_bound(probabilities.shape[1])
-    kth = np.partition(screened, len(screened) - batch_size)[-batch_size]
-    cut = kth * (1.0 - c) - a
-    # h (1 + c) + a >= cut, solved for h and lowered a little more, so that
-    # float64 rounding here can only keep a sample, never drop one.
-    lowest = (cut - a) / (1.0 + c)
-    lowest -= 2.0**-40 * abs(lowest) + math.ulp(0.0)
-    return np.flatnonzero(screened >= lowest)
+    candidates = np.arange(len(screened))
+    sample = screened[::SAMPLE_STRIDE]
+    if len(sample) >= batch_size:
+        # The sample's batch_size-th largest is at most the pool's, so every
+        # survivor of the pool's cut is above this first, cheaper cut.
+        candidates = np.flatnonzero(
+            screened >= _lowest_survivor(_kth_largest(sample, batch_size), c, a)
+        )
+        screened = screened[candidates]
+    kth = _kth_largest(screened, batch_size)
+    return candidates[screened >= _lowest_survivor(kth, c, a)]
+
+
+def _kth_largest(values: NDArray[np.float64], k: int) -> float:
+    return float(np.partition(values, len(values) - k)[-k])
+
+
+def _lowest_survivor(kth: float, c: float, a: float) -> float:
+    # At least k samples score kth (1 - c) - a or more exactly; a sample
+    # whose h (1 + c) + a is below that is out. Solved for h, and lowered a
+    # little more, so float64 rounding here keeps a sample, never drops one.
+    lowest = (kth * (1.0 - c) - 2.0 * a) / (1.0 + c)
+    return lowest - 2.0**-40 * abs(lowest) - math.ulp(0.0)
 
 
 def _exact_sums(
