@@ -65,19 +65,22 @@ def screenable(values: NDArray, *, logits: bool = False) -> bool:
 def screen_bound(n_classes: int) -> tuple[float, float]:
     """Return (c, a): |H_exact - H_screen| <= c H_screen + a for every row.
 
-    H_screen = -fl32(sum_c fl32(x_c fl32(ln max(x_c, 2^-126)))) is the
-    float32 entropy of a row x of ``n_classes`` float32 values in [0, 1];
-    H_exact is ``uncertainty.entropy``'s float64 score of the same row.
+    H_screen = -fl32(sum_c fl32(x_c fl32(ln fl32(x_c + t)))), t = 2^-126
+    (float32's smallest normal number), is the float32 entropy of a row x
+    of ``n_classes`` float32 values in [0, 1]; H_exact is
+    ``uncertainty.entropy``'s float64 score of the same row.
 
     Notes
     -----
     With u = 2^-24, L = ``LOG_ERROR``, H the real entropy of x:
 
-    - a term of x_c >= 2^-126 is x_c ln x_c (1 + e), |e| <= e1 = L + u + L u
-      (the log, then the product, which stays normal); x_c = 0 and x_c = 1
-      give exactly 0. A subnormal x_c gives a term within A = 2^-118 of
-      x_c ln x_c (both are below 1.2e-36 in magnitude), also when
-      subnormals are flushed to zero.
+    - x_c + t rounds to x_c when x_c >= 2^-101, so such a term is
+      x_c ln x_c (1 + e), |e| <= e1 = L + u + L u (the log, then the
+      product, which stays normal); x_c = 0 and x_c = 1 give exactly 0.
+      Below 2^-101, x_c + t lies in [x_c, x_c + 2 t] and the term is within
+      e1 |x_c ln x_c| + 3 t of x_c ln x_c; a subnormal x_c gives a term
+      within 191 t, also when subnormals are flushed to zero. So every term
+      is within e1 |x_c ln x_c| + A, A = 2^-118 (256 t).
     - the terms have one sign, so adding them in any order, fused or not,
       is within g |sum| of their sum, g = (n + 1) u / (1 - (n + 1) u).
 
@@ -98,16 +101,18 @@ def screen_bound(n_classes: int) -> tuple[float, float]:
 
 
 def screen_sum(p: NDArray, out: NDArray[np.float64], scratch: chunks.Scratch) -> None:
-    """Write the float32 sum_c p_ic ln max(p_ic, 2^-126) of each row into ``out``.
+    """Write the float32 sum_c p_ic ln(p_ic + 2^-126) of each row into ``out``.
 
-    ``p`` is float32; ``scratch.wide`` receives the terms, ``scratch.first``
-    their float32 sums. The sums go through a matrix-vector product with a
-    vector of ones, several times faster than numpy's row reductions here;
-    the bound of ``screen_bound`` holds for any order of the additions.
+    ``p`` is float32 in [0, 1]; ``scratch.wide`` receives the terms,
+    ``scratch.first`` their float32 sums. Adding 2^-126 keeps the log of a
+    zero finite, and is 4 times faster here than np.maximum. The sums go
+    through a matrix-vector product with a vector of ones, several times
+    faster than numpy's row reductions; ``screen_bound`` holds for any
+    order of the additions.
     """
     n = len(p)
     terms, sums = scratch.wide[:n], scratch.first[:n]
-    np.maximum(p, _TINY32, out=terms)
+    np.add(p, _TINY32, out=terms)
     np.log(terms, out=terms)
     terms *= p
     np.matmul(terms, np.ones(p.shape[1], np.float32), out=sums)
