@@ -99,9 +99,8 @@ def main(argv: list[str] | None = None) -> None:
         screened_s, got = best_of(
             lambda: entropy_screen.entropy_top_k(p, k), args.repeat
         )
-        survivors = len(entropy_screen._screen(p, k, entropy_screen.CHUNK_BYTES))
-        if survivors > entropy_screen.MAX_SURVIVOR_SHARE * rows:
-            survivors = rows
+        kept = entropy_screen._screen(p, k, entropy_screen.CHUNK_BYTES)
+        survivors = rows if kept is None else len(kept)
         same = np.array_equal(got.ranked_indices, expected.ranked_indices) and (
             np.array_equal(got.scores, expected.scores)
         )

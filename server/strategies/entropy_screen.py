@@ -50,8 +50,9 @@ close entropies, e.g. all rows equal), the whole pool is scored exactly
 instead: that is then cheaper than gathering the survivors."""
 
 SAMPLE_STRIDE = 16
-"""The cut is first placed from every 16th screened sample, so that only
-the samples above it go through the exact selection of the cut."""
+"""When the batch is at most 1/256 of the pool, the cut is first placed
+from every 16th screened sample, so that only the samples above it go
+through the exact selection of the cut."""
 
 _TINY32 = np.float32(np.finfo(np.float32).tiny)
 
@@ -162,14 +163,11 @@ def entropy_top_k(
     ``MAX_SURVIVOR_SHARE`` of the pool, has every sample scored exactly.
     Ties go to the lower pool position.
     """
-    n_pool = len(values)
     survivors = None
     if screenable(values, logits=logits):
         survivors = _screen(values, batch_size, chunk_bytes)
-        if len(survivors) > MAX_SURVIVOR_SHARE * n_pool:
-            survivors = None
     if survivors is None:
-        survivors = np.arange(n_pool)
+        survivors = np.arange(len(values))
         exact = chunks.scores_by_chunk(
             values, chunks.entropy_sum, logits=logits, chunk_bytes=chunk_bytes
         )
@@ -186,24 +184,31 @@ def entropy_top_k(
 
 def _screen(
     probabilities: NDArray, batch_size: int, chunk_bytes: int
-) -> NDArray[np.intp]:
-    # Pool positions, ascending, whose upper bound reaches the cut.
+) -> NDArray[np.intp] | None:
+    # Pool positions, ascending, whose upper bound reaches the cut; None
+    # when more than MAX_SURVIVOR_SHARE of the pool would be kept.
     screened = chunks.scores_by_chunk(
         probabilities, screen_sum, chunk_bytes=chunk_bytes
     )
     screened = np.negative(screened, out=screened)
     c, a = screen_bound(probabilities.shape[1])
+    most = MAX_SURVIVOR_SHARE * len(screened)
     candidates = np.arange(len(screened))
     sample = screened[::SAMPLE_STRIDE]
-    if len(sample) >= batch_size:
+    if len(sample) >= SAMPLE_STRIDE * batch_size:
         # The sample's batch_size-th largest is at most the pool's, so every
-        # survivor of the pool's cut is above this first, cheaper cut.
+        # survivor of the pool's cut is above this first, cheaper cut; and
+        # when too many are, the pool is too close to call (selecting in
+        # a crowd of near-equal values is slow, too).
         candidates = np.flatnonzero(
             screened >= _lowest_survivor(_kth_largest(sample, batch_size), c, a)
         )
+        if len(candidates) > most:
+            return None
         screened = screened[candidates]
     kth = _kth_largest(screened, batch_size)
-    return candidates[screened >= _lowest_survivor(kth, c, a)]
+    survivors = candidates[screened >= _lowest_survivor(kth, c, a)]
+    return None if len(survivors) > most else survivors
 
 
 def _kth_largest(values: NDArray[np.float64], k: int) -> float:

@@ -98,6 +98,32 @@ def test_the_batch_is_exact_top_k(make, n_classes, batch_size):
     assert got.ranked_indices.dtype == np.int64
 
 
+@pytest.mark.parametrize("make", POOLS)
+@pytest.mark.parametrize("batch_size", [1, 16])
+def test_the_sampled_first_cut_keeps_the_batch(make, batch_size):
+    # 4,100 samples: the batch is at most 1/256 of the pool, so the cut is
+    # first placed from every 16th sample.
+    p = make(4100, 10)
+    expected = exact_top_k(p, batch_size)
+    got = entropy_top_k(p, batch_size, chunk_bytes=4 * 10 * 100)
+    np.testing.assert_array_equal(got.ranked_indices, expected.ranked_indices)
+    np.testing.assert_array_equal(got.scores, expected.scores)
+
+
+@pytest.mark.parametrize("batch_size", [2, 16])
+def test_the_first_cut_holds_when_the_sampled_rows_are_the_best(batch_size):
+    # Every 16th row is close to uniform, the rest peaked: the best rows
+    # of the pool are all in the sample, and the cut must still keep them.
+    p = peaked(4100, 10)
+    sampled = np.arange(0, 4100, 16)
+    p[sampled] = softmax(RNG.normal(scale=0.3, size=(len(sampled), 10)))
+    expected = exact_top_k(p, batch_size)
+    assert set(expected.ranked_indices) <= set(sampled)
+    got = entropy_top_k(p, batch_size)
+    np.testing.assert_array_equal(got.ranked_indices, expected.ranked_indices)
+    np.testing.assert_array_equal(got.scores, expected.scores)
+
+
 @pytest.mark.parametrize("chunk_bytes", [1, 4 * 10 * 64, 1 << 30])
 def test_chunk_and_thread_boundaries_do_not_change_the_batch(chunk_bytes):
     p = mixed(3001, 10)
@@ -125,9 +151,13 @@ def test_well_separated_pools_are_confirmed_on_few_samples():
     assert len(entropy_screen._screen(p, 100, 1 << 20)) < 200
 
 
-def test_a_screen_that_keeps_everyone_scores_everyone():
-    # All rows equal: every sample survives, and ties go by position.
-    got = entropy_top_k(all_equal(500, 10), 5)
+@pytest.mark.parametrize("n_pool", [500, 5000])
+def test_a_screen_that_keeps_everyone_scores_everyone(n_pool):
+    # All rows equal: the screen gives up, every sample is scored, and ties
+    # go by position.
+    p = all_equal(n_pool, 10)
+    assert entropy_screen._screen(p, 5, 1 << 20) is None
+    got = entropy_top_k(p, 5)
     np.testing.assert_array_equal(got.ranked_indices, [0, 1, 2, 3, 4])
 
 
