@@ -218,9 +218,10 @@ def _kth_largest(values: NDArray[np.float64], k: int) -> float:
 def _lowest_survivor(kth: float, c: float, a: float) -> float:
     # At least k samples score kth (1 - c) - a or more exactly; a sample
     # whose h (1 + c) + a is below that is out. Solved for h, and lowered a
-    # little more, so float64 rounding here keeps a sample, never drops one.
+    # little more, so float64 rounding here (a few 2^-53 of kth + 2 a, the
+    # operands, even when they nearly cancel) keeps a sample, never drops one.
     lowest = (kth * (1.0 - c) - 2.0 * a) / (1.0 + c)
-    return lowest - 2.0**-40 * abs(lowest) - math.ulp(0.0)
+    return lowest - 2.0**-40 * (abs(kth) + 2.0 * a) - math.ulp(0.0)
 
 
 def _exact_sums(
