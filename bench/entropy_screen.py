@@ -1,6 +1,7 @@
 """Screened top-k entropy against scoring every sample, on easy and hard pools.
 
-For each pool (--size ROWSxCLASSES, float32 probabilities), in process:
+For each size (--sizes, rows x classes, float32 probabilities) and pool,
+in process:
 
 - ``exact``: ``uncertainty.entropy`` then ``selection.top_k``, the route of
   every request before the screen (and still of the sampling modes);
@@ -12,7 +13,8 @@ half of them nudged by one float32 ulp), ``all equal`` (one row repeated:
 every sample survives the screen, the worst case). Time is the best of
 --repeat calls; the batches are compared, and must be equal.
 
-Writes the entropy-screen-ROWSxCLASSES section of bench/RESULTS.md:
+Writes one entropy-screen-ROWSxCLASSES section of bench/RESULTS.md per
+size:
 
     .venv/bin/python bench/entropy_screen.py
 """
@@ -67,24 +69,33 @@ def best_of(run, repeat: int) -> tuple[float, object]:
 
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--size", default="1000000x10")
+    parser.add_argument("--sizes", default="1000000x10,100000x1000",
+                        help="comma-separated ROWSxCLASSES")
     parser.add_argument("--batch-size", type=int, default=100)
     parser.add_argument("--repeat", type=int, default=5)
     parser.add_argument("--results", type=pathlib.Path, default=HERE / "RESULTS.md")
     parser.add_argument("--no-write", action="store_true")
     args = parser.parse_args(argv)
-    rows, classes = (int(part) for part in args.size.split("x"))
-    k = args.batch_size
+    command = shlex.join(["bench/entropy_screen.py", *(argv or sys.argv[1:])])
+    for size in args.sizes.split(","):
+        text = "\n".join(size_section(size, args, command))
+        print(text, flush=True)
+        if not args.no_write:
+            write_section(f"entropy-screen-{size}", text, args.results)
 
+
+def size_section(size: str, args: argparse.Namespace, command: str) -> list[str]:
+    """Markdown lines for one size: every pool, exact against screened."""
+    rows, classes = (int(part) for part in size.split("x"))
+    k = args.batch_size
     lines = [
-        "## Entropy top-k: the float32 screen against scoring every sample",
+        "## Entropy top-k: the float32 screen against scoring every sample, "
+        f"{rows:,} x {classes:,}",
         "",
-        "`.venv/bin/python "
-        + shlex.join(["bench/entropy_screen.py", *(argv or sys.argv[1:])])
-        + f"`. {rows:,} x {classes:,} float32 probabilities, batch size {k}, "
-        f"best of {args.repeat} calls in one process, on this 2-core machine. "
-        "Survivors: the samples scored exactly after the screen (the whole "
-        "pool when more than a quarter survive).",
+        f"`.venv/bin/python {command}`. {rows:,} x {classes:,} float32 "
+        f"probabilities, batch size {k}, best of {args.repeat} calls in one "
+        "process, on this 2-core machine. Survivors: the samples scored "
+        "exactly after the screen (the whole pool when the screen gives up).",
         "",
         "| pool | exact s | screened s | screened / exact | survivors "
         "| same batch and scores |",
@@ -109,11 +120,7 @@ def main(argv: list[str] | None = None) -> None:
             f"| {screened_s / exact_s:.2f} | {survivors:,} "
             f"| {'yes' if same else 'NO'} |"
         )
-        print(lines[-1], flush=True)
-    text = "\n".join(lines)
-    print(text)
-    if not args.no_write:
-        write_section(f"entropy-screen-{args.size}", text, args.results)
+    return lines
 
 
 if __name__ == "__main__":
