@@ -137,7 +137,7 @@ def entropy(probabilities: NDArray, *, logits: bool = False) -> NDArray[np.float
     in 0.42 s with 19 MiB extra (modAL 12.1 s, scikit-activeml 5.3 s).
     When many samples have entropies within the bound of the cut (all rows
     equal, near-ties, near-uniform predictions), the screen gives up and is
-    paid on top of the full scoring: 1.3x to 1.5x its time on such pools
+    paid on top of the full scoring: 1.3x to 1.6x its time on such pools
     of 1,000,000 x 10 and 100,000 x 1,000 (``bench/entropy_screen.py``).
 
     References
