@@ -53,7 +53,7 @@ bench: $(BENCH_STAMP)
 # its numpy reference and the peer libraries in the same run; every script
 # writes its sections of bench/RESULTS.md. About half an hour on 2 cores;
 # the uncertainty and BADGE cases need about 16 GB of memory.
-SPEED_BENCHES := uncertainty_speed badge onnx_throughput streaming \
+SPEED_BENCHES := uncertainty_speed entropy_screen badge onnx_throughput streaming \
 	stream_threshold workers sharding
 bench-speed: $(BENCH_STAMP)
 	$(PY) bench/kcenter.py --check-reference

@@ -5,7 +5,8 @@ least confidence, margin and entropy, every implementation runs in a fresh
 child process, so that its memory is its own:
 
 - ``alquery core``: ``uncertainty.<measure>`` then ``selection.top_k``,
-  in process;
+  in process; for entropy, ``entropy_screen.entropy_top_k``, the route the
+  server takes for a top-k request (the same batch and scores);
 - ``alquery edge+rank``: the server's path without the network:
   ``edge.build_query`` on a ready ``RankRequest`` (decode and checks), then
   ``ranking.rank``;
@@ -119,9 +120,11 @@ class Outputs:
 
 def alquery_core(p: np.ndarray, measure: str, batch_size: int):
     from alquery.server.selection import top_k
-    from alquery.server.strategies import uncertainty
+    from alquery.server.strategies import entropy_screen, uncertainty
 
     def run():
+        if measure == "entropy":
+            return entropy_screen.entropy_top_k(p, batch_size).ranked_indices
         scores = getattr(uncertainty, measure)(p)
         higher_first = measure != "margin"
         return top_k(scores, batch_size, higher_first=higher_first).ranked_indices

@@ -27,12 +27,12 @@ from alquery.server import edge
 from alquery.server.chunks import CHUNK_BYTES as MEASURE_CHUNK_BYTES
 from alquery.server.edge import strategy_name as edge_strategy_name
 from alquery.server.models.cache import CHUNK_BYTES as RUNNER_CHUNK_BYTES
+from alquery.server.parts import CHUNKS_PER_THREAD
 from alquery.server.strategies.bayesian_joint import (
     DEFAULT_CONFIGURATIONS,
     DEFAULT_TARGET_SAMPLES,
 )
 from alquery.server.strategies.diversity import CHUNK_ELEMENTS
-from alquery.server.strategies.uncertainty_chunks import CHUNKS_PER_THREAD
 from alquery.server.threads import compute_threads
 from alquery.server.strategies.kcenter_cover import LEAF_SIZE
 from alquery.server.strategies.kcenter_cover import WORKERS as KCENTER_WORKERS

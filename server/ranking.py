@@ -20,11 +20,14 @@ def rank(query: Query) -> Ranking:
     strategy = query.strategy
     if strategy.pick is not None:
         return strategy.pick(query)
+    top_k_mode = query.selection_mode == query_pb2.Selection.MODE_TOP_K
+    if top_k_mode and strategy.top is not None:
+        return strategy.top(query)
     scored = strategy.score(query)
     if not isinstance(scored, PoolScores):
         scored = PoolScores(scores=scored)
     scores = scored.scores
-    if query.selection_mode == query_pb2.Selection.MODE_TOP_K:
+    if top_k_mode:
         ranking = top_k(scores, query.batch_size, higher_first=strategy.higher_first)
     else:
         ranking = sample(

@@ -97,6 +97,11 @@ class Strategy:
       position; randomness comes only from ``query.random_generator()``.
       Sampling modes do not apply.
 
+    ``top(query)``, optional beside ``score``, is a faster route to the
+    top-k selection: it returns exactly the ``Ranking`` that
+    ``selection.top_k`` makes of ``score(query)`` (same positions, order
+    and scores, no extras); ``ranking.rank`` takes it for top-k requests.
+
     ``required_inputs`` names ``Query`` attributes that must be present;
     ``min_passes`` > 1 asks for pool predictions with that many passes or
     more, shape (n_pool, n_passes, n_classes).
@@ -111,6 +116,7 @@ class Strategy:
     min_passes: int = 1
     score: Callable[["Query"], NDArray[np.float64] | PoolScores] | None = None
     pick: Callable[["Query"], Ranking] | None = None
+    top: Callable[["Query"], Ranking] | None = None
 
     @property
     def name(self) -> str:
@@ -124,6 +130,8 @@ def register(strategy: Strategy) -> Strategy:
     """Add ``strategy`` to the registry; its method must exist in the proto."""
     if (strategy.score is None) == (strategy.pick is None):
         raise TypeError(f"{strategy.name}: set exactly one of score and pick")
+    if strategy.top is not None and strategy.score is None:
+        raise TypeError(f"{strategy.name}: top needs score")
     message = FAMILY_MESSAGES[strategy.family]
     enum_name = "METHOD_" + strategy.method.upper()
     if enum_name not in message.Method.keys():

@@ -13,6 +13,7 @@ import numpy as np
 from numpy.typing import NDArray
 
 from alquery.server.errors import InvalidRequestError
+from alquery.server.parts import map_parts, row_parts
 from alquery.v1 import query_pb2
 
 FLOAT_DTYPES = {
@@ -130,14 +131,20 @@ def check_finite(
     InvalidRequestError
         Naming the first row that holds NaN or an infinite value.
     """
-    # A finite sum means finite values, without a mask the size of the
-    # array; an overflowing sum of finite values falls through to the
-    # masks, chunk by chunk, so a mask never grows past a chunk.
-    with np.errstate(over="ignore", invalid="ignore"):
-        total = array.sum() if len(array) else 0.0
-    if np.isfinite(total):
+    if len(array) == 0:
         return
     rows = max(1, chunk_bytes // max(1, array[0].nbytes))
+
+    def total(start: int, stop: int) -> float:
+        with np.errstate(over="ignore", invalid="ignore"):
+            return array[start:stop].sum()
+
+    # A finite sum means finite values, without a mask the size of the
+    # array; the sums of contiguous row ranges run on the compute threads.
+    # An overflowing sum of finite values falls through to the masks,
+    # chunk by chunk, so a mask never grows past a chunk.
+    if np.all(np.isfinite(map_parts(total, row_parts(len(array), rows)))):
+        return
     for start in range(0, len(array), rows):
         block = array[start : start + rows]
         finite = np.isfinite(block)

@@ -13,14 +13,15 @@ p ln p are computed in float64 and added exactly after snapping
 (``information.snap_to_grid``), so it is within n_classes 2^-53 M of the
 formula (M from ``information.grid_offset``; 9e-13 for 1,000 classes).
 np.log is about twice as fast in float32 here, but a float32 log moves
-entropies by up to 2e-7 relative, which reorders close samples.
+entropies by up to 2e-7 relative, which reorders close samples; the top-k
+route for entropy (``entropy_screen``) uses it only to rule out samples
+that a proven error bound keeps out of the batch.
 """
 
 from __future__ import annotations
 
 import dataclasses
 from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 from numpy.typing import NDArray
@@ -31,8 +32,8 @@ from alquery.server.chunks import (
     probability_chunks,
     working_dtype,
 )
+from alquery.server.parts import map_parts, row_parts
 from alquery.server.rows import FEW_COLUMNS, row_max, row_sum
-from alquery.server.threads import compute_threads
 from alquery.server.strategies.information import snap_to_grid
 
 
@@ -71,9 +72,6 @@ class Scratch:
         )
 
 
-CHUNKS_PER_THREAD = 4
-"""A pool is split over threads only when each gets this many chunks."""
-
 Kernel = Callable[[NDArray, NDArray[np.float64], Scratch], None]
 """Writes the scores of one chunk: (probabilities, out, scratch)."""
 
@@ -106,37 +104,23 @@ def scores_by_chunk(
     -----
     A pool of at least ``CHUNKS_PER_THREAD`` chunks per thread is split into
     contiguous parts scored at the same time, one thread and one scratch
-    each, on up to ``threads.compute_threads()`` threads (a ``--workers``
-    worker's share of the cores). The scores do not depend on the split.
+    each (``parts.row_parts``), on up to ``threads.compute_threads()``
+    threads (a ``--workers`` worker's share of the cores). The scores do
+    not depend on the split.
     """
     rows = chunk_rows(values, logits=logits, chunk_bytes=chunk_bytes)
     dtype = working_dtype(values, logits=logits)
     scores = np.empty(len(values))
-    n_chunks = -(-len(values) // rows)
-    threads = min(compute_threads(), n_chunks // CHUNKS_PER_THREAD)
-    # Contiguous row ranges of whole chunks, one per thread. Each row's
-    # score depends on that row alone, so the split never changes a score.
-    per_part = -(-n_chunks // max(1, threads)) * rows
-    parts = [
-        (start, min(start + per_part, len(values)))
-        for start in range(0, len(values), per_part)
-    ]
 
-    def score(part: tuple[int, int]) -> None:
-        start, stop = part
+    def score(start: int, stop: int) -> None:
         scratch = Scratch.allocate(rows, values.shape[-1], dtype)
         for chunk in probability_chunks(values[start:stop], logits=logits, rows=rows):
             out = scores[start + chunk.start : start + chunk.stop]
             kernel(chunk.probabilities, out, scratch)
 
-    if len(parts) == 1:
-        score(parts[0])
-    else:
-        # numpy releases the GIL in the kernels' array operations.
-        with ThreadPoolExecutor(
-            len(parts), thread_name_prefix="alquery-scores"
-        ) as pool:
-            list(pool.map(score, parts))
+    # Each row's score depends on that row alone, so the split over the
+    # threads never changes a score.
+    map_parts(score, row_parts(len(values), rows))
     return scores
 
 

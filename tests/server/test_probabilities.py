@@ -29,3 +29,64 @@ def test_softmax_into_a_float32_buffer():
     out = np.empty((2, 2), dtype=np.float32)
     assert softmax(logits, out=out) is out
     np.testing.assert_allclose(out, [[0.25, 0.75], [0.5, 0.5]], rtol=1e-6)
+
+
+def message(p, chunk_bytes):
+    """The check's message for ``p``, or None when it passes."""
+    try:
+        check_probabilities(p, "f", chunk_bytes=chunk_bytes)
+    except InvalidRequestError as error:
+        return str(error)
+    return None
+
+
+def softmax_pool(n_rows, n_classes, dtype):
+    rng = np.random.default_rng(n_rows + n_classes)
+    return softmax(rng.normal(scale=3.0, size=(n_rows, n_classes))).astype(dtype)
+
+
+# (row, class, new value) edits: bad sums, values out of [0, 1] with a good
+# sum, and sums just inside and just outside the tolerance.
+EDITS = [
+    [],
+    [(900, 0, 0.3)],
+    [(130, 1, 0.3), (900, 0, 0.3)],
+    [(120, None, "negative"), (950, 0, 0.3)],
+    [(120, None, "negative"), (950, None, "above one")],
+    [(800, None, "negative")],
+    [(10, None, 1.0009), (700, None, 0.9991)],
+    [(10, None, 1.0011), (700, None, 0.9989)],
+    [(999, None, 0.998)],
+]
+
+
+def edit(p, edits):
+    p = p.copy()
+    for row, column, value in edits:
+        if value == "negative":
+            p[row, :2] = [1.25, -0.25]
+            p[row, 2:] = 0
+        elif value == "above one":
+            p[row, :2] = [-0.5, 1.5]
+            p[row, 2:] = 0
+        elif column is None:
+            p[row] *= value / p[row].sum(dtype=np.float64)
+        else:
+            p[row, column] += value
+    return p
+
+
+@pytest.mark.parametrize("edits", EDITS)
+@pytest.mark.parametrize("n_classes", [3, 10, 40, 3000])
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_threaded_checks_report_what_one_pass_reports(
+    edits, n_classes, dtype, monkeypatch
+):
+    # Four threads over chunks of a few rows, against one chunk on one
+    # thread: the same message, naming the same first bad row.
+    p = edit(softmax_pool(1000, n_classes, dtype), edits)
+    single = message(p, chunk_bytes=1 << 40)
+    monkeypatch.setenv("OMP_NUM_THREADS", "4")
+    threaded = message(p, chunk_bytes=7 * n_classes * p.itemsize)
+    assert threaded == single
+    assert (single is None) == (edits == [] or edits[0][2] == 1.0009)

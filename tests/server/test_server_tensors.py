@@ -26,3 +26,17 @@ def test_the_first_bad_row_is_named_from_the_block_offset(bad, kind):
 
 def test_an_empty_block_passes():
     check_finite(np.zeros((0, 3)), "pool.embeddings")
+
+
+@pytest.mark.parametrize("bad_rows", [[7], [650], [7, 650], [640, 999]])
+def test_threaded_check_names_the_first_bad_row(bad_rows, monkeypatch):
+    # Four threads over chunks of 8 rows: the first bad row of the whole
+    # tensor is named, whichever thread met it.
+    monkeypatch.setenv("OMP_NUM_THREADS", "4")
+    values = np.ones((1000, 4), dtype=np.float32)
+    for row in bad_rows:
+        values[row, 2] = np.inf
+    with pytest.raises(InvalidRequestError, match=(
+        f"^pool.embeddings: row {bad_rows[0]} contains an infinite value"
+    )):
+        check_finite(values, "pool.embeddings", chunk_bytes=8 * 16)
