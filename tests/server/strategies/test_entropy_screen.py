@@ -1,5 +1,7 @@
 """Screened top-k entropy equals top-k of the exact scores, bit for bit."""
 
+import math
+
 import numpy as np
 import pytest
 
@@ -9,6 +11,9 @@ from alquery.server.strategies import entropy_screen, uncertainty
 from alquery.server.strategies.entropy_screen import (
     LOG_ERROR,
     entropy_top_k,
+    float32_log_error,
+    log_is_accurate,
+    log_sample,
     screen_bound,
     screen_sum,
 )
@@ -182,21 +187,28 @@ def test_the_bound_is_not_loose_by_orders_of_magnitude():
     assert 0 < error and c * screened.max() + a < 1000 * error
 
 
-def float32_logs_error(bits):
-    x = bits.view(np.float32)
-    reference = np.log(x.astype(np.float64))
-    error = np.abs(np.log(x).astype(np.float64) - reference)
-    # log(1) must be exactly 0: the bound's terms of x = 1 rely on it.
-    assert not np.any((reference == 0) & (error != 0))
-    return np.max(error / np.where(reference == 0, 1.0, np.abs(reference)))
-
-
 def test_float32_log_is_within_the_assumed_error_on_a_sample():
     # Every 61st float32 in [2^-126, 1], and the last 2^20 below 1.
     strided = np.arange(0x00800000, 0x3F800001, 61, dtype=np.uint32)
     last = np.arange(0x3F800000 - 2**20, 0x3F800001, dtype=np.uint32)
-    assert float32_logs_error(strided) <= LOG_ERROR
-    assert float32_logs_error(last) <= LOG_ERROR
+    assert float32_log_error(strided) <= LOG_ERROR
+    assert float32_log_error(last) <= LOG_ERROR
+    assert log_is_accurate()
+
+
+def test_a_log_outside_the_bound_turns_the_screen_off(caplog):
+    # 2^-18 relative error, or log(1) != 0: the check fails, and warns.
+    def coarse(x):
+        return np.log(x) * np.float32(1 + 2.0**-18)
+
+    def shifted(x):
+        return np.log(x) + np.float32(1e-30)
+
+    with caplog.at_level("WARNING", logger="alquery.strategies.entropy"):
+        assert not log_is_accurate(coarse)
+        assert not log_is_accurate(shifted)
+    assert "scored exactly" in caplog.text
+    assert float32_log_error(log_sample(), shifted) == math.inf
 
 
 @pytest.mark.large
@@ -206,7 +218,7 @@ def test_float32_log_is_within_the_assumed_error_everywhere():
     for start in range(0x00800000, 0x3F800001, step):
         stop = min(start + step, 0x3F800001)
         bits = np.arange(start, stop, dtype=np.uint32)
-        assert float32_logs_error(bits) <= LOG_ERROR
+        assert float32_log_error(bits) <= LOG_ERROR
 
 
 def test_the_server_answers_the_screened_batch(stub):
