@@ -10,6 +10,7 @@ from numpy.typing import NDArray
 
 from alquery.server.strategies.diversity import CHUNK_ELEMENTS
 from alquery.server.strategies.kcenter_partition import partition_pool
+from alquery.server.strategies.kcenter_update import update_groups
 from alquery.server.threads import compute_threads
 
 LEAF_SIZE = 384
@@ -18,6 +19,10 @@ LEAF_SIZE = 384
 WORKERS = min(4, compute_threads())
 """Threads that update groups side by side (BLAS then runs on one): this
 process's share of the cores (``threads.compute_threads``), at most 4."""
+
+CACHE_ELEMENTS = 1 << 16
+"""Streaming loops work on float64 blocks of at most this many values
+(512 KiB), reused, so they stay in a core's cache."""
 
 SCREEN_MAGNITUDES = (1e-20, 1e30)
 """Screening runs in float32 only when the largest squared norm lies
@@ -61,25 +66,54 @@ def row_norms(rows: NDArray[np.float64]) -> NDArray[np.float64]:
     return np.einsum("ij,ij->i", rows, rows)
 
 
+def _cache_rows(n_features: int) -> int:
+    # Rows per pass of a streaming loop: a float64 block that stays in a
+    # core's cache (and never more than CHUNK_ELEMENTS values).
+    return max(1, min(CACHE_ELEMENTS, CHUNK_ELEMENTS) // max(1, n_features))
+
+
+def _halves(n_rows: int, executor: Executor | None) -> list[slice]:
+    # Contiguous row ranges, one per worker (one in all without executor).
+    n_parts = 1 if executor is None else WORKERS
+    bounds = np.linspace(0, n_rows, n_parts + 1).astype(np.int64)
+    return [slice(int(lo), int(hi)) for lo, hi in zip(bounds[:-1], bounds[1:])]
+
+
+def _run(executor: Executor | None, job: Callable, parts: list) -> None:
+    # ``job`` on every part, side by side when there is an executor.
+    if executor is None or len(parts) == 1:
+        for part in parts:
+            job(part)
+    else:
+        list(executor.map(job, parts))
+
+
 def _shifted_copy(
     embeddings: NDArray,
     shift: NDArray[np.float64],
     dtype: type,
     norms: NDArray[np.float64] | None = None,
+    executor: Executor | None = None,
 ) -> NDArray:
-    # The shifted pool in ``dtype``, a chunk at a time; fills ``norms`` with
-    # the exact squared norms on the way. Values beyond float32 become inf
-    # (the caller then screens in float64).
+    # The shifted pool in ``dtype``, a cache-sized block at a time; fills
+    # ``norms`` with the exact squared norms on the way. Values beyond
+    # float32 become inf (the caller then screens in float64).
     n_pool, n_features = embeddings.shape
     copy = np.empty((n_pool, n_features), dtype=dtype)
-    rows_per_chunk = max(1, CHUNK_ELEMENTS // max(1, n_features))
-    for start in range(0, n_pool, rows_per_chunk):
-        chunk = slice(start, start + rows_per_chunk)
-        rows = shifted(embeddings[chunk], shift)
-        if norms is not None:
-            norms[chunk] = row_norms(rows)
-        with np.errstate(over="ignore"):
-            copy[chunk] = rows
+    rows_per_chunk = _cache_rows(n_features)
+
+    def fill(part: slice) -> None:
+        block = np.empty((rows_per_chunk, n_features))
+        for start in range(part.start, part.stop, rows_per_chunk):
+            chunk = slice(start, min(start + rows_per_chunk, part.stop))
+            rows = block[: chunk.stop - chunk.start]
+            np.subtract(embeddings[chunk], shift, out=rows)
+            if norms is not None:
+                norms[chunk] = row_norms(rows)
+            with np.errstate(over="ignore"):
+                copy[chunk] = rows
+
+    _run(executor, fill, _halves(n_pool, executor))
     return copy
 
 
@@ -120,7 +154,9 @@ class LazyCover:
         self.shift = shift
         n_pool, n_features = embeddings.shape
         self.norms = np.empty(n_pool)
-        screen = _shifted_copy(embeddings, shift, np.float32, self.norms)
+        screen = _shifted_copy(
+            embeddings, shift, np.float32, self.norms, executor
+        )
         magnitude = max(labeled_magnitude, float(self.norms.max(initial=0.0)))
         eps = float(np.finfo(np.float64).eps)
         # Each of the three terms of the expansion is off by at most about
@@ -130,7 +166,7 @@ class LazyCover:
         if not SCREEN_MAGNITUDES[0] < magnitude < SCREEN_MAGNITUDES[1]:
             # Outside float32's range, the screening runs in float64.
             unit = eps / 2.0
-            screen = _shifted_copy(embeddings, shift, np.float64)
+            screen = _shifted_copy(embeddings, shift, np.float64, None, executor)
         # The rounding of the values to the screening type, then of the
         # n_features-term sums (any order), of the three terms; doubled.
         self.screen_slack = 8.0 * (n_features + 6) * unit * magnitude
@@ -155,6 +191,7 @@ class LazyCover:
         self.evaluations = 0
         self.screened = 0
         self.workers = WORKERS
+        self.executor = executor
 
     def add_centers(self, centers: NDArray[np.float64]) -> None:
         """Append (shifted, float64) centers; groups see them when needed."""
@@ -170,18 +207,25 @@ class LazyCover:
 
     def add_first_center(self, center: NDArray[np.float64]) -> None:
         """Make ``center`` (shifted, float64) the only center, every exact
-        distance computed at once, in contiguous chunks of the pool."""
+        distance computed at once, a cache-sized block of the pool at a
+        time."""
         self.add_centers(center[None, :])
         center_norm = self.center_norms[:1]
         distances = np.empty(len(self.nearest))
-        rows_per_chunk = max(1, CHUNK_ELEMENTS // max(1, len(center)))
-        for start in range(0, len(distances), rows_per_chunk):
-            chunk = slice(start, start + rows_per_chunk)
-            rows = shifted(self.embeddings[chunk], self.shift)
-            every = np.broadcast_to(center, rows.shape)
-            distances[chunk] = paired_squared_distances(
-                rows, self.norms[chunk], every, center_norm
-            )
+        rows_per_chunk = _cache_rows(len(center))
+
+        def fill(part: slice) -> None:
+            block = np.empty((rows_per_chunk, len(center)))
+            for start in range(part.start, part.stop, rows_per_chunk):
+                chunk = slice(start, min(start + rows_per_chunk, part.stop))
+                rows = block[: chunk.stop - chunk.start]
+                np.subtract(self.embeddings[chunk], self.shift, out=rows)
+                every = np.broadcast_to(center, rows.shape)
+                distances[chunk] = paired_squared_distances(
+                    rows, self.norms[chunk], every, center_norm
+                )
+
+        _run(self.executor, fill, _halves(len(distances), self.executor))
         self.evaluations += len(distances)
         self.nearest = distances[self.partition.order]
         self.applied[:] = 1
@@ -200,21 +244,19 @@ class LazyCover:
         """Return the partition position of the sample farthest from every
         center (ties: the lower pool position) and its squared distance.
 
-        Stale groups are updated until none could hold a farther sample;
-        with an ``executor``, several at a time (see ``_stale_groups``).
+        Stale groups are updated until none could hold a farther sample,
+        all the groups of a round at once (``kcenter_update``), their
+        batches side by side on ``executor``.
         """
         bound = self.bound
         while True:
             top = bound.max()
-            groups = self._stale_groups(top, executor)
+            groups = self._stale_groups(top)
             if not len(groups):
                 break
-            if executor is None or len(groups) == 1:
-                counts = [self._update(int(group)) for group in groups]
-            else:
-                counts = list(executor.map(self._update, groups.tolist()))
-            self.evaluations += sum(count[0] for count in counts)
-            self.screened += sum(count[1] for count in counts)
+            counts = update_groups(self, groups, executor)
+            self.evaluations += counts[0]
+            self.screened += counts[1]
         starts = self.partition.starts
         best = []
         for group in np.flatnonzero(bound == top):
@@ -224,79 +266,25 @@ class LazyCover:
         position = positions[np.argmin(self.partition.order[positions])]
         return int(position), float(top)
 
-    def _stale_groups(self, top: float, executor: Executor | None) -> NDArray:
-        # The stale groups whose bound reaches ``top`` must be updated. When
-        # that is a single group and an executor has workers to spare, the
-        # next stale groups by bound are updated beside it: they are the
-        # likeliest to be needed next, and updating early is never wrong.
+    def _stale_groups(self, top: float) -> NDArray[np.int64]:
+        # The stale groups whose bound reaches ``top``: one of them might
+        # hold the farthest sample.
         stale = self.applied < self.n_centers
-        needed = np.flatnonzero(stale & (self.bound >= top))
-        if len(needed) != 1 or executor is None:
-            return needed
-        others = np.flatnonzero(stale)
-        others = others[np.argsort(-self.bound[others], kind="stable")]
-        return others[: self.workers]
+        return np.flatnonzero(stale & (self.bound >= top))
 
-    def _update(self, group: int) -> tuple[int, int]:
-        # Apply to ``group`` the centers it has not seen; return how many
-        # distances were computed exactly and how many were screened.
-        start, stop = self.partition.starts[group : group + 2]
-        n_centers = self.n_centers
-        per_chunk = max(1, CHUNK_ELEMENTS // max(1, stop - start))
-        evaluations = screened = 0
-        for first in range(self.applied[group], n_centers, per_chunk):
-            pending = slice(first, min(first + per_chunk, n_centers))
-            counts = self._apply(group, pending)
-            evaluations += counts[0]
-            screened += counts[1]
-        self.applied[group] = n_centers
-        self.bound[group] = self.nearest[start:stop].max()
-        return evaluations, screened
-
-    def _prefixes(self, group: int, pending: slice) -> NDArray[np.int64]:
-        # How many of the group's rows (farthest from m first) each pending
-        # center might bring closer: rows where
-        # d(x, m) >= d(c, m) - sqrt(bound).
-        start, stop = self.partition.starts[group : group + 2]
-        middle = self.partition.centers[group]
-        to_middle = self.centers[pending] @ middle
-        to_middle *= -2.0
-        to_middle += self.center_norms[pending]
-        to_middle += middle @ middle
-        low = np.sqrt(np.maximum(to_middle - 2.0 * self.slack, 0.0))
-        threshold = low - np.sqrt(self.bound[group] + 2.0 * self.slack)
-        reach = self.partition.reach[start:stop]
-        # reach is non-increasing: count the rows with reach >= threshold.
-        return np.searchsorted(-reach, -threshold, side="right")
-
-    def _apply(self, group: int, pending: slice) -> tuple[int, int]:
-        start = int(self.partition.starts[group])
-        prefixes = self._prefixes(group, pending)
-        centers = np.arange(pending.start, pending.stop)[prefixes > 0]
-        if not len(centers):
-            return 0, 0
-        rows = slice(start, start + int(prefixes.max()))
-        approx = self.screen[rows] @ self.screen_centers[centers].T
-        approx *= -2.0
-        approx += self.screen_norms[rows, None]
-        approx += self.screen_center_norms[centers][None, :]
-        # A pair can set the row's new nearest distance only if its screened
-        # distance is within 2 * margin of the lowest upper bound on it.
-        margin = 2.0 * (self.slack + self.screen_slack)
-        lowest = approx.min(axis=1).astype(np.float64) + margin
-        ceiling = np.minimum(self.nearest[rows], lowest) + margin
-        row_hits, center_hits = np.nonzero(approx <= ceiling[:, None])
-        self._exact(start + row_hits, centers[center_hits])
-        return len(row_hits), approx.size
-
-    def _exact(self, positions: NDArray[np.int64], centers: NDArray[np.int64]) -> None:
-        # Exact distances for the (position, center) pairs; keep the minima.
-        # Pairs of one center take it broadcast rather than copied.
-        per_chunk = max(1, CHUNK_ELEMENTS // max(1, self.centers.shape[1]))
+    def exact(self, positions: NDArray[np.int64], centers: NDArray[np.int64]) -> None:
+        """Compute the exact distances of the (partition position, center)
+        pairs and keep the minima in ``nearest``; a center alone in a chunk
+        is broadcast rather than copied."""
+        n_features = self.centers.shape[1]
+        per_chunk = _cache_rows(n_features)
+        block = np.empty((min(per_chunk, len(positions)), n_features))
         for first in range(0, len(positions), per_chunk):
             where = positions[first : first + per_chunk]
             which = centers[first : first + per_chunk]
-            rows = shifted(self.embeddings[self.partition.order[where]], self.shift)
+            rows = block[: len(where)]
+            pool_rows = self.embeddings[self.partition.order[where]]
+            np.subtract(pool_rows, self.shift, out=rows)
             if which.min() == which.max():
                 paired = np.broadcast_to(self.centers[which[0]], rows.shape)
             else:
