@@ -8,8 +8,16 @@ from concurrent.futures import Executor
 import numpy as np
 from numpy.typing import NDArray
 
-from alquery.server.strategies.diversity import CHUNK_ELEMENTS
-from alquery.server.strategies.kcenter_partition import partition_pool
+from alquery.server.strategies.kcenter_partition import (
+    finish_partition,
+    group_rows,
+)
+from alquery.server.strategies.kcenter_stream import (
+    cache_rows,
+    norms_and_projection,
+    shifted_copy,
+    stream,
+)
 from alquery.server.strategies.kcenter_update import update_groups
 from alquery.server.threads import compute_threads
 
@@ -19,10 +27,6 @@ LEAF_SIZE = 384
 WORKERS = min(4, compute_threads())
 """Threads that update groups side by side (BLAS then runs on one): this
 process's share of the cores (``threads.compute_threads``), at most 4."""
-
-CACHE_ELEMENTS = 1 << 16
-"""Streaming loops work on float64 blocks of at most this many values
-(512 KiB), reused, so they stay in a core's cache."""
 
 SCREEN_MAGNITUDES = (1e-20, 1e30)
 """Screening runs in float32 only when the largest squared norm lies
@@ -66,57 +70,6 @@ def row_norms(rows: NDArray[np.float64]) -> NDArray[np.float64]:
     return np.einsum("ij,ij->i", rows, rows)
 
 
-def _cache_rows(n_features: int) -> int:
-    # Rows per pass of a streaming loop: a float64 block that stays in a
-    # core's cache (and never more than CHUNK_ELEMENTS values).
-    return max(1, min(CACHE_ELEMENTS, CHUNK_ELEMENTS) // max(1, n_features))
-
-
-def _halves(n_rows: int, executor: Executor | None) -> list[slice]:
-    # Contiguous row ranges, one per worker (one in all without executor).
-    n_parts = 1 if executor is None else WORKERS
-    bounds = np.linspace(0, n_rows, n_parts + 1).astype(np.int64)
-    return [slice(int(lo), int(hi)) for lo, hi in zip(bounds[:-1], bounds[1:])]
-
-
-def _run(executor: Executor | None, job: Callable, parts: list) -> None:
-    # ``job`` on every part, side by side when there is an executor.
-    if executor is None or len(parts) == 1:
-        for part in parts:
-            job(part)
-    else:
-        list(executor.map(job, parts))
-
-
-def _shifted_copy(
-    embeddings: NDArray,
-    shift: NDArray[np.float64],
-    dtype: type,
-    norms: NDArray[np.float64] | None = None,
-    executor: Executor | None = None,
-) -> NDArray:
-    # The shifted pool in ``dtype``, a cache-sized block at a time; fills
-    # ``norms`` with the exact squared norms on the way. Values beyond
-    # float32 become inf (the caller then screens in float64).
-    n_pool, n_features = embeddings.shape
-    copy = np.empty((n_pool, n_features), dtype=dtype)
-    rows_per_chunk = _cache_rows(n_features)
-
-    def fill(part: slice) -> None:
-        block = np.empty((rows_per_chunk, n_features))
-        for start in range(part.start, part.stop, rows_per_chunk):
-            chunk = slice(start, min(start + rows_per_chunk, part.stop))
-            rows = block[: chunk.stop - chunk.start]
-            np.subtract(embeddings[chunk], shift, out=rows)
-            if norms is not None:
-                norms[chunk] = row_norms(rows)
-            with np.errstate(over="ignore"):
-                copy[chunk] = rows
-
-    _run(executor, fill, _halves(n_pool, executor))
-    return copy
-
-
 class LazyCover:
     """Nearest-center distances of the pool, brought up to date lazily.
 
@@ -153,32 +106,33 @@ class LazyCover:
         self.embeddings = embeddings
         self.shift = shift
         n_pool, n_features = embeddings.shape
-        self.norms = np.empty(n_pool)
-        screen = _shifted_copy(
-            embeddings, shift, np.float32, self.norms, executor
+        self.norms, projected = norms_and_projection(
+            embeddings, shift, executor, WORKERS
         )
         magnitude = max(labeled_magnitude, float(self.norms.max(initial=0.0)))
         eps = float(np.finfo(np.float64).eps)
         # Each of the three terms of the expansion is off by at most about
         # n_features * eps times the largest squared norm; doubled.
         self.slack = 8.0 * (n_features + 2) * eps * magnitude
-        unit = float(np.finfo(np.float32).eps) / 2.0
+        dtype, unit = np.float32, float(np.finfo(np.float32).eps) / 2.0
         if not SCREEN_MAGNITUDES[0] < magnitude < SCREEN_MAGNITUDES[1]:
             # Outside float32's range, the screening runs in float64.
-            unit = eps / 2.0
-            screen = _shifted_copy(embeddings, shift, np.float64, None, executor)
+            dtype, unit = np.float64, eps / 2.0
         # The rounding of the values to the screening type, then of the
         # n_features-term sums (any order), of the three terms; doubled.
         self.screen_slack = 8.0 * (n_features + 6) * unit * magnitude
         check()
         # In partition order from here on: rows, norms and nearest distances.
-        self.partition, screen = partition_pool(
-            screen, LEAF_SIZE, self.screen_slack, executor=executor
+        order, starts = group_rows(projected, LEAF_SIZE, executor=executor)
+        del projected
+        check()
+        screen = shifted_copy(embeddings, shift, dtype, order, executor, WORKERS)
+        self.partition = finish_partition(
+            screen, order, starts, self.screen_slack, executor
         )
-        order = self.partition.order
         self.screen = screen
         self.screen_norms = row_norms(screen)
-        self.sorted_norms = self.norms[order]
+        self.sorted_norms = self.norms[self.partition.order]
         self.nearest = np.full(n_pool, np.inf)
         n_groups = len(self.partition.starts) - 1
         self.bound = np.full(n_groups, np.inf)
@@ -212,20 +166,15 @@ class LazyCover:
         self.add_centers(center[None, :])
         center_norm = self.center_norms[:1]
         distances = np.empty(len(self.nearest))
-        rows_per_chunk = _cache_rows(len(center))
 
-        def fill(part: slice) -> None:
-            block = np.empty((rows_per_chunk, len(center)))
-            for start in range(part.start, part.stop, rows_per_chunk):
-                chunk = slice(start, min(start + rows_per_chunk, part.stop))
-                rows = block[: chunk.stop - chunk.start]
-                np.subtract(self.embeddings[chunk], self.shift, out=rows)
-                every = np.broadcast_to(center, rows.shape)
-                distances[chunk] = paired_squared_distances(
-                    rows, self.norms[chunk], every, center_norm
-                )
+        def job(rows: slice, block: NDArray[np.float64]) -> None:
+            np.subtract(self.embeddings[rows], self.shift, out=block)
+            every = np.broadcast_to(center, block.shape)
+            distances[rows] = paired_squared_distances(
+                block, self.norms[rows], every, center_norm
+            )
 
-        _run(self.executor, fill, _halves(len(distances), self.executor))
+        stream(len(distances), len(center), self.executor, self.workers, job)
         self.evaluations += len(distances)
         self.nearest = distances[self.partition.order]
         self.applied[:] = 1
@@ -277,7 +226,7 @@ class LazyCover:
         pairs and keep the minima in ``nearest``; a center alone in a chunk
         is broadcast rather than copied."""
         n_features = self.centers.shape[1]
-        per_chunk = _cache_rows(n_features)
+        per_chunk = cache_rows(n_features)
         block = np.empty((min(per_chunk, len(positions)), n_features))
         for first in range(0, len(positions), per_chunk):
             where = positions[first : first + per_chunk]

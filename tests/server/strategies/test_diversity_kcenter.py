@@ -7,6 +7,8 @@ from alquery.server.strategies import (
     diversity_kcenter,
     kcenter_cover,
     kcenter_partition,
+    kcenter_stream,
+    kcenter_update,
 )
 from alquery.server.strategies.diversity import nearest_center_distances
 from alquery.server.strategies.diversity_kcenter import (
@@ -85,9 +87,13 @@ def test_same_picks_on_a_grid_full_of_exact_ties():
 
 @pytest.mark.parametrize("seed", range(2))
 def test_same_picks_across_chunk_and_group_boundaries(monkeypatch, seed):
-    # Tiny chunks and groups: every chunked loop runs many times, and a
-    # group holds a handful of rows.
-    monkeypatch.setattr(kcenter_cover, "CHUNK_ELEMENTS", 16 * 24)
+    # Tiny blocks, chunks, batches and groups: every chunked loop runs many
+    # times, a batch of groups spans few rows, and a group holds a handful.
+    monkeypatch.setattr(kcenter_stream, "CACHE_ELEMENTS", 5 * 24)
+    monkeypatch.setattr(kcenter_stream, "PROJECTED_DIMS", 5)
+    monkeypatch.setattr(kcenter_update, "CHUNK_ELEMENTS", 16 * 24)
+    monkeypatch.setattr(kcenter_update, "BATCH_ROWS", 20)
+    monkeypatch.setattr(kcenter_update, "SPLIT_ROWS", 30)
     monkeypatch.setattr(kcenter_cover, "LEAF_SIZE", 7)
     monkeypatch.setattr(kcenter_partition, "CHUNK_ROWS", 13)
     rng = np.random.default_rng(20 + seed)
