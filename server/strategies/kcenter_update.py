@@ -23,7 +23,7 @@ if TYPE_CHECKING:
 BATCH_ROWS = 2048
 """Pool rows one batch updates together."""
 
-SPLIT_ROWS = 1024
+SPLIT_ROWS = 256
 """A round of at least this many rows is split over the workers."""
 
 

@@ -102,6 +102,18 @@ def test_same_picks_across_chunk_and_group_boundaries(monkeypatch, seed):
     assert_same_ranking(pool, 120, clustered(rng, 40, 24, n_clusters=9))
 
 
+@pytest.mark.parametrize("with_labeled", [False, True])
+def test_same_picks_on_relu_features_like_a_hidden_layer(monkeypatch, with_labeled):
+    # Non-negative, sparse rows in more dimensions than the projection that
+    # groups them, as a network's hidden layer gives; small groups.
+    monkeypatch.setattr(kcenter_cover, "LEAF_SIZE", 24)
+    rng = np.random.default_rng(50)
+    weights = rng.normal(size=(20, 96))
+    pool = np.maximum(clustered(rng, 2_500, 20) @ weights, 0.0).astype(np.float32)
+    labeled = pool[:40] + 0.25 if with_labeled else None
+    assert_same_ranking(pool[40:], 150, labeled)
+
+
 def test_same_picks_with_many_labeled_centers():
     rng = np.random.default_rng(30)
     pool = clustered(rng, 3_000, 20, n_clusters=30)
