@@ -73,25 +73,26 @@ def row_norms(rows: NDArray[np.float64]) -> NDArray[np.float64]:
 class LazyCover:
     """Nearest-center distances of the pool, brought up to date lazily.
 
-    The pool is reordered once by a coarse partition (``partition_pool``)
-    so that each group's rows are contiguous. A group remembers how many
-    centers it has seen and the largest nearest distance among its rows,
-    ``bound``. Centers added since then are applied only when the group
-    could hold the next pick, i.e. when its (stale) bound is the largest:
-    true nearest distances never exceed stale ones, so a group whose bound
-    is below the best up-to-date distance cannot hold the farthest sample.
+    The pool is grouped once (``group_rows``, on a seeded random projection
+    of the pool) and copied once, shifted, in group order, so that each
+    group's rows are contiguous. A group remembers how many centers it has
+    seen and the largest nearest distance among its rows, ``bound``.
+    Centers added since then are applied only when the group could hold
+    the next pick, i.e. when its (stale) bound is the largest: true nearest
+    distances never exceed stale ones, so a group whose bound is below the
+    best up-to-date distance cannot hold the farthest sample. All the
+    groups a round must update are updated together (``update_groups``).
 
-    Applying centers to a group skips, by the triangle inequality about the
-    group's center m, every row x with d(x, m) < d(c, m) - sqrt(bound): c
-    cannot come closer to x than its nearest center. Rows are stored
-    farthest-from-m first, so the rows left are a prefix, screened by one
-    BLAS product (float32) against all pending centers at once. Only pairs
-    whose screened distance might reach the row's new nearest distance
-    (within a proven rounding bound) get the exact float64 distance
-    (``paired_squared_distances``). Every bound leaves a margin for the
-    rounding of the exact expansion (``slack``) and of the screening
-    (``screen_slack``), so a row's nearest distance is always the minimum of
-    its exact distances to all centers, to the bit.
+    Applying center c to row x of a group is skipped, by the triangle
+    inequality about the group's center m, when d(x, m) < d(c, m) -
+    d(x, its nearest center): c cannot come closer to x than its nearest
+    center. The pairs left are screened by one BLAS product per batch of
+    groups, in float32. Only pairs whose screened distance might reach the
+    row's new nearest distance (within a proven rounding bound) get the
+    exact float64 distance (``paired_squared_distances``). Every bound
+    leaves a margin for the rounding of the exact expansion (``slack``)
+    and of the screening (``screen_slack``), so a row's nearest distance is
+    always the minimum of its exact distances to all centers, to the bit.
     """
 
     def __init__(

@@ -26,6 +26,10 @@ BATCH_ROWS = 2048
 SPLIT_ROWS = 256
 """A round of at least this many rows is split over the workers."""
 
+UPDATE_ELEMENTS = CHUNK_ELEMENTS // 8
+"""(row, center) pairs one batch screens at a time: about ten bytes each
+(float64 thresholds, then float32 products and masks), 5 MiB in all."""
+
 
 def update_groups(
     cover: LazyCover, groups: NDArray[np.int64], executor: Executor | None
@@ -78,7 +82,7 @@ def _update_batch(cover: LazyCover, groups: NDArray[np.int64]) -> tuple[int, int
     positions = _ranges(starts[groups], sizes)
     owner = np.repeat(np.arange(len(groups)), sizes)
     n_centers = cover.n_centers
-    per_chunk = max(1, CHUNK_ELEMENTS // len(positions))
+    per_chunk = max(1, UPDATE_ELEMENTS // len(positions))
     evaluations = screened = 0
     for first in range(int(cover.applied[groups].min()), n_centers, per_chunk):
         pending = slice(first, min(first + per_chunk, n_centers))
@@ -114,8 +118,9 @@ def _reachable(
     # Removed rows (nearest -1) give NaN, and NaN reaches nothing.
     with np.errstate(invalid="ignore"):
         radius = np.sqrt(nearest + 2.0 * cover.slack)
-        reach = cover.partition.reach[positions]
-        return reach[:, None] >= low[owner] - radius[:, None]
+        threshold = low[owner]
+        threshold -= radius[:, None]
+        return cover.partition.reach[positions][:, None] >= threshold
 
 
 def _apply(

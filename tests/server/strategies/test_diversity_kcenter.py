@@ -91,7 +91,7 @@ def test_same_picks_across_chunk_and_group_boundaries(monkeypatch, seed):
     # times, a batch of groups spans few rows, and a group holds a handful.
     monkeypatch.setattr(kcenter_stream, "CACHE_ELEMENTS", 5 * 24)
     monkeypatch.setattr(kcenter_stream, "PROJECTED_DIMS", 5)
-    monkeypatch.setattr(kcenter_update, "CHUNK_ELEMENTS", 16 * 24)
+    monkeypatch.setattr(kcenter_update, "UPDATE_ELEMENTS", 16 * 24)
     monkeypatch.setattr(kcenter_update, "BATCH_ROWS", 20)
     monkeypatch.setattr(kcenter_update, "SPLIT_ROWS", 30)
     monkeypatch.setattr(kcenter_cover, "LEAF_SIZE", 7)
