@@ -36,6 +36,9 @@ from alquery.server.strategies.diversity import CHUNK_ELEMENTS
 from alquery.server.threads import compute_threads
 from alquery.server.strategies.kcenter_cover import LEAF_SIZE
 from alquery.server.strategies.kcenter_cover import WORKERS as KCENTER_WORKERS
+from alquery.server.strategies.kcenter_stream import PROJECTED_DIMS
+from alquery.server.strategies.kcenter_update import BATCH_ROWS as KCENTER_BATCH_ROWS
+from alquery.server.strategies.kcenter_update import UPDATE_ELEMENTS as KCENTER_PAIRS
 from alquery.v1 import query_pb2
 
 if TYPE_CHECKING:
@@ -128,16 +131,17 @@ def _measure_chunks(s: Sizes) -> int:
 
 
 def _kcenter(s: Sizes, _: Mapping[str, Any]) -> int:
-    # Two float32 copies of the pool (screening, reordered by group), a
-    # first float64 chunk of the pool, vectors of n_pool, and per worker
-    # thread one screened block of a group against its pending centers
-    # (float32 products, comparisons, hit positions).
-    pending = min(LEAF_SIZE * (s.n_labeled + s.batch_size), CHUNK_ELEMENTS)
+    # A float32 copy of the pool in group order, its float64 projection
+    # while the rows are grouped, vectors of n_pool, and per worker thread
+    # one batch of groups screened against its pending centers: about ten
+    # bytes per (row, center) pair, and the batch's rows in float32.
+    rows = min(s.n_pool, KCENTER_BATCH_ROWS + LEAF_SIZE)
+    pairs = min(KCENTER_PAIRS, rows * (s.n_labeled + s.batch_size))
+    per_worker = 10 * pairs + rows * s.n_features * 4
     return (
-        _e(s)
-        + min(_e(s), CHUNK_BYTES)
-        + 16 * _n(s)
-        + KCENTER_WORKERS * 6 * pending
+        _e(s) // 2
+        + (PROJECTED_DIMS + 16) * _n(s)
+        + KCENTER_WORKERS * per_worker
     )
 
 

@@ -1,8 +1,9 @@
 """A coarse partition of the pool into small, tight, contiguous groups.
 
-The exact k-center greedy (``diversity_kcenter``) reorders the pool by this
-partition once, so that a group is skipped by one bound and screened by one
-contiguous BLAS call.
+The exact k-center greedy (``kcenter_cover``) groups the rows of a random
+projection of the pool (``group_rows``), copies the pool once in group
+order, then gives each group its center and bounds (``finish_partition``),
+so that a group is skipped by one bound and screened by one BLAS call.
 """
 
 from __future__ import annotations
@@ -131,41 +132,39 @@ def _groups(
     return done
 
 
-def partition_pool(
+def group_rows(
     x: NDArray,
     leaf_size: int,
-    slack: float,
     seed: int = 0,
     executor: Executor | None = None,
-) -> tuple[Partition, NDArray]:
-    """Split the (shifted) pool into groups of at most ``leaf_size`` rows.
+) -> tuple[NDArray[np.int64], NDArray[np.int64]]:
+    """Split the pool into groups of at most ``leaf_size`` rows.
 
     Parameters
     ----------
-    x : ndarray of shape (n_pool, n_features), float32 or float64
-        The pool as the screening sees it.
+    x : ndarray of shape (n_pool, n_dims)
+        The pool, or any view of it that keeps near rows near (the greedy
+        passes a random projection): only the grouping depends on it.
     leaf_size : int
         Target group size; a group of identical rows may stay larger.
-    slack : float
-        A bound on the absolute error of a squared distance computed in the
-        dtype of ``x``; the reach of each row is widened by it.
     seed : int, default=0
-        Seeds the split seeds. The partition changes only how much work the
+        Seeds the split seeds. The grouping changes only how much work the
         greedy skips, never its picks.
     executor : concurrent.futures.Executor, optional
         Runs chunks of the work side by side.
 
     Returns
     -------
-    partition : Partition
-    reordered : ndarray of shape (n_pool, n_features), dtype of x
-        ``x[partition.order]``.
+    order : ndarray of shape (n_pool,), int64
+        Pool positions, group by group.
+    starts : ndarray of shape (n_groups + 1,), int64
+        Group g is ``order[starts[g]:starts[g + 1]]``.
 
     Notes
     -----
     Each level assigns every row of a group to the nearest of up to
     SPLIT_FANOUT seeds, spread by a farthest-first traversal of a sample:
-    O(n_pool * n_features * SPLIT_FANOUT) for the first level, less below.
+    O(n_pool * n_dims * SPLIT_FANOUT) for the first level, less below.
     No k-means iterations: cheaper, and the groups are looser for it.
     """
     map_ = map if executor is None else executor.map
@@ -173,31 +172,49 @@ def partition_pool(
     norms = np.einsum("ij,ij->i", x, x)
     groups = _groups(x, norms, leaf_size, rng, map_)
     order = np.concatenate(groups)
-    reordered = np.empty_like(x)
-    for start in range(0, len(x), CHUNK_ROWS):
-        reordered[start : start + CHUNK_ROWS] = x[order[start : start + CHUNK_ROWS]]
     starts = np.cumsum([0] + [len(group) for group in groups])
+    return order, starts
+
+
+def finish_partition(
+    reordered: NDArray,
+    order: NDArray[np.int64],
+    starts: NDArray[np.int64],
+    slack: float,
+    executor: Executor | None = None,
+) -> Partition:
+    """Give each group its center and reach, its rows farthest first.
+
+    Parameters
+    ----------
+    reordered : ndarray of shape (n_pool, n_features), float32 or float64
+        The pool as the screening sees it, in ``order``; the rows of each
+        group are reordered in place, farthest from its center first.
+    order, starts : ndarray of int64
+        The groups (``group_rows``); ``order`` is reordered in place too.
+    slack : float
+        A bound on the absolute error of a squared distance computed in the
+        dtype of ``reordered``; the reach of each row is widened by it.
+    executor : concurrent.futures.Executor, optional
+        Runs groups side by side.
+    """
+    map_ = map if executor is None else executor.map
     partition = Partition(
         order=order,
         starts=starts,
-        centers=np.empty((len(groups), x.shape[1])),
-        reach=np.empty(len(x)),
+        centers=np.empty((len(starts) - 1, reordered.shape[1])),
+        reach=np.empty(len(order)),
     )
-    sorted_norms = norms[order]
 
     def finish(index: int) -> None:
-        _sort_group(partition, index, reordered, sorted_norms, slack)
+        _sort_group(partition, index, reordered, slack)
 
-    list(map_(finish, range(len(groups))))
-    return partition, reordered
+    list(map_(finish, range(len(starts) - 1)))
+    return partition
 
 
 def _sort_group(
-    partition: Partition,
-    index: int,
-    reordered: NDArray,
-    norms: NDArray,
-    slack: float,
+    partition: Partition, index: int, reordered: NDArray, slack: float
 ) -> None:
     # Set group ``index``'s center and reach, and order its rows farthest
     # from the center first.
@@ -207,7 +224,8 @@ def _sort_group(
     # that rounded center.
     center = rows.mean(axis=0, dtype=np.float64).astype(rows.dtype)
     partition.centers[index] = center
-    _, squared = _assign(rows, center[None, :], norms[group])
+    norms = np.einsum("ij,ij->i", rows, rows)
+    _, squared = _assign(rows, center[None, :], norms)
     # An upper bound on the true distance of each row to the center.
     distances = np.sqrt(squared.astype(np.float64) + slack)
     farthest_first = np.argsort(-distances, kind="stable")

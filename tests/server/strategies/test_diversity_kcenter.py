@@ -7,6 +7,8 @@ from alquery.server.strategies import (
     diversity_kcenter,
     kcenter_cover,
     kcenter_partition,
+    kcenter_stream,
+    kcenter_update,
 )
 from alquery.server.strategies.diversity import nearest_center_distances
 from alquery.server.strategies.diversity_kcenter import (
@@ -85,15 +87,31 @@ def test_same_picks_on_a_grid_full_of_exact_ties():
 
 @pytest.mark.parametrize("seed", range(2))
 def test_same_picks_across_chunk_and_group_boundaries(monkeypatch, seed):
-    # Tiny chunks and groups: every chunked loop runs many times, and a
-    # group holds a handful of rows.
-    monkeypatch.setattr(kcenter_cover, "CHUNK_ELEMENTS", 16 * 24)
+    # Tiny blocks, chunks, batches and groups: every chunked loop runs many
+    # times, a batch of groups spans few rows, and a group holds a handful.
+    monkeypatch.setattr(kcenter_stream, "CACHE_ELEMENTS", 5 * 24)
+    monkeypatch.setattr(kcenter_stream, "PROJECTED_DIMS", 5)
+    monkeypatch.setattr(kcenter_update, "UPDATE_ELEMENTS", 16 * 24)
+    monkeypatch.setattr(kcenter_update, "BATCH_ROWS", 20)
+    monkeypatch.setattr(kcenter_update, "SPLIT_ROWS", 30)
     monkeypatch.setattr(kcenter_cover, "LEAF_SIZE", 7)
     monkeypatch.setattr(kcenter_partition, "CHUNK_ROWS", 13)
     rng = np.random.default_rng(20 + seed)
     pool = clustered(rng, 1_500, 24, n_clusters=9)
     assert_same_ranking(pool, 120)
     assert_same_ranking(pool, 120, clustered(rng, 40, 24, n_clusters=9))
+
+
+@pytest.mark.parametrize("with_labeled", [False, True])
+def test_same_picks_on_relu_features_like_a_hidden_layer(monkeypatch, with_labeled):
+    # Non-negative, sparse rows in more dimensions than the projection that
+    # groups them, as a network's hidden layer gives; small groups.
+    monkeypatch.setattr(kcenter_cover, "LEAF_SIZE", 24)
+    rng = np.random.default_rng(50)
+    weights = rng.normal(size=(20, 96))
+    pool = np.maximum(clustered(rng, 2_500, 20) @ weights, 0.0).astype(np.float32)
+    labeled = pool[:40] + 0.25 if with_labeled else None
+    assert_same_ranking(pool[40:], 150, labeled)
 
 
 def test_same_picks_with_many_labeled_centers():

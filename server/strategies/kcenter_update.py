@@ -1,0 +1,156 @@
+"""Bringing many groups of the k-center cover up to date at once.
+
+``LazyCover`` (``kcenter_cover``) asks for a set of stale groups to be
+updated; this module applies their pending centers a batch of groups at a
+time, so the work per round is a handful of numpy calls and one BLAS
+product per batch, however many groups the round touches.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from concurrent.futures import Executor
+from typing import TYPE_CHECKING
+
+import numpy as np
+from numpy.typing import NDArray
+
+from alquery.server.strategies.diversity import CHUNK_ELEMENTS
+
+if TYPE_CHECKING:
+    from alquery.server.strategies.kcenter_cover import LazyCover
+
+BATCH_ROWS = 2048
+"""Pool rows one batch updates together."""
+
+SPLIT_ROWS = 256
+"""A round of at least this many rows is split over the workers."""
+
+UPDATE_ELEMENTS = CHUNK_ELEMENTS // 8
+"""(row, center) pairs one batch screens at a time: about ten bytes each
+(float64 thresholds, then float32 products and masks), 5 MiB in all."""
+
+
+def update_groups(
+    cover: LazyCover, groups: NDArray[np.int64], executor: Executor | None
+) -> tuple[int, int]:
+    """Apply to ``groups`` every center they have not seen.
+
+    Returns how many distances were computed exactly (float64) and how many
+    were screened. Batches hold disjoint rows, so they run side by side on
+    ``executor``.
+    """
+    batches = _batches(cover, groups, executor)
+    job: Callable = lambda batch: _update_batch(cover, batch)
+    if executor is None or len(batches) == 1:
+        counts = [job(batch) for batch in batches]
+    else:
+        counts = list(executor.map(job, batches))
+    return sum(count[0] for count in counts), sum(count[1] for count in counts)
+
+
+def _batches(
+    cover: LazyCover, groups: NDArray[np.int64], executor: Executor | None
+) -> list[NDArray[np.int64]]:
+    # Consecutive runs of ``groups`` of about equal rows: at most BATCH_ROWS
+    # each, and one per worker at least when the round is large.
+    starts = cover.partition.starts
+    sizes = starts[groups + 1] - starts[groups]
+    total = int(sizes.sum())
+    n_batches = -(-total // BATCH_ROWS)
+    if executor is not None and total >= SPLIT_ROWS:
+        n_batches = max(n_batches, cover.workers)
+    n_batches = max(1, min(n_batches, len(groups)))
+    before = np.cumsum(sizes) - sizes
+    label = before * n_batches // max(total, 1)
+    edges = np.flatnonzero(np.diff(label)) + 1
+    return np.split(groups, edges)
+
+
+def _ranges(starts: NDArray[np.int64], sizes: NDArray[np.int64]) -> NDArray[np.int64]:
+    # The concatenation of arange(start, start + size) for each pair.
+    offsets = np.cumsum(sizes) - sizes
+    steps = np.arange(int(sizes.sum())) - np.repeat(offsets, sizes)
+    return np.repeat(starts, sizes) + steps
+
+
+def _update_batch(cover: LazyCover, groups: NDArray[np.int64]) -> tuple[int, int]:
+    # Apply the pending centers to the rows of ``groups``, a chunk of
+    # centers at a time; then the groups are up to date.
+    starts = cover.partition.starts
+    sizes = starts[groups + 1] - starts[groups]
+    positions = _ranges(starts[groups], sizes)
+    owner = np.repeat(np.arange(len(groups)), sizes)
+    n_centers = cover.n_centers
+    per_chunk = max(1, UPDATE_ELEMENTS // len(positions))
+    evaluations = screened = 0
+    for first in range(int(cover.applied[groups].min()), n_centers, per_chunk):
+        pending = slice(first, min(first + per_chunk, n_centers))
+        counts = _apply(cover, groups, positions, owner, pending)
+        evaluations += counts[0]
+        screened += counts[1]
+    cover.applied[groups] = n_centers
+    offsets = np.cumsum(sizes) - sizes
+    cover.bound[groups] = np.maximum.reduceat(cover.nearest[positions], offsets)
+    return evaluations, screened
+
+
+def _reachable(
+    cover: LazyCover,
+    groups: NDArray[np.int64],
+    positions: NDArray[np.int64],
+    owner: NDArray[np.int64],
+    pending: slice,
+) -> NDArray[np.bool_]:
+    # (row, center) pairs where the center might bring the row closer, by
+    # the triangle inequality about the row's group center m: c can lower x
+    # only if d(x, m) >= d(c, m) - d(x, its nearest center). A group's
+    # rows see only the centers added since the group was last updated.
+    middles = cover.partition.centers[groups]
+    to_middle = middles @ cover.centers[pending].T
+    to_middle *= -2.0
+    to_middle += cover.center_norms[pending][None, :]
+    to_middle += np.einsum("ij,ij->i", middles, middles)[:, None]
+    low = np.sqrt(np.maximum(to_middle - 2.0 * cover.slack, 0.0))
+    indices = np.arange(pending.start, pending.stop)
+    low[indices[None, :] < cover.applied[groups][:, None]] = np.inf
+    nearest = cover.nearest[positions]
+    # Removed rows (nearest -1) give NaN, and NaN reaches nothing.
+    with np.errstate(invalid="ignore"):
+        radius = np.sqrt(nearest + 2.0 * cover.slack)
+        threshold = low[owner]
+        threshold -= radius[:, None]
+        return cover.partition.reach[positions][:, None] >= threshold
+
+
+def _apply(
+    cover: LazyCover,
+    groups: NDArray[np.int64],
+    positions: NDArray[np.int64],
+    owner: NDArray[np.int64],
+    pending: slice,
+) -> tuple[int, int]:
+    # Screen the reachable pairs in the screening dtype, then compute
+    # exactly the pairs that might set a row's new nearest distance.
+    reachable = _reachable(cover, groups, positions, owner, pending)
+    rows = np.flatnonzero(reachable.any(axis=1))
+    if not len(rows):
+        return 0, 0
+    columns = np.flatnonzero(reachable.any(axis=0))
+    reachable = reachable[np.ix_(rows, columns)]
+    where = positions[rows]
+    centers = pending.start + columns
+    approx = cover.screen[where] @ cover.screen_centers[centers].T
+    approx *= -2.0
+    approx += cover.screen_norms[where][:, None]
+    approx += cover.screen_center_norms[centers][None, :]
+    # Pairs the bounds rule out cannot lower the row's nearest distance.
+    approx[~reachable] = np.inf
+    # A pair can set the row's new nearest distance only if its screened
+    # distance is within 2 * margin of the lowest upper bound on it.
+    margin = 2.0 * (cover.slack + cover.screen_slack)
+    lowest = approx.min(axis=1).astype(np.float64) + margin
+    ceiling = np.minimum(cover.nearest[where], lowest) + margin
+    row_hits, center_hits = np.nonzero(approx <= ceiling[:, None])
+    cover.exact(where[row_hits], centers[center_hits])
+    return len(row_hits), approx.size
