@@ -51,7 +51,7 @@ bench: $(BENCH_STAMP)
 
 # The speed suite of issue 6, one case after another, each side by side with
 # its numpy reference and the peer libraries in the same run; every script
-# writes its sections of bench/RESULTS.md. About half an hour on 2 cores;
+# writes its sections of bench/RESULTS.md. About 45 minutes on 2 cores;
 # the uncertainty and BADGE cases need about 16 GB of memory.
 SPEED_BENCHES := uncertainty_speed entropy_screen badge onnx_throughput streaming \
 	stream_threshold workers sharding

@@ -94,12 +94,12 @@ def kcenter_greedy(
     BLAS is held to one thread (``one_blas_thread``); a pool of fewer than
     ``THREADED_VALUES`` values runs on the calling thread alone.
 
-    Measured (bench/kcenter.py, shared 2-core machine, load 0.8 to 1.9,
-    one run each, each at its best BLAS setting): 4.6x faster than a plain
-    float32 numpy greedy on 100,000 x 768 clustered synthetic embeddings
-    with 1,000 picks (2.42 s against 11.07 s), 3.2x on 70,000 x 768 learned
+    Measured (bench/kcenter.py, idle 2-core machine, one run each, each
+    at its best BLAS setting): 4.4x faster than a plain float32 numpy
+    greedy on 100,000 x 768 clustered synthetic embeddings with 1,000
+    picks (2.82 s against 12.48 s), 3.4x on 70,000 x 768 learned
     embeddings of Fashion-MNIST (an MLP's hidden layer; 42% of the
-    distances still screened), 2.5x on its 784 raw pixels, 1.2x on
+    distances still screened), 2.9x on its 784 raw pixels, 1.2x on
     isotropic noise.
 
     References
