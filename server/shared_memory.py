@@ -27,7 +27,6 @@ from __future__ import annotations
 
 import errno
 import logging
-import math
 import os
 import re
 import stat
@@ -38,7 +37,7 @@ import numpy as np
 from numpy.typing import NDArray
 
 from alquery.server.errors import InvalidRequestError, SharedMemoryDisabledError
-from alquery.server.streaming import ITEMSIZES, STREAMABLE, Arrivals, Slot
+from alquery.server.streaming import STREAMABLE, Arrivals, Slot, tensor_bytes
 from alquery.v1 import query_pb2
 
 logger = logging.getLogger("alquery.server.shared_memory")
@@ -279,24 +278,9 @@ def _checked_ref(
     """Check a reference and return it with the tensor's byte count; the
     file is opened and closed again (``read`` opens it anew)."""
     ref = tensor.shared_memory
-    nbytes = _tensor_bytes(tensor, field)
+    nbytes = tensor_bytes(tensor, field)
     os.close(_open_checked(ref, field, directory, nbytes))
     return ref, nbytes
-
-
-def _tensor_bytes(tensor: query_pb2.Tensor, field: str) -> int:
-    itemsize = ITEMSIZES.get(tensor.dtype)
-    if itemsize is None:
-        raise InvalidRequestError(
-            f"{field}.dtype: {tensor.dtype} is not a known dtype; expected "
-            "D_TYPE_FLOAT32, D_TYPE_FLOAT64, D_TYPE_INT32 or D_TYPE_INT64"
-        )
-    shape = list(tensor.shape)
-    if not shape or len(shape) > 3 or min(shape) < 1:
-        raise InvalidRequestError(
-            f"{field}.shape: {shape[:8]} must have 1 to 3 axes, each at least 1"
-        )
-    return math.prod(shape) * itemsize
 
 
 def _open_checked(

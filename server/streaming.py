@@ -387,6 +387,18 @@ def _declared_bytes(request: query_pb2.RankRequest, field: str) -> int:
             f"{field}.data: a streamed tensor carries no data in the header; "
             "its bytes come in chunks"
         )
+    return tensor_bytes(tensor, field)
+
+
+def tensor_bytes(tensor: query_pb2.Tensor, field: str) -> int:
+    """The byte count that ``tensor``'s dtype and shape declare.
+
+    Raises
+    ------
+    InvalidRequestError
+        Naming ``field``: an unknown dtype, or a shape without 1 to 3 axes
+        each at least 1.
+    """
     itemsize = ITEMSIZES.get(tensor.dtype)
     if itemsize is None:
         raise InvalidRequestError(
