@@ -42,7 +42,8 @@ class UnknownModelError(AlqueryError):
 
 class SharedMemoryDisabledError(AlqueryError):
     """A request references shared memory, but the server was started
-    without ``--shared-memory-dir``."""
+    without ``--shared-memory-dir``, or its directory can no longer be used
+    (removed, or opened to other users, since the server started)."""
 
 
 class CancelledError(AlqueryError):

@@ -82,11 +82,15 @@ class SharedMemoryDir:
     Notes
     -----
     The descriptor is opened once: renaming or replacing the path later
-    does not change the directory the server reads from.
+    does not change the directory this process reads from (but a
+    ``--workers`` worker started again opens the path anew). ``check``
+    runs on every request that uses it.
     """
 
     def __init__(self, path: str) -> None:
         self.path = path
+        # "link/" would make lstat follow the link: examine "link" itself.
+        path = path.rstrip("/") or "/"
         try:
             before = os.lstat(path)
         except FileNotFoundError:
@@ -112,6 +116,31 @@ class SharedMemoryDir:
         if (opened.st_dev, opened.st_ino) != (before.st_dev, before.st_ino):
             os.close(self.fd)
             raise _refuse(path, "was replaced while the server opened it")
+
+    def check(self) -> None:
+        """Refuse to read while the directory is removed or open to others.
+
+        Raises
+        ------
+        SharedMemoryDisabledError
+            When the directory was removed since the server started (a new
+            one at the same path is not the one it holds: restart it), or
+            its mode now grants others access.
+        """
+        now = os.fstat(self.fd)
+        if now.st_nlink == 0:
+            raise SharedMemoryDisabledError(
+                f"shared_memory: the server's directory {self.path} was "
+                "removed after the server started; restart the server to "
+                "use a new one"
+            )
+        if now.st_mode & 0o007:
+            raise SharedMemoryDisabledError(
+                f"shared_memory: the server's directory {self.path} now has "
+                f"mode {stat.S_IMODE(now.st_mode):04o}, which lets other "
+                "users read or write it; the server reads nothing from it "
+                "until their access is removed (chmod o-rwx)"
+            )
 
     def close(self) -> None:
         """Close the directory's descriptor."""
@@ -200,6 +229,8 @@ class SharedMemoryReads(Arrivals):
                 f"{fields}: shared memory is not enabled on this server (start "
                 "it with --shared-memory-dir); send the bytes in data instead"
             )
+        if tensors:
+            directory.check()
         self.request = request
         self._directory = directory
         self._refs = {

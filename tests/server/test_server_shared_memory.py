@@ -313,6 +313,9 @@ def test_symbolic_link_or_missing_directory_is_refused_at_start(tmp_path):
     (tmp_path / "link").symlink_to(real)
     with pytest.raises(SharedMemoryConfigError, match="symbolic link"):
         SharedMemoryDir(str(tmp_path / "link"))
+    # A trailing slash would make lstat follow the link.
+    with pytest.raises(SharedMemoryConfigError, match="symbolic link"):
+        SharedMemoryDir(f"{tmp_path / 'link'}/")
     with pytest.raises(SharedMemoryConfigError, match="does not exist"):
         SharedMemoryDir(str(tmp_path / "missing"))
 
@@ -336,3 +339,34 @@ def test_memory_guard_refuses_before_reading(shm_dir):
         running.stop(grace_seconds=1)
     assert caught.value.code() == grpc.StatusCode.RESOURCE_EXHAUSTED
     assert "budget" in caught.value.details()
+
+
+def test_directory_opened_to_others_or_removed_after_start_is_refused(tmp_path):
+    path = tmp_path / "later"
+    path.mkdir(mode=0o700)
+    write(path, "p.bin", PROBABILITIES)
+    request = ref_request("p.bin", shape=PROBABILITIES.shape)
+    running = app.start(
+        app.ServerConfig(port=0, metrics_port=None, shared_memory_dir=str(path))
+    )
+    try:
+        with grpc.insecure_channel(f"127.0.0.1:{running.port}") as channel:
+            stub = query_pb2_grpc.QueryServiceStub(channel)
+            assert len(stub.Rank(request, timeout=30).ranked_indices) == 3
+            path.chmod(0o707)
+            assert_refused(
+                stub, request, grpc.StatusCode.FAILED_PRECONDITION, "mode 0707"
+            )
+            path.chmod(0o700)
+            assert len(stub.Rank(request, timeout=30).ranked_indices) == 3
+            # A new directory at the same path is not the one the server holds.
+            (path / "p.bin").unlink()
+            path.rmdir()
+            path.mkdir(mode=0o700)
+            write(path, "p.bin", PROBABILITIES)
+            assert_refused(
+                stub, request, grpc.StatusCode.FAILED_PRECONDITION,
+                "was removed after the server started",
+            )
+    finally:
+        running.stop(grace_seconds=1)
