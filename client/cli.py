@@ -304,7 +304,11 @@ def main(argv: Sequence[str] | None = None) -> int:
 def _client(args: argparse.Namespace, parser: argparse.ArgumentParser) -> AlqueryClient:
     shared_memory_dir = getattr(args, "shared_memory_dir", None)
     if shared_memory_dir is not None and not os.path.isdir(shared_memory_dir):
-        parser.error(f"--shared-memory-dir {shared_memory_dir}: not a directory")
+        problem = (
+            "not a directory" if os.path.exists(shared_memory_dir)
+            else "does not exist"
+        )
+        parser.error(f"--shared-memory-dir {shared_memory_dir}: {problem}")
     try:
         security = ChannelSecurity(
             ca_file=args.ca, cert_file=args.cert, key_file=args.key,

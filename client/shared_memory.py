@@ -26,6 +26,9 @@ from alquery.v1 import query_pb2
 
 DEFAULT_THRESHOLD_BYTES = 64 << 10
 """Tensors larger than this go through a file; smaller ones inline."""
+MAX_FILE_BYTES = 2**63 - 1
+"""The largest file a ``shared_array`` can ask for (a signed 64-bit size)."""
+
 WIRE_DTYPES = tuple(np.dtype(code) for code in ("<f4", "<f8", "<i4", "<i8"))
 _WRITE_BYTES = 1 << 30
 """Most bytes handed to one write call (Linux writes at most ~2 GiB)."""
@@ -100,9 +103,10 @@ class SharedMemory:
         Raises
         ------
         ValueError
-            On another dtype, or an axis below 1.
+            On another dtype, an axis below 1, or more than
+            ``MAX_FILE_BYTES``.
         """
-        shape = (shape,) if isinstance(shape, int) else tuple(shape)
+        shape = tuple(int(axis) for axis in np.atleast_1d(shape))
         dtype = np.dtype(dtype)
         if dtype not in WIRE_DTYPES:
             raise ValueError(
@@ -112,6 +116,11 @@ class SharedMemory:
         if not shape or min(shape) < 1:
             raise ValueError(f"shape: {shape}; every axis must be at least 1")
         nbytes = math.prod(shape) * dtype.itemsize
+        if nbytes > MAX_FILE_BYTES:
+            raise ValueError(
+                f"shape: {shape} of {dtype} is {nbytes} bytes; a file holds at "
+                f"most {MAX_FILE_BYTES}"
+            )
         name, fd = self._create()
         try:
             os.ftruncate(fd, nbytes)

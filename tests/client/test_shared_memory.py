@@ -107,6 +107,17 @@ def test_shared_array_refuses_dtypes_it_cannot_send(shm_dir):
             client.shared_array(4)
 
 
+def test_shared_array_takes_numpy_sizes_and_refuses_impossible_ones(shm_dir):
+    with SharedMemory(shm_dir).shared_array(np.int64(5)) as array:
+        assert array.shape == (5,)
+    with SharedMemory(shm_dir).shared_array((np.int32(2), 3)) as array:
+        assert array.shape == (2, 3)
+    with pytest.raises(ValueError, match="a file holds at most"):
+        with SharedMemory(shm_dir).shared_array((2**40, 2**30)):
+            pass
+    assert list(shm_dir.iterdir()) == []
+
+
 def test_missing_directory_is_refused(tmp_path):
     with pytest.raises(ValueError, match="shared_memory_dir"):
         SharedMemory(tmp_path / "missing")
@@ -124,6 +135,23 @@ def test_cli_rank_through_shared_memory(shm_target, shm_dir, tmp_path, capsys):
     assert status == 0, err
     assert len(json.loads(out)["indices"]) == 4
     assert os.listdir(shm_dir) == []
+
+
+def test_cli_rank_names_a_missing_or_wrong_directory(shm_target, tmp_path, capsys):
+    path = tmp_path / "p.npy"
+    np.save(path, PROBABILITIES)
+    for given, problem in [
+        (tmp_path / "missing", "does not exist"),
+        (path, "not a directory"),
+    ]:
+        with pytest.raises(SystemExit) as exited:
+            cli.main([
+                "rank", "--target", shm_target, "--strategy",
+                "uncertainty.entropy", "--batch-size", "4", "--probabilities",
+                str(path), "--shared-memory-dir", str(given),
+            ])
+        assert exited.value.code == 2
+        assert f"--shared-memory-dir {given}: {problem}" in capsys.readouterr().err
 
 
 @pytest.mark.parametrize("workers", [[], ["--workers", "1"]])
