@@ -144,21 +144,6 @@ class Slot:
         return self.buffer
 
 
-def assemble(
-    messages: Iterator[query_pb2.RankStreamRequest | RawChunk],
-    max_bytes: int,
-    admit: Callable[[query_pb2.RankRequest], object] | None = None,
-) -> tuple[query_pb2.RankRequest, dict[str, NDArray[np.uint8]]]:
-    """Read a whole ``RankStream`` call into its request and tensor bytes.
-
-    Returns the header's request and a map from each streamed field path to
-    its bytes, read-only, ready for ``edge.build_query(payloads=...)``. See
-    ``Assembly`` for ``admit`` and the errors.
-    """
-    assembly = Assembly(messages, max_bytes, admit)
-    return assembly.request, assembly.read()
-
-
 class StreamEndedError(Exception):
     """The stream failed before the bytes a reader waits for arrived."""
 
