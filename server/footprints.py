@@ -119,7 +119,7 @@ def _measure_chunks(s: Sizes) -> int:
     # float64 softmax of the passes for logits, three row vectors; then the
     # scores and the selection's vectors of n_pool.
     per_row = max(1, s.n_passes * s.n_classes)
-    rows = min(s.n_pool, max(1, MEASURE_CHUNK_BYTES // (4 * per_row)))
+    rows = max(1, min(s.n_pool, MEASURE_CHUNK_BYTES // (4 * per_row)))
     n_chunks = -(-s.n_pool // rows)
     threads = max(1, min(compute_threads(), n_chunks // CHUNKS_PER_THREAD))
     scratch = (

@@ -133,6 +133,15 @@ def test_every_strategy_has_a_working_set():
     assert names == set(footprints.WORKING_SETS)
 
 
+def test_every_working_set_takes_a_header_without_pool_rows():
+    # A RankStream header can name a strategy whose inputs it does not set:
+    # the estimate runs before the edge refuses that, with sizes of 0.
+    for name, working_set in footprints.WORKING_SETS.items():
+        for n_classes in (0, 3):
+            sizes = footprints.Sizes(n_pool=0, n_classes=n_classes)
+            assert working_set(sizes, {}) >= 0, name
+
+
 @pytest.mark.parametrize("shape, name, similarity", CASES)
 def test_estimate_bounds_the_measured_peak(shape, name, similarity):
     query = _query(SHAPES[shape], name, similarity)
