@@ -13,15 +13,18 @@ thread count, before and after the service runs. Each path is timed
 too, and CPU seconds (this process, plus the server's for the service)
 show the work apart from the load of a shared machine.
 
-Two service rows take the same-host shared-memory path (``Rank`` with
+Four service rows take the same-host shared-memory path (``Rank`` with
 ``Tensor.shared_memory``, the server started with --shared-memory-dir on a
-0700 directory in /dev/shm): "in place", the pool already in a
-``client.shared_array`` (filled once, outside the timing; each call sends
-a reference, the server copies the bytes into its buffer while the model
-runs on the rows read so far); and "copied per call", a plain numpy pool
-that the client writes into a new file on each call (one copy) and
-removes after it. A last line compares the server's stages on that path
-in this process (no transport), reading then running against overlapped.
+0700 directory in /dev/shm), two ways: sealed memory files, whose
+descriptor the client hands over through a Unix socket and which the
+server maps and reads in place (the client's default on Linux); and files
+in the directory, which the server copies into its buffer while the model
+runs on the rows read so far. Each way "in place", the pool already in a
+``client.shared_array`` (filled once, outside the timing; each call sends a
+reference), and "copied", a plain numpy pool that the client copies into a
+new memory file or file on each call. A last line compares the server's
+stages on the file path in this process (no transport), reading then
+running against overlapped.
 
 More rows split the gap: alquery's chunked runner called in this process
 (no transport), the service by ``Rank`` (one message), and the service
@@ -202,12 +205,14 @@ def timed_pair(first, second, repeats: int) -> tuple[Timing, Timing]:
 
 
 def through_shared_memory(
-    model: bytes, embeddings: np.ndarray, threads: int, repeats: int
+    model: bytes, embeddings: np.ndarray, threads: int, repeats: int, sealed: bool
 ) -> dict[str, Timing]:
-    """Time ``AlqueryClient.rank`` with the pool in shared memory: "in
+    """Time ``AlqueryClient.rank`` with the pool in shared memory, as sealed
+    memory files (mapped by the server) or as files (copied by it): "in
     place", the pool in a ``shared_array``; "copied", a numpy pool the
-    client writes into a file on each call."""
+    client copies into a new file or memory file on each call."""
     base = "/dev/shm" if os.path.isdir("/dev/shm") else None
+    kind = "sealed memory file" if sealed else "file"
     with tempfile.TemporaryDirectory(dir=base, prefix="alquery-bench-") as shm:
         os.chmod(shm, 0o700)
         flags = [
@@ -215,7 +220,8 @@ def through_shared_memory(
             "--shared-memory-dir", shm,
         ]
         with LocalServer(flags) as server, AlqueryClient(
-            server.target, timeout=600, shared_memory_dir=shm
+            server.target, timeout=600, shared_memory_dir=shm,
+            shared_memory_sealed=sealed,
         ) as client:
             bound = OnnxModel(model, output_kind="logits")
 
@@ -232,7 +238,7 @@ def through_shared_memory(
             with client.shared_array(embeddings.shape, embeddings.dtype) as pool:
                 pool[:] = embeddings
                 in_place = run(pool)
-    return {"in place": in_place, "copied": copied}
+    return {f"{kind}, in place": in_place, f"{kind}, copied": copied}
 
 
 def shared_memory_stages(
@@ -319,7 +325,7 @@ def shared_lines(shared: dict[str, Timing], local: Timing) -> list[str]:
     for name, served in shared.items():
         ratio = local.median / served.median
         lines.append(
-            f"Shared memory, pool {name}: **{ratio:.0%}** of in-process "
+            f"Shared memory, {name}: **{ratio:.0%}** of in-process "
             f"throughput by medians (target {_verdict(ratio)}); best runs "
             f"{local.best / served.best:.0%}; CPU s {served.cpu_median:.2f} "
             f"against {local.cpu_median:.2f}."
@@ -345,8 +351,14 @@ def main(argv: list[str] | None = None) -> int:
         model, embeddings, args.threads, args.repeats, stream_threshold_bytes=1 << 62
     )
     kept = _with_env(KEEP_MEMORY, args)
-    shared = through_shared_memory(model, embeddings, args.threads, args.repeats)
-    in_place, copied = shared["in place"], shared["copied"]
+    shared = {
+        **through_shared_memory(
+            model, embeddings, args.threads, args.repeats, sealed=True
+        ),
+        **through_shared_memory(
+            model, embeddings, args.threads, args.repeats, sealed=False
+        ),
+    }
     sequential, overlapped = shared_memory_stages(
         model, embeddings, args.threads, args.repeats
     )
@@ -382,10 +394,10 @@ def main(argv: list[str] | None = None) -> int:
         row("alquery service, `Rank` (one message)", unary),
         row("alquery service, client's choice, glibc keeping freed memory",
             kept),
-        row("alquery service, shared memory, pool in place (`shared_array`)",
-            in_place),
-        row("alquery service, shared memory, pool copied into a file per call",
-            copied),
+        *(
+            row(f"alquery service, shared memory: {name}", timing)
+            for name, timing in shared.items()
+        ),
         "",
         f"Service / in-process throughput, medians: **{ratio:.0%}** (target "
         f"{TARGET_RATIO:.0%}: {'met' if ratio >= TARGET_RATIO else 'not met'}); "

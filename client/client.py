@@ -270,10 +270,15 @@ class AlqueryClient:
         A streamed call is retried as a unary one is, its chunks sent again.
     shared_memory_dir : str or path, optional
         For a server on this host started with ``--shared-memory-dir`` on
-        the same directory: ``rank`` passes each tensor above 64 KiB as a
-        file there (removed after the call) by ``Rank``, instead of sending
-        its bytes; ``shared_array`` makes arrays that need no copy at all
-        (see ``client.shared_memory`` and the README, "Shared memory").
+        the same directory: ``rank`` passes each tensor above 64 KiB through
+        shared memory by ``Rank``, instead of sending its bytes;
+        ``shared_array`` makes arrays that need no copy at all (see
+        ``client.shared_memory`` and the README, "Shared memory").
+    shared_memory_sealed : bool or None, default=None
+        With ``shared_memory_dir``: hand tensors over as sealed memory files
+        through a Unix socket there, which the server reads in place (True),
+        or as files in the directory, which it copies (False); None: sealed
+        where the platform can (Linux).
 
     Examples
     --------
@@ -291,10 +296,13 @@ class AlqueryClient:
         security: ChannelSecurity | None = None,
         stream_threshold_bytes: int = streaming.DEFAULT_THRESHOLD_BYTES,
         shared_memory_dir: str | os.PathLike[str] | None = None,
+        shared_memory_sealed: bool | None = None,
     ) -> None:
         security = security or ChannelSecurity()
         self._shared_memory = (
-            None if shared_memory_dir is None else SharedMemory(shared_memory_dir)
+            None
+            if shared_memory_dir is None
+            else SharedMemory(shared_memory_dir, sealed=shared_memory_sealed)
         )
         self._stream_threshold = stream_threshold_bytes
         self._channel = security.open_channel(

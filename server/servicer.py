@@ -10,7 +10,14 @@ from typing import Any
 import grpc
 from google.protobuf.message import DecodeError
 
-from alquery.server import edge, footprints, registry, shared_memory, streaming
+from alquery.server import (
+    edge,
+    footprints,
+    registry,
+    sealed_fd,
+    shared_memory,
+    streaming,
+)
 from alquery.server.errors import (
     INTERNAL_MESSAGE,
     AlqueryError,
@@ -148,7 +155,9 @@ class QueryServicer(query_pb2_grpc.QueryServiceServicer):
                 if shared_memory.references(request):
                     _, payloads, decoded = self._read_stream(
                         lambda admit: shared_memory.SharedMemoryReads(
-                            request, self._shared_memory_dir, admit
+                            request, self._shared_memory_dir, admit,
+                            in_place=inference.features_only_models_read(request),
+                            timeout=_wait_limit(limits),
                         ),
                         record, context, limits, reservation,
                     )
@@ -343,6 +352,15 @@ class QueryServicer(query_pb2_grpc.QueryServiceServicer):
 
 def _limits(context: grpc.ServicerContext) -> CallLimits:
     return CallLimits(context.time_remaining, lambda: not context.is_active())
+
+
+def _wait_limit(limits: CallLimits) -> float:
+    """Seconds the call may wait for a client's memory file: its deadline's
+    remaining time, capped (``sealed_fd.MAX_WAIT_SECONDS``)."""
+    remaining = limits.time_remaining()
+    if remaining is None:
+        return sealed_fd.MAX_WAIT_SECONDS
+    return min(remaining, sealed_fd.MAX_WAIT_SECONDS)
 
 
 def _stop(job: StreamedInference | None) -> None:

@@ -31,11 +31,12 @@ import os
 import re
 import stat
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Collection
 
 import numpy as np
 from numpy.typing import NDArray
 
+from alquery.server import sealed_fd
 from alquery.server.errors import InvalidRequestError, SharedMemoryDisabledError
 from alquery.server.streaming import STREAMABLE, Arrivals, Slot, tensor_bytes
 from alquery.v1 import query_pb2
@@ -221,6 +222,8 @@ class SharedMemoryReads(Arrivals):
         request: query_pb2.RankRequest,
         directory: SharedMemoryDir | None,
         admit: Callable[[query_pb2.RankRequest], object] | None = None,
+        in_place: Collection[str] = (),
+        timeout: float = sealed_fd.MAX_WAIT_SECONDS,
     ) -> None:
         tensors = references(request)
         if tensors and directory is None:
@@ -233,23 +236,31 @@ class SharedMemoryReads(Arrivals):
             directory.check()
         self.request = request
         self._directory = directory
-        self._refs = {
-            field: _checked_ref(tensor, field, directory)
-            for field, tensor in tensors.items()
-        }
+        self._files: dict[str, tuple[query_pb2.SharedMemoryRef, int]] = {}
+        sizes = {}
+        for field, tensor in tensors.items():
+            sizes[field] = tensor_bytes(tensor, field)
+            if not tensor.shared_memory.socket:
+                self._files[field] = _checked_ref(tensor, field, directory)
+        self._mapped, frozen = _map_sealed(tensors, sizes, directory, timeout)
         if admit is not None:
             admit(request)
-        super().__init__(
-            {field: Slot(field, nbytes) for field, (_, nbytes) in self._refs.items()}
-        )
+        slots = {}
+        for field, nbytes in sizes.items():
+            if field in self._mapped and (field in in_place or field in frozen):
+                slots[field] = Slot.holding(field, self._mapped.pop(field))
+            else:
+                slots[field] = Slot(field, nbytes)
+        super().__init__(slots)
 
     def read(
         self, after_chunk: Callable[[], None] | None = None
     ) -> dict[str, NDArray[np.uint8]]:
         """Copy every referenced file's bytes; return them by field, read-only.
 
-        ``after_chunk`` runs after each read; an error it raises ends the
-        reading (a model run that failed ends the call early).
+        Tensors mapped in place are there already. ``after_chunk`` runs
+        after each read; an error it raises ends the reading (a model run
+        that failed ends the call early).
 
         Raises
         ------
@@ -260,18 +271,35 @@ class SharedMemoryReads(Arrivals):
         """
         start = time.perf_counter()
         try:
-            for field, (ref, _) in self._refs.items():
+            for field, (ref, _) in self._files.items():
                 self._read_file(field, ref, self._slots[field], after_chunk)
+            for field, mapped in self._mapped.items():
+                self._copy(self._slots[field], mapped, after_chunk)
             payloads = {field: slot.finish() for field, slot in self._slots.items()}
         except BaseException:
             self._fail()
             raise
+        finally:
+            self._mapped.clear()
         logger.debug(
             "shared memory read tensors=%d bytes=%d seconds=%.3f",
             len(payloads), sum(len(p) for p in payloads.values()),
             time.perf_counter() - start,
         )
         return payloads
+
+    def _copy(
+        self,
+        slot: Slot,
+        mapped: NDArray[np.uint8],
+        after_chunk: Callable[[], None] | None,
+    ) -> None:
+        # A sealed memory file cannot shrink: reading its mapping is safe.
+        while slot.filled < len(mapped):
+            slot.write(mapped[slot.filled : slot.filled + READ_BYTES])
+            self._landed()
+            if after_chunk is not None:
+                after_chunk()
 
     def _read_file(
         self,
@@ -301,6 +329,48 @@ class SharedMemoryReads(Arrivals):
                     after_chunk()
         finally:
             os.close(fd)
+
+
+def _map_sealed(
+    tensors: dict[str, query_pb2.Tensor],
+    sizes: dict[str, int],
+    directory: SharedMemoryDir,
+    timeout: float,
+) -> tuple[dict[str, NDArray[np.uint8]], set[str]]:
+    """Map the bytes of every tensor whose reference names a socket, by
+    field, and name the fields whose memory file can no longer change: one
+    connection per distinct socket, each descriptor checked, mapped, then
+    closed (the mappings keep the memory files)."""
+    received: dict[str, int] = {}
+    mapped, frozen = {}, set()
+    try:
+        for field, tensor in tensors.items():
+            ref = tensor.shared_memory
+            if not ref.socket:
+                continue
+            where = f"{field}.shared_memory"
+            if ref.name:
+                raise InvalidRequestError(
+                    f"{where}: sets both name and socket; set one"
+                )
+            if not sealed_fd.supported():
+                raise SharedMemoryDisabledError(
+                    f"{where}.socket: this server's platform cannot receive "
+                    "memory files; name a file instead"
+                )
+            fd = received.get(ref.socket)
+            if fd is None:
+                fd = sealed_fd.receive(
+                    directory.fd, ref.socket, f"{where}.socket", timeout
+                )
+                received[ref.socket] = fd
+            if sealed_fd.check(fd, where, ref.offset + sizes[field]):
+                frozen.add(field)
+            mapped[field] = sealed_fd.map_bytes(fd, ref.offset, sizes[field])
+    finally:
+        for fd in received.values():
+            os.close(fd)
+    return mapped, frozen
 
 
 def _checked_ref(

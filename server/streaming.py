@@ -124,6 +124,13 @@ class Slot:
         self.buffer = np.empty(size, dtype=np.uint8)
         self.filled = 0
 
+    @classmethod
+    def holding(cls, field: str, data: NDArray[np.uint8]) -> Slot:
+        """A slot already filled with ``data``, kept as it is (no copy)."""
+        slot = cls(field, 0)
+        slot.buffer, slot.filled = data, len(data)
+        return slot
+
     def write(self, data: bytes | memoryview) -> None:
         end = self.filled + len(data)
         if end > len(self.buffer):

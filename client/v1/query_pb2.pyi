@@ -51,12 +51,14 @@ class Tensor(_message.Message):
     def __init__(self, dtype: _Optional[_Union[DType, str]] = ..., shape: _Optional[_Iterable[int]] = ..., data: _Optional[bytes] = ..., shared_memory: _Optional[_Union[SharedMemoryRef, _Mapping]] = ...) -> None: ...
 
 class SharedMemoryRef(_message.Message):
-    __slots__ = ("name", "offset")
+    __slots__ = ("name", "offset", "socket")
     NAME_FIELD_NUMBER: _ClassVar[int]
     OFFSET_FIELD_NUMBER: _ClassVar[int]
+    SOCKET_FIELD_NUMBER: _ClassVar[int]
     name: str
     offset: int
-    def __init__(self, name: _Optional[str] = ..., offset: _Optional[int] = ...) -> None: ...
+    socket: str
+    def __init__(self, name: _Optional[str] = ..., offset: _Optional[int] = ..., socket: _Optional[str] = ...) -> None: ...
 
 class Pool(_message.Message):
     __slots__ = ("probabilities", "logits", "embeddings")

@@ -20,7 +20,8 @@ import numpy as np
 import onnxruntime as ort
 from numpy.typing import NDArray
 
-from alquery.server.edge import DEFAULT_SEED
+from alquery.server import registry
+from alquery.server.edge import DEFAULT_SEED, strategy_name
 from alquery.server.errors import InvalidRequestError
 from alquery.server.models import binding as bindings
 from alquery.server.models.cache import LoadedModel, ModelCache
@@ -134,6 +135,36 @@ def apply(
         decoded[f"{name}_embeddings"] = features if embeddings is None else embeddings
     request.ClearField("inference")
     return decoded
+
+
+def features_only_models_read(request: query_pb2.RankRequest) -> frozenset[str]:
+    """The embeddings fields of ``request`` that only its models will read.
+
+    ``apply`` runs the models on a set's embeddings and hands the strategy
+    either the models' embeddings output (when a model names one) or the
+    set's own embeddings. A field is returned when the models run on it and
+    the strategy never sees its raw values: some model gives embeddings, or
+    the strategy does not need that set's embeddings. Such a field may be
+    read in place from memory the client can still change
+    (``shared_memory``): the models' outputs are checked after the run, so
+    changed bytes change only the client's own answer. Empty without
+    models or with an unknown strategy.
+    """
+    if not request.HasField("inference"):
+        return frozenset()
+    strategy = registry.lookup(strategy_name(request))
+    if strategy is None:
+        return frozenset()
+    inference = request.inference
+    embedder = any(spec.embeddings_output for spec in inference.models)
+    fields = set()
+    for name in _SETS:
+        wanted = name == "pool" or (name == "validation" and inference.score_validation)
+        if not (wanted or embedder):
+            continue
+        if embedder or f"{name}_embeddings" not in strategy.required_inputs:
+            fields.add(f"{name}.embeddings")
+    return frozenset(fields)
 
 
 def _check_inputs(request: query_pb2.RankRequest) -> None:

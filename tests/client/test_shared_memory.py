@@ -38,8 +38,18 @@ def shm_target(shm_dir):
     running.stop(grace_seconds=1)
 
 
-def test_files_are_removed_after_a_successful_call(shm_target, shm_dir, client):
-    with AlqueryClient(shm_target, shared_memory_dir=shm_dir) as shared:
+@pytest.fixture(params=[False, True], ids=["files", "sealed"])
+def sealed(request):
+    """Whether the client hands over sealed memory files or files."""
+    return request.param
+
+
+def test_files_are_removed_after_a_successful_call(
+    shm_target, shm_dir, client, sealed
+):
+    with AlqueryClient(
+        shm_target, shared_memory_dir=shm_dir, shared_memory_sealed=sealed
+    ) as shared:
         got = shared.rank("uncertainty.margin", 5, probabilities=PROBABILITIES)
     expected = client.rank("uncertainty.margin", 5, probabilities=PROBABILITIES)
     np.testing.assert_array_equal(got.indices, expected.indices)
@@ -48,14 +58,16 @@ def test_files_are_removed_after_a_successful_call(shm_target, shm_dir, client):
 
 @pytest.mark.parametrize("server_side", ["refusing request", "disabled server"])
 def test_files_are_removed_after_a_failed_call(
-    shm_target, target, shm_dir, server_side
+    shm_target, target, shm_dir, server_side, sealed
 ):
     # The disabled server's refusal shows the references were sent.
     if server_side == "disabled server":
         where, batch_size, code = target, 5, grpc.StatusCode.FAILED_PRECONDITION
     else:
         where, batch_size, code = shm_target, 0, grpc.StatusCode.INVALID_ARGUMENT
-    with AlqueryClient(where, shared_memory_dir=shm_dir) as shared:
+    with AlqueryClient(
+        where, shared_memory_dir=shm_dir, shared_memory_sealed=sealed
+    ) as shared:
         with pytest.raises(AlqueryError) as caught:
             shared.rank(
                 "uncertainty.margin", batch_size, probabilities=PROBABILITIES
@@ -65,7 +77,7 @@ def test_files_are_removed_after_a_failed_call(
 
 
 def test_large_tensors_go_to_files_and_small_ones_stay_inline(shm_dir):
-    shared = SharedMemory(shm_dir, threshold_bytes=1000)
+    shared = SharedMemory(shm_dir, threshold_bytes=1000, sealed=False)
     deferred = {}
     request = build_request(
         "credibility.validation_knn", 3, probabilities=PROBABILITIES,
@@ -84,7 +96,7 @@ def test_large_tensors_go_to_files_and_small_ones_stay_inline(shm_dir):
 
 
 def test_shared_array_slices_are_referenced_without_a_copy(shm_dir):
-    shared = SharedMemory(shm_dir)
+    shared = SharedMemory(shm_dir, sealed=False)
     with shared.shared_array((100, 4), np.float32) as pool:
         (name,) = os.listdir(shm_dir)
         deferred = {}

@@ -54,12 +54,14 @@ def shm_stub(shm_server):
         yield query_pb2_grpc.QueryServiceStub(channel)
 
 
-@pytest.fixture
-def clients(shm_server, shm_dir):
-    """A client sending bytes and one sending every tensor through files."""
+@pytest.fixture(params=[False, True], ids=["files", "sealed"])
+def clients(request, shm_server, shm_dir):
+    """A client sending bytes and one sending every tensor through shared
+    memory: as files, or as sealed memory files."""
     target = f"127.0.0.1:{shm_server.port}"
     with AlqueryClient(target, timeout=60) as plain, AlqueryClient(
-        target, timeout=60, shared_memory_dir=shm_dir
+        target, timeout=60, shared_memory_dir=shm_dir,
+        shared_memory_sealed=request.param,
     ) as shared:
         shared._shared_memory.threshold_bytes = 0
         yield plain, shared
@@ -104,9 +106,11 @@ def test_shared_array_is_referenced_in_place(clients, shm_dir):
     plain, shared = clients
     with shared.shared_array(EMBEDDINGS.shape, np.float32) as pool:
         pool[:] = EMBEDDINGS
-        (name,) = os.listdir(shm_dir)
+        # A memory file has no name in the directory; a file has one.
+        names = os.listdir(shm_dir)
+        assert len(names) == (0 if shared._shared_memory.sealed else 1)
         got = shared.rank("diversity.kcenter", 10, embeddings=pool[100:])
-        assert os.listdir(shm_dir) == [name]
+        assert os.listdir(shm_dir) == names
     expected = plain.rank("diversity.kcenter", 10, embeddings=EMBEDDINGS[100:])
     np.testing.assert_array_equal(got.indices, expected.indices)
     assert os.listdir(shm_dir) == []
