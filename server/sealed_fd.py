@@ -43,7 +43,8 @@ import stat
 import numpy as np
 from numpy.typing import NDArray
 
-from alquery.server.errors import InvalidRequestError
+from alquery.server.errors import InvalidRequestError, SharedMemoryDisabledError
+from alquery.v1 import query_pb2
 
 SOCKET_NAME_PATTERN = re.compile(r"[A-Za-z0-9_-][A-Za-z0-9._-]{0,63}")
 """A socket name a reference may use: one path component, 1 to 64
@@ -109,6 +110,10 @@ def receive(directory_fd: int, name: str, where: str, timeout: float) -> int:
     except FileNotFoundError:
         raise InvalidRequestError(
             f"{where}: no socket {name!r} in the server's shared-memory directory"
+        ) from None
+    except OSError as error:
+        raise InvalidRequestError(
+            f"{where}: cannot examine {name!r} ({error.strerror})"
         ) from None
     if not stat.S_ISSOCK(info.st_mode):
         raise InvalidRequestError(
@@ -205,12 +210,79 @@ def _filesystem(fd: int) -> int:
     return ctypes.c_long.from_buffer(buffer).value
 
 
-def map_bytes(fd: int, offset: int, nbytes: int) -> NDArray[np.uint8]:
+def map_bytes(fd: int, offset: int, nbytes: int, where: str) -> NDArray[np.uint8]:
     """Map bytes ``offset`` to ``offset + nbytes`` of a checked memory file,
-    read-only; the mapping lasts as long as the array (or a view of it)."""
+    read-only; the mapping lasts as long as the array (or a view of it).
+
+    Raises
+    ------
+    InvalidRequestError
+        Naming ``where``, when the system refuses the mapping.
+    """
     start = offset - offset % mmap.ALLOCATIONGRANULARITY
-    mapped = mmap.mmap(
-        fd, offset - start + nbytes, flags=mmap.MAP_SHARED,
-        prot=mmap.PROT_READ, offset=start,
-    )
+    try:
+        mapped = mmap.mmap(
+            fd, offset - start + nbytes, flags=mmap.MAP_SHARED,
+            prot=mmap.PROT_READ, offset=start,
+        )
+    except (OSError, OverflowError, ValueError) as error:
+        raise InvalidRequestError(
+            f"{where}: cannot map {nbytes} bytes at offset {offset} of the "
+            f"memory file ({error})"
+        ) from None
     return np.frombuffer(mapped, dtype=np.uint8, count=nbytes, offset=offset - start)
+
+
+def map_sockets(
+    tensors: dict[str, query_pb2.Tensor],
+    sizes: dict[str, int],
+    directory_fd: int,
+    timeout: float,
+) -> tuple[dict[str, NDArray[np.uint8]], set[str]]:
+    """Map the bytes of every tensor whose reference names a socket, by
+    field, and name the fields whose memory file can no longer change.
+
+    ``tensors`` maps fields to tensors that reference shared memory,
+    ``sizes`` to their byte counts; ``directory_fd`` is the shared-memory
+    directory's descriptor. One connection per distinct socket; each
+    descriptor is checked, mapped, then closed (the mappings keep the
+    memory files).
+
+    Raises
+    ------
+    InvalidRequestError
+        As ``receive``, ``check`` and ``map_bytes``, or a reference that
+        sets both name and socket.
+    SharedMemoryDisabledError
+        On a platform that cannot receive memory files.
+    """
+    received: dict[str, int] = {}
+    mapped, frozen = {}, set()
+    try:
+        for field, tensor in tensors.items():
+            ref = tensor.shared_memory
+            if not ref.socket:
+                continue
+            where = f"{field}.shared_memory"
+            if ref.name:
+                raise InvalidRequestError(
+                    f"{where}: sets both name and socket; set one"
+                )
+            if not supported():
+                raise SharedMemoryDisabledError(
+                    f"{where}.socket: this server's platform cannot receive "
+                    "memory files; name a file instead"
+                )
+            fd = received.get(ref.socket)
+            if fd is None:
+                fd = receive(directory_fd, ref.socket, f"{where}.socket", timeout)
+                received[ref.socket] = fd
+            if check(fd, where, ref.offset + sizes[field]):
+                frozen.add(field)
+            mapped[field] = map_bytes(
+                fd, ref.offset, sizes[field], where
+            )
+    finally:
+        for fd in received.values():
+            os.close(fd)
+    return mapped, frozen

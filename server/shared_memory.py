@@ -1,22 +1,29 @@
-"""Read tensors that a client on the same host left in a shared-memory directory.
+"""Read tensors that a client on the same host left in shared memory.
 
-A ``Tensor`` may carry a ``SharedMemoryRef`` (a file name and a byte offset)
-instead of its ``data``. A server started with ``--shared-memory-dir DIR``
-opens DIR once, at start (``SharedMemoryDir``), and for each ``Rank`` call
-that references files there (``SharedMemoryReads``) checks every reference,
-reserves memory, then copies the bytes into buffers of its own. The buffers
-then go to ``edge.build_query`` as a ``RankStream`` call's do, and the ONNX
-runner may start on the first rows while later ones are still being read
+A ``Tensor`` may carry a ``SharedMemoryRef`` instead of its ``data``: a
+file name and a byte offset, or the name of a Unix socket on which the
+client hands over a sealed memory file (``sealed_fd``). A server started
+with ``--shared-memory-dir DIR`` opens DIR once, at start
+(``SharedMemoryDir``), and for each ``Rank`` call that references it
+(``SharedMemoryReads``) checks every reference, receives and maps the
+memory files, reserves memory, then copies into buffers of its own the
+bytes it does not read in place. The buffers then go to
+``edge.build_query`` as a ``RankStream`` call's do, and the ONNX runner may
+start on the first rows while later ones are still being read
 (``models.streamed``).
 
 Notes
 -----
-The server copies rather than maps the files: a client that truncates a
-mapped file would kill the server with SIGBUS on the next access, while a
-short read is just an error to report. Files are opened relative to the
-directory's descriptor, without following symbolic links, and must be
-regular files with one hard link; the name is one path component from a
-small character set.
+Files are copied rather than mapped: a client that truncates a mapped
+file would kill the server with SIGBUS on the next access, while a short
+read is just an error to report. Memory files sealed against shrinking are
+mapped (``sealed_fd`` says why that is safe) and read in place where the
+client cannot change them (sealed against writes too) or where only the
+request's models read them (``in_place``); elsewhere they are copied, so
+that the checks made on the bytes hold for the strategy.
+Files are opened relative to the directory's descriptor, without following
+symbolic links, and must be regular files with one hard link; the name is
+one path component from a small character set.
 The server never writes or deletes a file: they are the client's.
 
 A missing file is INVALID_ARGUMENT, not NOT_FOUND: clients already read
@@ -200,6 +207,12 @@ class SharedMemoryReads(Arrivals):
     admit : callable, optional
         Runs once the references are checked, before any buffer exists;
         may raise to refuse the call (the memory guard).
+    in_place : collection of str, default=()
+        Fields that only the request's models read
+        (``inference.features_only_models_read``): a memory file the client
+        can still write is read in place for these, and copied for others.
+    timeout : float, default=sealed_fd.MAX_WAIT_SECONDS
+        Seconds to wait for each client's memory file.
 
     Raises
     ------
@@ -207,8 +220,9 @@ class SharedMemoryReads(Arrivals):
         When ``directory`` is None.
     InvalidRequestError
         Naming the field: a bad name, a file that is missing, not a regular
-        file (a symbolic link, a FIFO, a directory) or too short, a bad
-        dtype or shape, or both ``data`` and ``shared_memory`` set.
+        file (a symbolic link, a FIFO, a directory) or too short, a memory
+        file that cannot be received or is not sealed, a bad dtype or
+        shape, or both ``data`` and ``shared_memory`` set.
 
     Notes
     -----
@@ -242,7 +256,9 @@ class SharedMemoryReads(Arrivals):
             sizes[field] = tensor_bytes(tensor, field)
             if not tensor.shared_memory.socket:
                 self._files[field] = _checked_ref(tensor, field, directory)
-        self._mapped, frozen = _map_sealed(tensors, sizes, directory, timeout)
+        self._mapped, frozen = sealed_fd.map_sockets(
+            tensors, sizes, directory.fd if tensors else -1, timeout
+        )
         if admit is not None:
             admit(request)
         slots = {}
@@ -329,48 +345,6 @@ class SharedMemoryReads(Arrivals):
                     after_chunk()
         finally:
             os.close(fd)
-
-
-def _map_sealed(
-    tensors: dict[str, query_pb2.Tensor],
-    sizes: dict[str, int],
-    directory: SharedMemoryDir,
-    timeout: float,
-) -> tuple[dict[str, NDArray[np.uint8]], set[str]]:
-    """Map the bytes of every tensor whose reference names a socket, by
-    field, and name the fields whose memory file can no longer change: one
-    connection per distinct socket, each descriptor checked, mapped, then
-    closed (the mappings keep the memory files)."""
-    received: dict[str, int] = {}
-    mapped, frozen = {}, set()
-    try:
-        for field, tensor in tensors.items():
-            ref = tensor.shared_memory
-            if not ref.socket:
-                continue
-            where = f"{field}.shared_memory"
-            if ref.name:
-                raise InvalidRequestError(
-                    f"{where}: sets both name and socket; set one"
-                )
-            if not sealed_fd.supported():
-                raise SharedMemoryDisabledError(
-                    f"{where}.socket: this server's platform cannot receive "
-                    "memory files; name a file instead"
-                )
-            fd = received.get(ref.socket)
-            if fd is None:
-                fd = sealed_fd.receive(
-                    directory.fd, ref.socket, f"{where}.socket", timeout
-                )
-                received[ref.socket] = fd
-            if sealed_fd.check(fd, where, ref.offset + sizes[field]):
-                frozen.add(field)
-            mapped[field] = sealed_fd.map_bytes(fd, ref.offset, sizes[field])
-    finally:
-        for fd in received.values():
-            os.close(fd)
-    return mapped, frozen
 
 
 def _checked_ref(
