@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 import concurrent.futures
+import contextlib
+import fcntl
 import json
 import os
+import socket
 import subprocess
 import sys
 
@@ -14,7 +17,7 @@ import pytest
 
 from alquery.client import AlqueryClient, AlqueryError, cli
 from alquery.client.client import build_request
-from alquery.client.shared_memory import SharedMemory
+from alquery.client.shared_memory import SharedMemory, sealing_supported
 from alquery.server import app
 
 RNG = np.random.default_rng(11)
@@ -195,3 +198,86 @@ def test_calls_from_several_threads_share_one_client(shm_target, shm_dir, client
     for result in results:
         np.testing.assert_array_equal(result.indices, expected.indices)
     assert os.listdir(shm_dir) == []
+
+
+def memory_files_open() -> int:
+    """How many memory files this process holds open."""
+    count = 0
+    for fd in os.listdir("/proc/self/fd"):
+        with contextlib.suppress(OSError):
+            count += os.readlink(f"/proc/self/fd/{fd}").startswith("/memfd:alquery")
+    return count
+
+
+def take_descriptor(shm_dir, name) -> int:
+    """Connect to the client's socket ``name`` as the server does."""
+    with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as connection:
+        connection.settimeout(10)
+        connection.connect(str(shm_dir / name))
+        _, fds, _, _ = socket.recv_fds(connection, 1, 2)
+    (fd,) = fds
+    return fd
+
+
+@pytest.mark.skipif(not sealing_supported(), reason="memory files need Linux")
+def test_sealed_tensors_are_frozen_memory_files_behind_a_socket(shm_dir):
+    shared = SharedMemory(shm_dir, threshold_bytes=1000, sealed=True)
+    before = memory_files_open()
+    deferred = {}
+    request = build_request(
+        "uncertainty.margin", 3, probabilities=PROBABILITIES, deferred=deferred
+    )
+    with shared.place(request, deferred) as placed:
+        assert placed
+        ref = request.pool.probabilities.shared_memory
+        assert (ref.name, ref.offset) == ("", 0)
+        assert os.listdir(shm_dir) == [ref.socket]
+        assert os.stat(shm_dir / ref.socket).st_mode & 0o777 == 0o600
+        # Each connection gets the descriptor (one per attempt of a call).
+        for _ in range(2):
+            fd = take_descriptor(shm_dir, ref.socket)
+            try:
+                seals = fcntl.fcntl(fd, fcntl.F_GET_SEALS)
+                assert seals & fcntl.F_SEAL_SHRINK and seals & fcntl.F_SEAL_WRITE
+                received = np.frombuffer(os.pread(fd, PROBABILITIES.nbytes, 0))
+                np.testing.assert_array_equal(received, PROBABILITIES.ravel())
+            finally:
+                os.close(fd)
+    assert os.listdir(shm_dir) == []
+    assert memory_files_open() == before
+
+
+@pytest.mark.skipif(not sealing_supported(), reason="memory files need Linux")
+def test_a_sealed_shared_array_is_handed_over_where_it_lies(tmp_path):
+    # A group directory: the socket must let a server of the group connect.
+    tmp_path.chmod(0o770)
+    shared = SharedMemory(tmp_path, sealed=True)
+    with shared.shared_array((100, 4), np.float32) as pool:
+        assert os.listdir(tmp_path) == []
+        deferred = {}
+        request = build_request(
+            "diversity.kcenter", 3, embeddings=pool[10:], deferred=deferred
+        )
+        with shared.place(request, deferred):
+            ref = request.pool.embeddings.shared_memory
+            assert ref.offset == 10 * 4 * 4
+            assert os.stat(tmp_path / ref.socket).st_mode & 0o777 == 0o660
+            fd = take_descriptor(tmp_path, ref.socket)
+        try:
+            seals = fcntl.fcntl(fd, fcntl.F_GET_SEALS)
+            # Its size is fixed; its bytes stay the client's to write.
+            assert seals & fcntl.F_SEAL_SHRINK and not seals & fcntl.F_SEAL_WRITE
+            pool[10, 0] = 42.0
+            seen = np.frombuffer(os.pread(fd, 4, ref.offset), np.float32)
+            assert seen[0] == 42.0
+        finally:
+            os.close(fd)
+    assert os.listdir(tmp_path) == []
+
+
+def test_sealed_refused_where_the_platform_cannot(shm_dir):
+    if sealing_supported():
+        assert SharedMemory(shm_dir).sealed
+    else:
+        with pytest.raises(ValueError, match="sealed"):
+            SharedMemory(shm_dir, sealed=True)
