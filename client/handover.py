@@ -6,6 +6,9 @@ shared-memory directory and returns its name; one background thread
 accepts every connection the server makes and sends the file's descriptor
 on it (SCM_RIGHTS), until ``close``. A server may connect more than once
 (once per attempt of the call); each connection gets the descriptor again.
+The descriptor sent is a read-only one, opened anew: whoever connects can
+read the file, never write it (in a group directory, any member of the
+group can connect).
 """
 
 from __future__ import annotations
@@ -45,13 +48,18 @@ class Handover:
         self._wake_read, self._wake_write = socket.socketpair()
         self._selector.register(self._wake_read, selectors.EVENT_READ, None)
         self._names: list[str] = []
+        self._descriptors: list[int] = []
         self._thread: threading.Thread | None = None
 
     def offer(self, fd: int) -> str:
-        """Listen on a new socket that sends ``fd`` to whoever connects;
-        return the socket's name in the directory. ``fd`` must stay open
-        until ``close``."""
+        """Listen on a new socket that sends a read-only descriptor of
+        ``fd``'s file to whoever connects; return the socket's name in the
+        directory."""
         name = f"alquery-{os.getpid()}-{secrets.token_hex(12)}.sock"
+        # Whoever may connect gets a descriptor that cannot write the file,
+        # even when ``fd`` can (a shared_array's).
+        read_only = os.open(f"/proc/self/fd/{fd}", os.O_RDONLY | os.O_CLOEXEC)
+        self._descriptors.append(read_only)
         listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
         try:
             # Through the directory's descriptor: the path may be too long
@@ -64,7 +72,7 @@ class Handover:
         except BaseException:
             listener.close()
             raise
-        self._selector.register(listener, selectors.EVENT_READ, fd)
+        self._selector.register(listener, selectors.EVENT_READ, read_only)
         if self._thread is None:
             self._thread = threading.Thread(
                 target=self._serve, name="alquery-handover", daemon=True
@@ -77,10 +85,22 @@ class Handover:
             for key, _ in self._selector.select():
                 if key.data is None:
                     return
-                with contextlib.suppress(BlockingIOError):
+                try:
                     connection, _ = key.fileobj.accept()
-                    with connection:
-                        self._send(connection, key.data)
+                except BlockingIOError:
+                    continue
+                except OSError as error:
+                    # Out of descriptors, say: stop offering this file, so
+                    # the server hears "nobody listens" at once instead of
+                    # waiting for a descriptor that cannot come.
+                    logger.warning(
+                        "memory file hand-over stopped: accept failed (%s)", error
+                    )
+                    self._selector.unregister(key.fileobj)
+                    key.fileobj.close()
+                    continue
+                with connection:
+                    self._send(connection, key.data)
 
     @staticmethod
     def _send(connection: socket.socket, fd: int) -> None:
@@ -92,7 +112,8 @@ class Handover:
             logger.debug("sending a memory file failed: %s", error)
 
     def close(self) -> None:
-        """Stop serving; remove the sockets. The descriptors stay open."""
+        """Stop serving; remove the sockets and close the read-only
+        descriptors (the files offered stay open)."""
         if self._thread is not None:
             self._wake_write.send(b"\0")
             self._thread.join()
@@ -103,6 +124,8 @@ class Handover:
         for name in self._names:
             with contextlib.suppress(FileNotFoundError):
                 os.unlink(name, dir_fd=self._directory_fd)
+        for fd in self._descriptors:
+            os.close(fd)
         os.close(self._directory_fd)
 
     def __enter__(self) -> Handover:

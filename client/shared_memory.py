@@ -167,6 +167,8 @@ class SharedMemory:
 
         Fill it in place and pass it (or a C-contiguous slice of its rows)
         to ``rank``: its bytes are referenced where they are, not copied.
+        A sealed memory file's pages are written (zeroed) at once, so its
+        memory is taken when it is made, not as it is filled.
         Its memory file (sealed: its size can never change) or its file in
         the directory is closed or removed when the ``with`` block ends; the
         memory goes once the array and its views are no longer referenced.
@@ -216,6 +218,10 @@ class SharedMemory:
         if name is not None:
             os.close(fd)
         array = np.frombuffer(mapped, dtype=dtype).reshape(shape)
+        if name is None:
+            # Write every page now: the server refuses a memory file with
+            # holes, since reading them would allocate memory on its side.
+            array.reshape(-1).view(np.uint8)[:] = 0
         region = (array.ctypes.data, nbytes)
         self._regions[region] = _Region(name=name, fd=None if name else fd)
         try:

@@ -16,7 +16,7 @@ from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 from prometheus_client import CollectorRegistry, start_http_server
 
-from alquery.server import crash, drain, memory, registry, shared_memory
+from alquery.server import crash, drain, memory, registry, sealed_fd, shared_memory
 from alquery.server.interceptors import QUERY_SERVICE, ObservingInterceptor
 from alquery.server.metrics import Metrics
 from alquery.server.models.cache import ModelCache
@@ -225,7 +225,10 @@ def start(config: ServerConfig) -> RunningServer:
             health_port, budget_mib,
         )
     if shared_dir is not None:
-        logger.info("shared memory enabled dir=%s", shared_dir.path)
+        logger.info(
+            "shared memory enabled dir=%s sealed_memory_files=%s",
+            shared_dir.path, "yes" if sealed_fd.supported() else "no",
+        )
     return RunningServer(
         server, port, metrics_port, health_servicer, metrics, interceptor,
         metrics_http, health_port, health_server, drainer,

@@ -2,10 +2,11 @@
 
 A ``SharedMemoryRef`` with ``socket`` set names a Unix stream socket in the
 server's shared-memory directory on which the client listens. The server
-connects (``receive``) and reads one message whose ancillary data carries
-one file descriptor: a memory file the client made with ``memfd_create``
-and sealed against shrinking. ``map_bytes`` then maps a byte range of it
-read-only. Nothing is copied: the server reads the pages the client wrote.
+connects and reads one message whose ancillary data carries one file
+descriptor: a memory file the client made with ``memfd_create`` and sealed
+against shrinking (``receive``). ``Received.map`` then maps a byte range of
+it read-only. Nothing is copied: the server reads the pages the client
+wrote.
 
 Why a sealed memory file and not a plain one: a client can shorten a plain
 file while the server reads a mapping of it, and the server's next read of
@@ -17,21 +18,30 @@ the client does. Unless the file is also sealed against writes, the client
 may still change the bytes during the call; the caller decides where that
 is harmless (``shared_memory``).
 
+The exchange runs on one of ``HANDOVER_THREADS`` threads of its own, never
+on the call's: what a client sends can make a close block (a TCP socket
+with SO_LINGER, a file on a FUSE file system it serves), and only such a
+thread waits then. The call waits for the answer until its budget runs
+out, and a client that holds every hand-over thread only stalls other
+hand-overs (RESOURCE_EXHAUSTED), not the server.
+
 Notes
 -----
-Linux only (memfd_create, F_GET_SEALS and fstatfs). The server connects
-through /proc/self/fd/<directory descriptor>/<name>, so it reaches the
-directory it opened at start whatever the path now names; /proc must be
-mounted. Between the check that the name is a socket and the connection,
-someone allowed to write in the directory could swap in a symbolic link to
-another socket: they could hand the server descriptors anyway, and the
-descriptor received is checked all the same.
+Linux only (memfd_create, F_GET_SEALS, SEEK_HOLE and fstatfs). The server
+connects through /proc/self/fd/<directory descriptor>/<name>, so it reaches
+the directory it opened at start whatever the path now names; /proc must
+be mounted. Between the check that the name is a socket and the
+connection, someone allowed to write in the directory could swap in a
+symbolic link to another socket: they could hand the server descriptors
+anyway, and the descriptor received is checked all the same.
 """
 
 from __future__ import annotations
 
 import array
+import concurrent.futures
 import ctypes
+import dataclasses
 import errno
 import fcntl
 import mmap
@@ -39,11 +49,18 @@ import os
 import re
 import socket
 import stat
+import threading
+import time
 
 import numpy as np
 from numpy.typing import NDArray
 
-from alquery.server.errors import InvalidRequestError, SharedMemoryDisabledError
+from alquery.server.errors import (
+    CancelledError,
+    InvalidRequestError,
+    SharedMemoryDisabledError,
+    TooLargeError,
+)
 from alquery.v1 import query_pb2
 
 SOCKET_NAME_PATTERN = re.compile(r"[A-Za-z0-9_-][A-Za-z0-9._-]{0,63}")
@@ -54,11 +71,19 @@ TMPFS_MAGIC = 0x01021994
 """fstatfs's f_type for tmpfs, where memfd_create puts its files (without
 MFD_HUGETLB)."""
 MAX_WAIT_SECONDS = 10.0
-"""Longest wait for a client to accept and send its descriptor, whatever
-the call's deadline: the wait holds one of the server's threads."""
-_MAX_DESCRIPTORS = 8
-"""Room for this many descriptors in one message, so that a client that
-sends several is told so (the kernel closes any beyond the room)."""
+"""Longest a call waits for all its clients' memory files together,
+whatever its deadline."""
+HANDOVER_THREADS = 4
+"""Threads that take memory files from clients, per process."""
+_MAX_DESCRIPTORS = 253
+"""Room for as many descriptors as one message can carry (the kernel's
+SCM_MAX_FD), so that none is dropped, and closed, by the kernel on the
+receiving thread."""
+
+_free_threads = threading.BoundedSemaphore(HANDOVER_THREADS)
+_threads = concurrent.futures.ThreadPoolExecutor(
+    HANDOVER_THREADS, thread_name_prefix="alquery-handover"
+)
 
 
 def _load_fstatfs():  # noqa: ANN202  (a ctypes function or None)
@@ -81,23 +106,73 @@ def supported() -> bool:
         _fstatfs is not None
         and hasattr(socket, "SCM_RIGHTS")
         and hasattr(fcntl, "F_GET_SEALS")
+        and hasattr(os, "SEEK_HOLE")
         and os.path.isdir("/proc/self/fd")
     )
 
 
-def receive(directory_fd: int, name: str, where: str, timeout: float) -> int:
-    """Connect to the socket ``name`` in the directory and return the one
-    descriptor the client sends on it (close-on-exec; the caller closes it).
+@dataclasses.dataclass(frozen=True)
+class Received:
+    """A checked memory file: its descriptor, and whether it is sealed
+    against writes too (F_SEAL_WRITE: its bytes can no longer change,
+    through any descriptor or mapping)."""
+
+    fd: int
+    frozen: bool
+
+    def map(self, offset: int, nbytes: int, where: str) -> NDArray[np.uint8]:
+        """Map bytes ``offset`` to ``offset + nbytes`` read-only; the
+        mapping lasts as long as the array (or a view of it).
+
+        Raises
+        ------
+        InvalidRequestError
+            Naming ``where``: the range holds a hole (pages never written
+            or allocated, which reading would allocate on the server's
+            account), or the system refuses the mapping.
+        """
+        hole = os.lseek(self.fd, offset, os.SEEK_HOLE)
+        if hole < offset + nbytes:
+            raise InvalidRequestError(
+                f"{where}: the memory file has a hole at byte {hole}, inside "
+                "the tensor; write every byte, or allocate the file "
+                "(posix_fallocate), before the call"
+            )
+        start = offset - offset % mmap.ALLOCATIONGRANULARITY
+        try:
+            mapped = mmap.mmap(
+                self.fd, offset - start + nbytes, flags=mmap.MAP_SHARED,
+                prot=mmap.PROT_READ, offset=start,
+            )
+        except (OSError, OverflowError, ValueError) as error:
+            raise InvalidRequestError(
+                f"{where}: cannot map {nbytes} bytes at offset {offset} of the "
+                f"memory file ({error})"
+            ) from None
+        return np.frombuffer(
+            mapped, dtype=np.uint8, count=nbytes, offset=offset - start
+        )
+
+
+def receive(
+    directory_fd: int, name: str, where: str, needed: int, seconds: float
+) -> Received:
+    """Take the memory file the client offers on socket ``name`` of the
+    directory: at least ``needed`` bytes long, checked (``check``), its
+    descriptor close-on-exec (the caller closes it).
 
     ``where`` names the field in messages (e.g.
-    "pool.embeddings.shared_memory.socket"). ``timeout`` bounds the whole
-    exchange, capped at ``MAX_WAIT_SECONDS``.
+    "pool.embeddings.shared_memory.socket"). The exchange runs on a
+    hand-over thread; the call waits for it at most ``seconds``.
 
     Raises
     ------
     InvalidRequestError
         A bad name, no socket of that name, nobody listening, no answer in
-        time, or a message that does not carry exactly one descriptor.
+        time, a message that does not carry exactly one descriptor, or a
+        descriptor ``check`` refuses.
+    TooLargeError
+        When every hand-over thread is busy.
     """
     if not SOCKET_NAME_PATTERN.fullmatch(name):
         raise InvalidRequestError(
@@ -120,42 +195,118 @@ def receive(directory_fd: int, name: str, where: str, timeout: float) -> int:
             f"{where}: {name!r} is not a socket; expected the Unix socket on "
             "which the client hands over its memory file"
         )
-    wait = max(0.0, min(timeout, MAX_WAIT_SECONDS))
-    with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as connection:
-        connection.settimeout(wait)
+    if not _free_threads.acquire(blocking=False):
+        raise TooLargeError(
+            f"{where}: all {HANDOVER_THREADS} threads that take memory files "
+            "are busy with clients that are slow to hand theirs over; retry, "
+            "or send the bytes in data or in a file"
+        )
+    taking: concurrent.futures.Future[Received] = concurrent.futures.Future()
+    try:
+        _threads.submit(_take, taking, directory_fd, name, where, needed, seconds)
+    except BaseException:
+        _free_threads.release()
+        raise
+    try:
+        return taking.result(timeout=seconds)
+    except concurrent.futures.TimeoutError:
+        # Whatever comes later is not used: close it then.
+        taking.add_done_callback(_close_late)
+        raise _late(where, name, seconds) from None
+
+
+class _TimedOut(InvalidRequestError):
+    """The client did not hand over its memory file in time."""
+
+
+def _late(where: str, name: str, seconds: float) -> _TimedOut:
+    return _TimedOut(
+        f"{where}: the client did not hand over its memory file on {name!r} "
+        f"within {seconds:.1f} s; keep accepting until the answer comes"
+    )
+
+
+def _close_late(taking: concurrent.futures.Future[Received]) -> None:
+    if taking.exception() is None:
+        os.close(taking.result().fd)
+
+
+def _take(
+    taking: concurrent.futures.Future[Received],
+    directory_fd: int,
+    name: str,
+    where: str,
+    needed: int,
+    seconds: float,
+) -> None:
+    """On a hand-over thread: connect, receive, check (see ``receive``);
+    answer through ``taking``, then close what was refused (which may
+    block) and free the thread."""
+    connection = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    refused: list[int] = []
+    try:
+        taking.set_result(
+            _receive_checked(connection, directory_fd, name, where, needed, seconds,
+                             refused)
+        )
+    except BaseException as error:  # handed to the waiting call
+        taking.set_exception(error)
+    finally:
         try:
-            connection.connect(f"/proc/self/fd/{directory_fd}/{name}")
-            _, ancillary, flags, _ = connection.recvmsg(
-                1, socket.CMSG_SPACE(_MAX_DESCRIPTORS * 4), socket.MSG_CMSG_CLOEXEC
-            )
-        except TimeoutError:
-            raise InvalidRequestError(
-                f"{where}: the client did not send its memory file on "
-                f"{name!r} within {wait:.1f} s; keep accepting until the "
-                "answer comes"
-            ) from None
-        except OSError as error:
-            raise InvalidRequestError(
-                f"{where}: cannot take the memory file from {name!r} "
-                f"({_connect_problem(error)})"
-            ) from None
+            # Closing drops any descriptor still queued on the connection.
+            connection.close()
+            for fd in refused:
+                os.close(fd)
+        finally:
+            _free_threads.release()
+
+
+def _receive_checked(
+    connection: socket.socket,
+    directory_fd: int,
+    name: str,
+    where: str,
+    needed: int,
+    seconds: float,
+    refused: list[int],
+) -> Received:
+    connection.settimeout(max(seconds, 1e-3))
+    try:
+        connection.connect(f"/proc/self/fd/{directory_fd}/{name}")
+        _, ancillary, flags, _ = connection.recvmsg(
+            1, socket.CMSG_SPACE(_MAX_DESCRIPTORS * 4), socket.MSG_CMSG_CLOEXEC
+        )
+    except (TimeoutError, BlockingIOError):
+        raise _late(where, name, seconds) from None
+    except OSError as error:
+        raise InvalidRequestError(
+            f"{where}: cannot take the memory file from {name!r} "
+            f"({_connect_problem(error)})"
+        ) from None
     received = _descriptors(ancillary)
     if len(received) != 1 or flags & socket.MSG_CTRUNC:
-        for fd in received:
-            os.close(fd)
-        count = "more than 8" if flags & socket.MSG_CTRUNC else len(received)
+        refused.extend(received)
         raise InvalidRequestError(
-            f"{where}: the client sent {count} file descriptors on {name!r}; "
-            "expected exactly one (SCM_RIGHTS) in its first message"
+            f"{where}: the client sent {len(received)} file descriptors on "
+            f"{name!r}; expected exactly one (SCM_RIGHTS) in its first message"
         )
-    return received[0]
+    fd = received[0]
+    try:
+        return Received(fd, check(fd, where.removesuffix(".socket"), needed))
+    except BaseException:
+        refused.append(fd)
+        raise
 
 
 def _connect_problem(error: OSError) -> str:
     if error.errno == errno.ECONNREFUSED:
         return "nobody listens on it"
     if error.errno in (errno.EACCES, errno.EPERM):
-        return "the server may not connect; give its user or group write access"
+        return (
+            "the server may not connect: the socket must be writable by the "
+            "server's user or by one of its groups (a setgid directory gives "
+            "its files the directory's group)"
+        )
     return error.strerror or type(error).__name__
 
 
@@ -169,35 +320,41 @@ def _descriptors(ancillary: list[tuple[int, int, bytes]]) -> list[int]:
 
 
 def check(fd: int, where: str, needed: int) -> bool:
-    """Refuse ``fd`` unless it is a memory file on tmpfs sealed against
-    shrinking and holding at least ``needed`` bytes; return whether it is
-    also sealed against writes (F_SEAL_WRITE: its bytes can no longer
-    change, through any descriptor or mapping).
+    """Refuse ``fd`` unless it is a memory file on tmpfs, readable, sealed
+    against shrinking and holding at least ``needed`` bytes; return whether
+    it is also sealed against writes.
 
     Raises
     ------
     InvalidRequestError
         Naming ``where`` and what the descriptor is instead.
     """
-    info = os.fstat(fd)
-    if not stat.S_ISREG(info.st_mode) or _filesystem(fd) != TMPFS_MAGIC:
+    try:
+        # Answered by the kernel alone, for any descriptor: asked first,
+        # before anything that a file system the client serves could delay.
+        seals = fcntl.fcntl(fd, fcntl.F_GET_SEALS)
+    except OSError:
+        seals = None
+    if seals is None or _filesystem(fd) != TMPFS_MAGIC:
         raise InvalidRequestError(
             f"{where}: the descriptor received is not a memory file on tmpfs; "
             "send one made by memfd_create without MFD_HUGETLB"
         )
-    try:
-        seals = fcntl.fcntl(fd, fcntl.F_GET_SEALS)
-    except OSError:
-        seals = 0
+    if fcntl.fcntl(fd, fcntl.F_GETFL) & os.O_ACCMODE == os.O_WRONLY:
+        raise InvalidRequestError(
+            f"{where}: the memory file was opened write-only; send a "
+            "descriptor the server can read"
+        )
     if not seals & fcntl.F_SEAL_SHRINK:
         raise InvalidRequestError(
             f"{where}: the memory file is not sealed against shrinking; create "
             "it with MFD_ALLOW_SEALING and add F_SEAL_SHRINK before the call"
         )
-    if info.st_size < needed:
+    size = os.fstat(fd).st_size
+    if size < needed:
         raise InvalidRequestError(
-            f"{where}: the memory file holds {info.st_size} bytes; the "
-            f"tensor's offset, shape and dtype need {needed}"
+            f"{where}: the memory file holds {size} bytes; the tensor's "
+            f"offset, shape and dtype need {needed}"
         )
     return bool(seals & fcntl.F_SEAL_WRITE)
 
@@ -210,79 +367,105 @@ def _filesystem(fd: int) -> int:
     return ctypes.c_long.from_buffer(buffer).value
 
 
-def map_bytes(fd: int, offset: int, nbytes: int, where: str) -> NDArray[np.uint8]:
-    """Map bytes ``offset`` to ``offset + nbytes`` of a checked memory file,
-    read-only; the mapping lasts as long as the array (or a view of it).
+class Handed:
+    """The memory files a request's references name, received and checked.
+
+    One connection per distinct socket, all within ``seconds`` together.
+    ``map`` maps a field's bytes; ``close`` closes the descriptors (the
+    mappings keep the files).
+
+    Parameters
+    ----------
+    tensors : dict
+        Fields that reference shared memory, with their tensors.
+    sizes : dict
+        The byte count of each field.
+    directory_fd : int
+        The shared-memory directory's descriptor.
+    seconds : float
+        How long the call may wait for all of them.
+    deadline_bound : bool
+        Whether ``seconds`` is what is left of the call's deadline: running
+        out then cancels the call instead of blaming the client.
 
     Raises
     ------
     InvalidRequestError
-        Naming ``where``, when the system refuses the mapping.
-    """
-    start = offset - offset % mmap.ALLOCATIONGRANULARITY
-    try:
-        mapped = mmap.mmap(
-            fd, offset - start + nbytes, flags=mmap.MAP_SHARED,
-            prot=mmap.PROT_READ, offset=start,
-        )
-    except (OSError, OverflowError, ValueError) as error:
-        raise InvalidRequestError(
-            f"{where}: cannot map {nbytes} bytes at offset {offset} of the "
-            f"memory file ({error})"
-        ) from None
-    return np.frombuffer(mapped, dtype=np.uint8, count=nbytes, offset=offset - start)
-
-
-def map_sockets(
-    tensors: dict[str, query_pb2.Tensor],
-    sizes: dict[str, int],
-    directory_fd: int,
-    timeout: float,
-) -> tuple[dict[str, NDArray[np.uint8]], set[str]]:
-    """Map the bytes of every tensor whose reference names a socket, by
-    field, and name the fields whose memory file can no longer change.
-
-    ``tensors`` maps fields to tensors that reference shared memory,
-    ``sizes`` to their byte counts; ``directory_fd`` is the shared-memory
-    directory's descriptor. One connection per distinct socket; each
-    descriptor is checked, mapped, then closed (the mappings keep the
-    memory files).
-
-    Raises
-    ------
-    InvalidRequestError
-        As ``receive``, ``check`` and ``map_bytes``, or a reference that
-        sets both name and socket.
+        As ``receive``, or a reference that sets both name and socket.
+    TooLargeError
+        As ``receive``.
+    CancelledError
+        When the call's deadline passes while waiting.
     SharedMemoryDisabledError
         On a platform that cannot receive memory files.
     """
-    received: dict[str, int] = {}
-    mapped, frozen = {}, set()
-    try:
-        for field, tensor in tensors.items():
-            ref = tensor.shared_memory
-            if not ref.socket:
-                continue
+
+    def __init__(
+        self,
+        tensors: dict[str, query_pb2.Tensor],
+        sizes: dict[str, int],
+        directory_fd: int,
+        seconds: float,
+        deadline_bound: bool,
+    ) -> None:
+        self._refs = {
+            field: tensor.shared_memory
+            for field, tensor in tensors.items()
+            if tensor.shared_memory.socket
+        }
+        self._sizes = sizes
+        self._files: dict[str, Received] = {}
+        needed: dict[str, int] = {}
+        for field, ref in self._refs.items():
             where = f"{field}.shared_memory"
             if ref.name:
-                raise InvalidRequestError(
-                    f"{where}: sets both name and socket; set one"
-                )
+                raise InvalidRequestError(f"{where}: sets both name and socket; set one")
             if not supported():
                 raise SharedMemoryDisabledError(
-                    f"{where}.socket: this server's platform cannot receive "
-                    "memory files; name a file instead"
+                    f"{where}.socket: this server cannot receive memory files "
+                    "(Linux with /proc mounted only); name a file instead"
                 )
-            fd = received.get(ref.socket)
-            if fd is None:
-                fd = receive(directory_fd, ref.socket, f"{where}.socket", timeout)
-                received[ref.socket] = fd
-            if check(fd, where, ref.offset + sizes[field]):
-                frozen.add(field)
-            mapped[field] = map_bytes(
-                fd, ref.offset, sizes[field], where
-            )
-    finally:
-        for fd in received.values():
-            os.close(fd)
-    return mapped, frozen
+            end = ref.offset + sizes[field]
+            needed[ref.socket] = max(needed.get(ref.socket, 0), end)
+        ends = time.monotonic() + seconds
+        try:
+            for name, nbytes in needed.items():
+                field = next(f for f, r in self._refs.items() if r.socket == name)
+                left = max(0.0, ends - time.monotonic())
+                try:
+                    self._files[name] = receive(
+                        directory_fd, name, f"{field}.shared_memory.socket",
+                        nbytes, left,
+                    )
+                except _TimedOut as error:
+                    if deadline_bound:
+                        raise CancelledError(
+                            "the call's deadline passed while the server waited "
+                            f"for a memory file ({error})"
+                        ) from None
+                    raise
+        except BaseException:
+            self.close()
+            raise
+
+    @property
+    def fields(self) -> tuple[str, ...]:
+        """The fields whose bytes are in memory files."""
+        return tuple(self._refs)
+
+    def frozen(self, field: str) -> bool:
+        """Whether ``field``'s memory file can no longer change."""
+        return self._files[self._refs[field].socket].frozen
+
+    def map(self, field: str) -> NDArray[np.uint8]:
+        """Map ``field``'s bytes read-only (see ``Received.map``)."""
+        ref = self._refs[field]
+        return self._files[ref.socket].map(
+            ref.offset, self._sizes[field], f"{field}.shared_memory"
+        )
+
+    def close(self) -> None:
+        """Close every descriptor received."""
+        for received in self._files.values():
+            os.close(received.fd)
+        self._files.clear()

@@ -14,7 +14,6 @@ from alquery.server import (
     edge,
     footprints,
     registry,
-    sealed_fd,
     shared_memory,
     streaming,
 )
@@ -157,7 +156,7 @@ class QueryServicer(query_pb2_grpc.QueryServiceServicer):
                         lambda admit: shared_memory.SharedMemoryReads(
                             request, self._shared_memory_dir, admit,
                             in_place=inference.features_only_models_read(request),
-                            timeout=_wait_limit(limits),
+                            time_remaining=limits.time_remaining,
                         ),
                         record, context, limits, reservation,
                     )
@@ -352,15 +351,6 @@ class QueryServicer(query_pb2_grpc.QueryServiceServicer):
 
 def _limits(context: grpc.ServicerContext) -> CallLimits:
     return CallLimits(context.time_remaining, lambda: not context.is_active())
-
-
-def _wait_limit(limits: CallLimits) -> float:
-    """Seconds the call may wait for a client's memory file: its deadline's
-    remaining time, capped (``sealed_fd.MAX_WAIT_SECONDS``)."""
-    remaining = limits.time_remaining()
-    if remaining is None:
-        return sealed_fd.MAX_WAIT_SECONDS
-    return min(remaining, sealed_fd.MAX_WAIT_SECONDS)
 
 
 def _stop(job: StreamedInference | None) -> None:

@@ -211,8 +211,10 @@ class SharedMemoryReads(Arrivals):
         Fields that only the request's models read
         (``inference.features_only_models_read``): a memory file the client
         can still write is read in place for these, and copied for others.
-    timeout : float, default=sealed_fd.MAX_WAIT_SECONDS
-        Seconds to wait for each client's memory file.
+    time_remaining : callable, optional
+        Seconds left before the call's deadline (None: no deadline); the
+        call waits for its clients' memory files no longer than that, nor
+        than ``sealed_fd.MAX_WAIT_SECONDS``.
 
     Raises
     ------
@@ -237,7 +239,7 @@ class SharedMemoryReads(Arrivals):
         directory: SharedMemoryDir | None,
         admit: Callable[[query_pb2.RankRequest], object] | None = None,
         in_place: Collection[str] = (),
-        timeout: float = sealed_fd.MAX_WAIT_SECONDS,
+        time_remaining: Callable[[], float | None] = lambda: None,
     ) -> None:
         tensors = references(request)
         if tensors and directory is None:
@@ -251,22 +253,32 @@ class SharedMemoryReads(Arrivals):
         self.request = request
         self._directory = directory
         self._files: dict[str, tuple[query_pb2.SharedMemoryRef, int]] = {}
+        self._mapped: dict[str, NDArray[np.uint8]] = {}
         sizes = {}
         for field, tensor in tensors.items():
             sizes[field] = tensor_bytes(tensor, field)
             if not tensor.shared_memory.socket:
                 self._files[field] = _checked_ref(tensor, field, directory)
-        self._mapped, frozen = sealed_fd.map_sockets(
-            tensors, sizes, directory.fd if tensors else -1, timeout
-        )
-        if admit is not None:
-            admit(request)
-        slots = {}
-        for field, nbytes in sizes.items():
-            if field in self._mapped and (field in in_place or field in frozen):
-                slots[field] = Slot.holding(field, self._mapped.pop(field))
-            else:
-                slots[field] = Slot(field, nbytes)
+        handed = _hand_over(tensors, sizes, directory, time_remaining())
+        try:
+            if admit is not None:
+                admit(request)
+            slots = {}
+            for field, nbytes in sizes.items():
+                if field not in handed.fields:
+                    slots[field] = Slot(field, nbytes)
+                elif field in in_place or handed.frozen(field):
+                    slots[field] = Slot.holding(field, handed.map(field))
+                else:
+                    self._mapped[field] = handed.map(field)
+                    slots[field] = Slot(field, nbytes)
+        except BaseException:
+            # Let the mappings go now, not when a traceback is collected.
+            self._mapped.clear()
+            slots = {}
+            raise
+        finally:
+            handed.close()
         super().__init__(slots)
 
     def read(
@@ -294,6 +306,9 @@ class SharedMemoryReads(Arrivals):
             payloads = {field: slot.finish() for field, slot in self._slots.items()}
         except BaseException:
             self._fail()
+            # Let the mappings go now, not when a traceback is collected.
+            for slot in self._slots.values():
+                slot.buffer = np.empty(0, dtype=np.uint8)
             raise
         finally:
             self._mapped.clear()
@@ -345,6 +360,25 @@ class SharedMemoryReads(Arrivals):
                     after_chunk()
         finally:
             os.close(fd)
+
+
+def _hand_over(
+    tensors: dict[str, query_pb2.Tensor],
+    sizes: dict[str, int],
+    directory: SharedMemoryDir | None,
+    remaining: float | None,
+) -> sealed_fd.Handed:
+    """Receive the memory files of the references that name a socket,
+    waiting no longer than the call's ``remaining`` seconds (None: no
+    deadline) nor ``sealed_fd.MAX_WAIT_SECONDS``."""
+    if remaining is None or remaining > sealed_fd.MAX_WAIT_SECONDS:
+        seconds, deadline_bound = sealed_fd.MAX_WAIT_SECONDS, False
+    else:
+        seconds, deadline_bound = max(0.0, remaining), True
+    return sealed_fd.Handed(
+        tensors, sizes, -1 if directory is None else directory.fd, seconds,
+        deadline_bound,
+    )
 
 
 def _checked_ref(

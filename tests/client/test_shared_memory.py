@@ -252,7 +252,7 @@ def test_a_sealed_shared_array_is_handed_over_where_it_lies(tmp_path):
     # A group directory: the socket must let a server of the group connect.
     tmp_path.chmod(0o770)
     shared = SharedMemory(tmp_path, sealed=True)
-    with shared.shared_array((100, 4), np.float32) as pool:
+    with shared.shared_array((4096, 4), np.float32) as pool:
         assert os.listdir(tmp_path) == []
         deferred = {}
         request = build_request(
@@ -265,11 +265,17 @@ def test_a_sealed_shared_array_is_handed_over_where_it_lies(tmp_path):
             fd = take_descriptor(tmp_path, ref.socket)
         try:
             seals = fcntl.fcntl(fd, fcntl.F_GET_SEALS)
-            # Its size is fixed; its bytes stay the client's to write.
+            # Its size is fixed; its bytes stay the client's to write...
             assert seals & fcntl.F_SEAL_SHRINK and not seals & fcntl.F_SEAL_WRITE
             pool[10, 0] = 42.0
             seen = np.frombuffer(os.pread(fd, 4, ref.offset), np.float32)
             assert seen[0] == 42.0
+            # ...but not whoever connects: the descriptor is read-only.
+            assert fcntl.fcntl(fd, fcntl.F_GETFL) & os.O_ACCMODE == os.O_RDONLY
+            with pytest.raises(OSError):
+                os.pwrite(fd, b"x", 0)
+            # Rows never written hold zeros, on pages of their own (no hole).
+            assert os.lseek(fd, ref.offset, os.SEEK_HOLE) == 4096 * 4 * 4
         finally:
             os.close(fd)
     assert os.listdir(tmp_path) == []

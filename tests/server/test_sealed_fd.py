@@ -9,6 +9,7 @@ import fcntl
 import mmap
 import os
 import socket
+import struct
 import threading
 
 import grpc
@@ -20,7 +21,7 @@ from alquery.client.client import build_request
 from alquery.client.handover import Handover
 from alquery.client.shared_memory import SharedMemory
 from alquery.server import app, sealed_fd
-from alquery.server.errors import InvalidRequestError
+from alquery.server.errors import CancelledError, InvalidRequestError, TooLargeError
 from alquery.server.models.inference import features_only_models_read
 from alquery.server.shared_memory import SharedMemoryDir, SharedMemoryReads
 from alquery.v1 import query_pb2, query_pb2_grpc
@@ -102,6 +103,8 @@ def fake_client(shm_dir, name, send):
         yield name
     finally:
         done.set()
+        with contextlib.suppress(OSError):
+            listener.shutdown(socket.SHUT_RDWR)  # wakes an accept() never met
         listener.close()
         thread.join(30)
         os.unlink(shm_dir / name)
@@ -182,6 +185,14 @@ def regular_file_descriptor():
     return os.open("/proc/self/exe", os.O_RDONLY)
 
 
+def write_only_memory_file():
+    fd = memory_file(PROBABILITIES.tobytes())
+    try:
+        return os.open(f"/proc/self/fd/{fd}", os.O_WRONLY)
+    finally:
+        os.close(fd)
+
+
 def pipe_descriptor():
     read, write = os.pipe()
     os.close(write)
@@ -204,8 +215,16 @@ def pipe_descriptor():
             f"holds {SIZE - 8} bytes; the tensor's offset, shape and dtype "
             f"need {SIZE}",
         ),
+        (
+            sends(lambda: memory_file(b"", size=SIZE)),
+            "has a hole at byte 0, inside the tensor",
+        ),
+        (sends(write_only_memory_file), "opened write-only"),
     ],
-    ids=["none", "two", "regular file", "pipe", "unsealed", "short"],
+    ids=[
+        "none", "two", "regular file", "pipe", "unsealed", "short", "holes",
+        "write-only",
+    ],
 )
 def test_bad_hand_overs_are_refused(shm_stub, shm_dir, send, fragment):
     with fake_client(shm_dir, "bad.sock", send) as name:
@@ -213,6 +232,22 @@ def test_bad_hand_overs_are_refused(shm_stub, shm_dir, send, fragment):
             shm_stub, socket_request(name), grpc.StatusCode.INVALID_ARGUMENT,
             "pool.probabilities.shared_memory", fragment,
         )
+
+
+def test_a_huge_declared_tensor_meets_the_memory_guard_before_any_mapping(
+    shm_stub, shm_dir
+):
+    # A sparse file as long as the shape claims: 2^40 rows of 4 float64.
+    shape = (2**40, 4)
+    fd = memory_file(b"", size=2**40 * 32)
+    try:
+        with offered(shm_dir, fd) as name:
+            assert_refused(
+                shm_stub, socket_request(name, shape=shape),
+                grpc.StatusCode.RESOURCE_EXHAUSTED, "budget",
+            )
+    finally:
+        os.close(fd)
 
 
 def test_a_hugetlb_memory_file_is_refused(shm_stub, shm_dir):
@@ -269,14 +304,92 @@ def test_both_name_and_socket_is_refused(shm_stub):
     )
 
 
-def test_a_client_that_never_sends_is_given_up_on(shm_dir):
+def test_a_client_that_never_sends_is_given_up_on(shm_dir, monkeypatch):
+    monkeypatch.setattr(sealed_fd, "MAX_WAIT_SECONDS", 0.2)
     directory = SharedMemoryDir(str(shm_dir))
     try:
         with fake_client(shm_dir, "silent.sock", lambda connection: None) as name:
+            # No deadline: the client is blamed after the longest wait.
             with pytest.raises(InvalidRequestError, match="within 0.2 s"):
-                SharedMemoryReads(socket_request(name), directory, timeout=0.2)
+                SharedMemoryReads(socket_request(name), directory)
+            # A deadline that comes first cancels the call instead.
+            with pytest.raises(CancelledError, match="deadline passed"):
+                SharedMemoryReads(
+                    socket_request(name), directory, time_remaining=lambda: 0.1
+                )
     finally:
         directory.close()
+
+
+def lingering_tcp_socket():
+    """A TCP socket whose last close blocks for 5 s: SO_LINGER set, its
+    send buffer full, its peer (on loopback) never reading."""
+    listener = socket.create_server(("127.0.0.1", 0))
+    sender = socket.create_connection(listener.getsockname())
+    sender.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 5))
+    sender.setblocking(False)
+    with contextlib.suppress(BlockingIOError):
+        while True:
+            sender.send(b"x" * 65536)
+    return listener, sender
+
+
+def test_a_descriptor_whose_close_blocks_does_not_hold_the_call(shm_stub, shm_dir):
+    listener, sender = lingering_tcp_socket()
+
+    def send(connection):
+        socket.send_fds(connection, [b"\0"], [sender.fileno()])
+        sender.detach()  # the server now holds the last reference
+
+    try:
+        with fake_client(shm_dir, "linger.sock", send) as name:
+            # The refusal comes before the close that blocks for 5 s.
+            with pytest.raises(grpc.RpcError) as caught:
+                shm_stub.Rank(socket_request(name), timeout=3)
+    finally:
+        listener.close()
+    assert caught.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+    assert "not a memory file" in caught.value.details()
+    assert_refused(
+        shm_stub, socket_request("missing.sock"),
+        grpc.StatusCode.INVALID_ARGUMENT, "no socket",
+    )
+
+
+def test_when_every_hand_over_thread_waits_more_are_refused(shm_dir, monkeypatch):
+    monkeypatch.setattr(sealed_fd, "MAX_WAIT_SECONDS", 5.0)
+    directory = SharedMemoryDir(str(shm_dir))
+    accepted = threading.Semaphore(0)
+
+    def silent(connection):
+        accepted.release()
+
+    errors = []
+
+    def waiting_call(name):
+        with contextlib.suppress(InvalidRequestError):
+            SharedMemoryReads(socket_request(name), directory)
+            errors.append("answered")
+
+    try:
+        with contextlib.ExitStack() as stack:
+            names = [
+                stack.enter_context(fake_client(shm_dir, f"slow{i}.sock", silent))
+                for i in range(sealed_fd.HANDOVER_THREADS)
+            ]
+            calls = [threading.Thread(target=waiting_call, args=(n,)) for n in names]
+            for call in calls:
+                call.start()
+            for _ in names:
+                assert accepted.acquire(timeout=30)
+            with fake_client(shm_dir, "next.sock", silent) as name:
+                with pytest.raises(TooLargeError, match="threads that take memory"):
+                    SharedMemoryReads(socket_request(name), directory)
+            for call in calls:
+                call.join(30)
+    finally:
+        directory.close()
+    assert errors == []
 
 
 def in_a_mapping(array) -> bool:
