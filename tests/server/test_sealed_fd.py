@@ -15,6 +15,8 @@ import threading
 import grpc
 import numpy as np
 import pytest
+from conftest import tensor
+from onnx_models import mlp
 
 from alquery.client import AlqueryClient, OnnxModel
 from alquery.client.client import build_request
@@ -25,8 +27,6 @@ from alquery.server.errors import CancelledError, InvalidRequestError, TooLargeE
 from alquery.server.models.inference import features_only_models_read
 from alquery.server.shared_memory import SharedMemoryDir, SharedMemoryReads
 from alquery.v1 import query_pb2, query_pb2_grpc
-from conftest import tensor
-from onnx_models import mlp
 
 pytestmark = pytest.mark.skipif(
     not sealed_fd.supported(), reason="sealed memory files need Linux"
