@@ -42,6 +42,35 @@ def client(target):
         yield client
 
 
+@pytest.fixture(scope="module")
+def shm_dir(tmp_path_factory):
+    """A shared-memory directory only this user may use, one per module."""
+    path = tmp_path_factory.mktemp("shm")
+    path.chmod(0o700)
+    return path
+
+
+@pytest.fixture(scope="module")
+def shm_server(shm_dir):
+    """A server with --shared-memory-dir on ``shm_dir``, one per module."""
+    running = app.start(
+        app.ServerConfig(port=0, metrics_port=None, shared_memory_dir=str(shm_dir))
+    )
+    yield running
+    running.stop(grace_seconds=1)
+
+
+@pytest.fixture(scope="module")
+def shm_target(shm_server) -> str:
+    return f"127.0.0.1:{shm_server.port}"
+
+
+@pytest.fixture(scope="module")
+def shm_stub(shm_target):
+    with grpc.insecure_channel(shm_target) as channel:
+        yield query_pb2_grpc.QueryServiceStub(channel)
+
+
 def tensor(values, dtype=query_pb2.D_TYPE_FLOAT64, shape=None) -> query_pb2.Tensor:
     """Build a wire tensor by hand, with the shape given or taken from values."""
     numpy_dtype = {
@@ -56,3 +85,21 @@ def tensor(values, dtype=query_pb2.D_TYPE_FLOAT64, shape=None) -> query_pb2.Tens
         shape=array.shape if shape is None else shape,
         data=array.tobytes(),
     )
+
+
+def assert_refused_then_served(stub, request, code, *fragments) -> None:
+    """``stub.Rank(request)`` fails with ``code`` and a message holding every
+    fragment; then a good request is still answered (the server serves on)."""
+    with pytest.raises(grpc.RpcError) as caught:
+        stub.Rank(request, timeout=30)
+    assert caught.value.code() == code, caught.value.details()
+    for fragment in fragments:
+        assert fragment in caught.value.details()
+    good = query_pb2.RankRequest(
+        uncertainty=query_pb2.UncertaintyStrategy(
+            method=query_pb2.UncertaintyStrategy.METHOD_ENTROPY
+        ),
+        batch_size=2,
+        pool=query_pb2.Pool(probabilities=tensor(np.full((5, 4), 0.25))),
+    )
+    assert len(stub.Rank(good, timeout=30).ranked_indices) == 2

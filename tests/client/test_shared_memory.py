@@ -18,27 +18,10 @@ import pytest
 from alquery.client import AlqueryClient, AlqueryError, cli
 from alquery.client.client import build_request
 from alquery.client.shared_memory import SharedMemory, sealing_supported
-from alquery.server import app
 
 RNG = np.random.default_rng(11)
 PROBABILITIES = RNG.dirichlet(np.ones(3), size=20_000)
 LABELS = RNG.integers(0, 3, size=20_000)
-
-
-@pytest.fixture(scope="module")
-def shm_dir(tmp_path_factory):
-    path = tmp_path_factory.mktemp("client-shm")
-    path.chmod(0o700)
-    return path
-
-
-@pytest.fixture(scope="module")
-def shm_target(shm_dir):
-    running = app.start(
-        app.ServerConfig(port=0, metrics_port=None, shared_memory_dir=str(shm_dir))
-    )
-    yield f"127.0.0.1:{running.port}"
-    running.stop(grace_seconds=1)
 
 
 @pytest.fixture(params=[False, True], ids=["files", "sealed"])

@@ -15,18 +15,18 @@ import threading
 import grpc
 import numpy as np
 import pytest
-from conftest import tensor
+from conftest import assert_refused_then_served as assert_refused
 from onnx_models import mlp
 
 from alquery.client import AlqueryClient, OnnxModel
 from alquery.client.client import build_request
 from alquery.client.handover import Handover
 from alquery.client.shared_memory import SharedMemory
-from alquery.server import app, sealed_fd
+from alquery.server import sealed_fd
 from alquery.server.errors import CancelledError, InvalidRequestError, TooLargeError
 from alquery.server.models.inference import features_only_models_read
 from alquery.server.shared_memory import SharedMemoryDir, SharedMemoryReads
-from alquery.v1 import query_pb2, query_pb2_grpc
+from alquery.v1 import query_pb2
 
 pytestmark = pytest.mark.skipif(
     not sealed_fd.supported(), reason="sealed memory files need Linux"
@@ -37,28 +37,6 @@ PROBABILITIES = RNG.dirichlet(np.ones(4), size=300)
 EMBEDDINGS = RNG.normal(size=(300, 8)).astype(np.float32)
 SIZE = PROBABILITIES.nbytes
 SEAL_SIZE = fcntl.F_SEAL_SHRINK | fcntl.F_SEAL_GROW | fcntl.F_SEAL_SEAL
-
-
-@pytest.fixture(scope="module")
-def shm_dir(tmp_path_factory):
-    path = tmp_path_factory.mktemp("sealed")
-    path.chmod(0o700)
-    return path
-
-
-@pytest.fixture(scope="module")
-def shm_target(shm_dir):
-    running = app.start(
-        app.ServerConfig(port=0, metrics_port=None, shared_memory_dir=str(shm_dir))
-    )
-    yield f"127.0.0.1:{running.port}"
-    running.stop(grace_seconds=1)
-
-
-@pytest.fixture(scope="module")
-def shm_stub(shm_target):
-    with grpc.insecure_channel(shm_target) as channel:
-        yield query_pb2_grpc.QueryServiceStub(channel)
 
 
 def memory_file(data: bytes, seals: int = SEAL_SIZE, size: int | None = None) -> int:
@@ -125,22 +103,6 @@ def socket_request(name, offset=0, shape=(300, 4)):
             )
         ),
     )
-
-
-def assert_refused(stub, request, code, *fragments) -> None:
-    with pytest.raises(grpc.RpcError) as caught:
-        stub.Rank(request, timeout=30)
-    assert caught.value.code() == code, caught.value.details()
-    for fragment in fragments:
-        assert fragment in caught.value.details()
-    good = query_pb2.RankRequest(
-        uncertainty=query_pb2.UncertaintyStrategy(
-            method=query_pb2.UncertaintyStrategy.METHOD_ENTROPY
-        ),
-        batch_size=2,
-        pool=query_pb2.Pool(probabilities=tensor(PROBABILITIES[:5])),
-    )
-    assert len(stub.Rank(good, timeout=30).ranked_indices) == 2
 
 
 def expected_entropy_top3(probabilities):

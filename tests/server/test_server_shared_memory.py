@@ -7,6 +7,9 @@ import os
 import grpc
 import numpy as np
 import pytest
+from conftest import assert_refused_then_served as assert_refused
+from conftest import tensor
+from onnx_models import mlp
 
 from alquery.client import AlqueryClient, OnnxModel
 from alquery.server import app
@@ -18,8 +21,6 @@ from alquery.server.shared_memory import (
     SharedMemoryReads,
 )
 from alquery.v1 import query_pb2, query_pb2_grpc
-from conftest import tensor
-from onnx_models import mlp
 
 RNG = np.random.default_rng(7)
 PROBABILITIES = RNG.dirichlet(np.ones(4), size=300)
@@ -30,28 +31,6 @@ VALIDATION = {
     "validation_labels": RNG.integers(0, 4, size=40),
     "validation_embeddings": RNG.normal(size=(40, 8)).astype(np.float32),
 }
-
-
-@pytest.fixture(scope="module")
-def shm_dir(tmp_path_factory):
-    path = tmp_path_factory.mktemp("shm")
-    path.chmod(0o700)
-    return path
-
-
-@pytest.fixture(scope="module")
-def shm_server(shm_dir):
-    running = app.start(
-        app.ServerConfig(port=0, metrics_port=None, shared_memory_dir=str(shm_dir))
-    )
-    yield running
-    running.stop(grace_seconds=1)
-
-
-@pytest.fixture(scope="module")
-def shm_stub(shm_server):
-    with grpc.insecure_channel(f"127.0.0.1:{shm_server.port}") as channel:
-        yield query_pb2_grpc.QueryServiceStub(channel)
 
 
 @pytest.fixture(params=[False, True], ids=["files", "sealed"])
@@ -135,23 +114,6 @@ def ref_request(name, offset=0, shape=(300, 4), **tensor_fields):
         batch_size=3,
         pool=query_pb2.Pool(probabilities=probabilities),
     )
-
-
-def assert_refused(stub, request, code, *fragments) -> None:
-    with pytest.raises(grpc.RpcError) as caught:
-        stub.Rank(request, timeout=30)
-    assert caught.value.code() == code, caught.value.details()
-    for fragment in fragments:
-        assert fragment in caught.value.details()
-    # The server keeps serving.
-    good = query_pb2.RankRequest(
-        uncertainty=query_pb2.UncertaintyStrategy(
-            method=query_pb2.UncertaintyStrategy.METHOD_ENTROPY
-        ),
-        batch_size=2,
-        pool=query_pb2.Pool(probabilities=tensor(PROBABILITIES[:5])),
-    )
-    assert len(stub.Rank(good, timeout=30).ranked_indices) == 2
 
 
 def test_offset_reads_from_the_middle_of_a_file(shm_stub, shm_dir, stub):
