@@ -441,6 +441,11 @@ def _open_problem(name: str, error: OSError) -> str:
         return f"no file {name!r} in the server's shared-memory directory"
     if error.errno == errno.ELOOP:
         return f"{name!r} is a symbolic link; expected a regular file"
+    if error.errno == errno.ENXIO:
+        return (
+            f"{name!r} is a socket; expected a regular file (a socket that "
+            "hands over a memory file goes in shared_memory.socket)"
+        )
     if error.errno in (errno.EACCES, errno.EPERM):
         return (
             f"the server may not read {name!r}; give the server's user or "

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import socket
 
 import grpc
 import numpy as np
@@ -183,6 +184,21 @@ def test_fifo_is_refused_without_blocking(shm_stub, shm_dir):
         shm_stub, ref_request("fifo.bin"), grpc.StatusCode.INVALID_ARGUMENT,
         "'fifo.bin' is a FIFO; expected a regular file",
     )
+
+
+def test_a_socket_named_as_a_file_is_refused_with_a_hint(shm_stub, shm_dir):
+    listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    listener.bind(str(shm_dir / "handover.sock"))
+    try:
+        assert_refused(
+            shm_stub, ref_request("handover.sock"),
+            grpc.StatusCode.INVALID_ARGUMENT,
+            "'handover.sock' is a socket; expected a regular file",
+            "goes in shared_memory.socket",
+        )
+    finally:
+        listener.close()
+        os.unlink(shm_dir / "handover.sock")
 
 
 def test_directory_is_refused(shm_stub, shm_dir):
