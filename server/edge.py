@@ -209,19 +209,25 @@ def _valid_names() -> str:
 
 
 def _decode_predictions(
-    message: Any, prefix: str, payloads: Mapping[str, Payload]
+    message: Any,
+    prefix: str,
+    payloads: Mapping[str, Payload],
+    decoded: Mapping[str, NDArray],
 ) -> NDArray | None:
-    # Checked, in the dtype sent: logits stay logits.
+    # Checked, in the dtype sent: logits stay logits. What the inference
+    # models gave comes as an array ("pool_probabilities"), checked alike.
     kind = message.WhichOneof("predictions")
     if kind is None:
         return None
     field = f"{prefix}.{kind}"
-    array = decode(
-        getattr(message, kind),
-        field,
-        ndims=PREDICTION_NDIMS,
-        data=payloads.get(field),
-    )
+    array = decoded.get(f"{prefix}_probabilities")
+    if array is None:
+        array = decode(
+            getattr(message, kind),
+            field,
+            ndims=PREDICTION_NDIMS,
+            data=payloads.get(field),
+        )
     if array.shape[-1] < 2:
         raise InvalidRequestError(
             f"{field}: has {array.shape[-1]} class; at least 2 classes are "
@@ -233,9 +239,12 @@ def _decode_predictions(
 
 
 def _probabilities(
-    message: Any, prefix: str, payloads: Mapping[str, Payload]
+    message: Any,
+    prefix: str,
+    payloads: Mapping[str, Payload],
+    decoded: Mapping[str, NDArray],
 ) -> NDArray[np.float64] | None:
-    values = _decode_predictions(message, prefix, payloads)
+    values = _decode_predictions(message, prefix, payloads, decoded)
     if values is None:
         return None
     logits = message.WhichOneof("predictions") == "logits"
@@ -257,7 +266,7 @@ def _decode_arrays(
 
     pool, labeled, validation = request.pool, request.labeled, request.validation
     arrays = {
-        "pool_probabilities": _decode_predictions(pool, "pool", payloads),
+        "pool_probabilities": _decode_predictions(pool, "pool", payloads, decoded),
         "pool_embeddings": optional(pool, "embeddings", "pool.embeddings", ndims=(2,)),
         "labeled_embeddings": optional(
             labeled, "embeddings", "labeled.embeddings", ndims=(2,)
@@ -266,7 +275,7 @@ def _decode_arrays(
             labeled, "labels", "labeled.labels", ndims=(1,), integer=True
         ),
         "validation_probabilities": _probabilities(
-            validation, "validation", payloads
+            validation, "validation", payloads, decoded
         ),
         "validation_labels": optional(
             validation, "labels", "validation.labels", ndims=(1,), integer=True
@@ -274,7 +283,9 @@ def _decode_arrays(
         "validation_embeddings": optional(
             validation, "embeddings", "validation.embeddings", ndims=(2,)
         ),
-        "target_probabilities": _probabilities(request.target, "target", payloads),
+        "target_probabilities": _probabilities(
+            request.target, "target", payloads, decoded
+        ),
     }
     for key in _EMBEDDINGS:
         _check_magnitude(arrays[key], input_field(key))

@@ -83,9 +83,11 @@ def apply(
 ) -> dict[str, NDArray]:
     """Run ``request.inference``'s models and write their outputs into ``request``.
 
-    Returns the embeddings of each set the models ran on, by ``Query``
-    attribute ("pool_embeddings", ...), for ``edge.build_query``; an empty
-    dict when the request carries no models. ``on_stop`` registers a
+    Returns, by ``Query`` attribute, for ``edge.build_query``: the
+    embeddings of each set the models ran on ("pool_embeddings", ...) and
+    the probabilities they gave ("pool_probabilities",
+    "validation_probabilities"; the request's tensor then holds only their
+    dtype and shape); an empty dict when the request carries no models. ``on_stop`` registers a
     callback run when the call ends; it aborts a run in progress.
 
     With ``arrivals`` (a ``RankStream`` call still being read), the
@@ -126,10 +128,12 @@ def apply(
         if not message.HasField("embeddings"):
             continue
         features, rows_ready = _features(message, name, arrivals)
-        embeddings = _run_set(
+        predicted, embeddings = _run_set(
             message, name, features, members, wanted, control,
             np.random.SeedSequence([seed, set_index]), rows_ready,
         )
+        if predicted is not None:
+            decoded[f"{name}_probabilities"] = predicted
         if embeddings is not None:
             embeddings.flags.writeable = False
         decoded[f"{name}_embeddings"] = features if embeddings is None else embeddings
@@ -216,7 +220,9 @@ def _run_set(
     control: RunControl,
     seed: np.random.SeedSequence,
     rows_ready: Callable[[int], None] | None = None,
-) -> NDArray | None:
+) -> tuple[NDArray | None, NDArray | None]:
+    """Run the models on one set; return its probabilities (None when not
+    ``wanted``) and the embeddings a model gave (or None)."""
     field = f"{name}.embeddings"
     parts, embeddings = [], None
     member_seeds = seed.spawn(len(members))
@@ -237,13 +243,18 @@ def _run_set(
                 to_probabilities(outputs.predictions, member.binding.output_kind, what)
             )
 
-    if parts:
-        _check_classes(parts, members)
-        stacked = np.concatenate(parts, axis=1)
-        if stacked.shape[1] == 1:
-            stacked = stacked[:, 0]
-        message.probabilities.CopyFrom(_tensor(stacked))
-    return embeddings
+    if not parts:
+        return None, embeddings
+    _check_classes(parts, members)
+    stacked = parts[0] if len(parts) == 1 else np.concatenate(parts, axis=1)
+    if stacked.shape[1] == 1:
+        stacked = stacked[:, 0]
+    stacked.flags.writeable = False
+    # The tensor says what the models gave; its values stay in the array.
+    message.probabilities.CopyFrom(
+        query_pb2.Tensor(dtype=_wire_dtype(stacked), shape=stacked.shape)
+    )
+    return stacked, embeddings
 
 
 def _check_classes(parts: list[NDArray], members: list[Member]) -> None:
@@ -256,10 +267,7 @@ def _check_classes(parts: list[NDArray], members: list[Member]) -> None:
             )
 
 
-def _tensor(array: NDArray) -> query_pb2.Tensor:
+def _wire_dtype(array: NDArray) -> int:
     if array.dtype == np.float32:
-        dtype, wire = query_pb2.D_TYPE_FLOAT32, "<f4"
-    else:
-        dtype, wire = query_pb2.D_TYPE_FLOAT64, "<f8"
-    array = np.ascontiguousarray(array, dtype=wire)
-    return query_pb2.Tensor(dtype=dtype, shape=array.shape, data=array.tobytes())
+        return query_pb2.D_TYPE_FLOAT32
+    return query_pb2.D_TYPE_FLOAT64
