@@ -87,8 +87,9 @@ def apply(
     embeddings of each set the models ran on ("pool_embeddings", ...) and
     the probabilities they gave ("pool_probabilities",
     "validation_probabilities"; the request's tensor then holds only their
-    dtype and shape); an empty dict when the request carries no models. ``on_stop`` registers a
-    callback run when the call ends; it aborts a run in progress.
+    dtype and shape); an empty dict when the request carries no models.
+    ``on_stop`` registers a callback run when the call ends; it aborts a
+    run in progress.
 
     With ``arrivals`` (a ``RankStream`` call still being read), the
     embeddings it streams are read from its buffers: each chunk of rows
