@@ -29,9 +29,11 @@ def row_parts(n_rows: int, chunk_rows: int) -> list[tuple[int, int]]:
     and only as many as give each at least ``CHUNKS_PER_THREAD`` chunks of
     ``chunk_rows`` rows; a single range (0, n_rows) otherwise.
     """
-    if n_rows == 0:
-        return [(0, 0)]
     n_chunks = -(-n_rows // chunk_rows)
+    if n_chunks < 2 * CHUNKS_PER_THREAD:
+        # Too few chunks for two threads, whatever the thread count: spare
+        # the small requests that are most calls the look-up of it.
+        return [(0, n_rows)]
     threads = max(1, min(compute_threads(), n_chunks // CHUNKS_PER_THREAD))
     per_part = -(-n_chunks // threads) * chunk_rows
     return [

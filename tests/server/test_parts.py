@@ -43,3 +43,13 @@ def test_an_error_in_a_part_is_raised():
 
     with pytest.raises(ValueError, match="second part"):
         map_parts(work, [(0, 5), (5, 10)])
+
+
+@pytest.mark.parametrize("threads", ["1", "8"])
+def test_fewer_chunks_than_two_threads_need_make_one_part(threads, monkeypatch):
+    monkeypatch.setenv("OMP_NUM_THREADS", threads)
+    chunk_rows = 10
+    largest = (2 * CHUNKS_PER_THREAD - 1) * chunk_rows
+    assert row_parts(largest, chunk_rows) == [(0, largest)]
+    assert row_parts(0, chunk_rows) == [(0, 0)]
+    assert len(row_parts(largest + 1, chunk_rows)) == min(2, int(threads))
