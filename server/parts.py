@@ -43,10 +43,10 @@ def row_parts(n_rows: int, chunk_rows: int) -> list[tuple[int, int]]:
 def part_count(n_chunks: int) -> int:
     """How many threads ``row_parts`` splits ``n_chunks`` chunks over.
 
-    ``n_chunks // CHUNKS_PER_THREAD``, capped at ``threads.compute_threads()``
-    and at least 1. Below two threads' worth of chunks the answer is 1
-    whatever the thread count, so the look-up of it is spared: small
-    requests, most calls, take that path.
+    ``n_chunks // CHUNKS_PER_THREAD``, at most
+    ``threads.compute_threads()`` and at least 1. Below two threads' worth
+    of chunks the answer is 1 whatever the thread count, so the look-up of
+    it is spared: small requests, most calls, take that path.
     """
     if n_chunks < 2 * CHUNKS_PER_THREAD:
         return 1
