@@ -2,7 +2,7 @@
 process, measured in the same run, with clients in one process or several.
 
 Run: .venv/bin/python bench/workers.py [--calls 16000] [--clients 16]
-     [--client-processes 2 4] [--baseline-commit COMMIT]
+     [--client-processes 2 4] [--baseline-commit COMMIT] [--repeats 1]
 Writes the section between the workers markers of RESULTS.md.
 
 Each setup is a real ``alquery serve`` child process on 127.0.0.1. The
@@ -196,9 +196,77 @@ def cpu_seconds(pid: int) -> float:
     return total
 
 
-Measured = tuple[float, float, float, float, float]
-"""Requests per second, p50 and p99 milliseconds, and the server's and
-the clients' CPU milliseconds per call."""
+def server_processes(pid: int) -> list[int]:
+    """Process ``pid`` and its children (a ``--workers`` parent's workers)."""
+    children = []
+    for thread in os.listdir(f"/proc/{pid}/task"):
+        with open(f"/proc/{pid}/task/{thread}/children", encoding="ascii") as file:
+            children += [int(child) for child in file.read().split()]
+    return [pid, *children]
+
+
+def connections(pids: list[int], port: int) -> list[int]:
+    """Established TCP connections to ``port`` held by each of ``pids``
+    that listens on it (a ``--workers`` parent and its other children do
+    not), from /proc (Linux). gRPC's sockets are IPv6 ones that also take
+    IPv4 (127.0.0.1 shows as ::ffff:127.0.0.1), so both tables count."""
+    owner = {}
+    for pid in pids:
+        try:
+            for fd in os.listdir(f"/proc/{pid}/fd"):
+                link = os.readlink(f"/proc/{pid}/fd/{fd}")
+                if link.startswith("socket:["):
+                    owner[link[8:-1]] = pid
+        except OSError:
+            continue  # it ended meanwhile
+    listening: set[int] = set()
+    counts = dict.fromkeys(pids, 0)
+    for table in ("/proc/net/tcp", "/proc/net/tcp6"):
+        with open(table, encoding="ascii") as file:
+            rows = file.readlines()[1:]
+        for row in rows:
+            # Field 3 is the state (01 established, 0A listening), 9 the inode.
+            fields = row.split()
+            local_port = int(fields[1].rpartition(":")[2], 16)
+            if local_port != port or fields[9] not in owner:
+                continue
+            if fields[3] == "0A":
+                listening.add(owner[fields[9]])
+            elif fields[3] == "01":
+                counts[owner[fields[9]]] += 1
+    return [counts[pid] for pid in pids if pid in listening]
+
+
+class ConnectionWatch:
+    """Reads, every ``interval`` seconds while its block runs, how the
+    clients' connections spread over the server's processes, and keeps the
+    reading that saw the most (all clients connected)."""
+
+    def __init__(self, pid: int, port: int, interval: float = 0.2) -> None:
+        self._pid, self._port, self._interval = pid, port, interval
+        self._done = threading.Event()
+        self.spread: list[int] = []
+
+    def _watch(self) -> None:
+        while not self._done.wait(self._interval):
+            seen = connections(server_processes(self._pid), self._port)
+            if sum(seen) > sum(self.spread):
+                self.spread = sorted(seen, reverse=True)
+
+    def __enter__(self) -> ConnectionWatch:
+        self._thread = threading.Thread(target=self._watch, daemon=True)
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._done.set()
+        self._thread.join()
+
+
+Measured = tuple[float, float, float, float, float, list[int]]
+"""Requests per second, p50 and p99 milliseconds, the server's and the
+clients' CPU milliseconds per call, and the clients' connections held by
+each server process, most first."""
 
 
 FLOOR = "bare gRPC"
@@ -238,11 +306,18 @@ def measure(
     """
     with _server(workers, server_code) as server:
         server_before = cpu_seconds(server.process.pid)
-        results, client_cpu = run_clients(server.target, calls, clients, processes)
+        port = int(server.target.rpartition(":")[2])
+        with ConnectionWatch(server.process.pid, port) as watch:
+            results, client_cpu = run_clients(
+                server.target, calls, clients, processes
+            )
         server_cpu = cpu_seconds(server.process.pid) - server_before
     made = sum(len(r[2]) for r in results) + WARM_UP * len(results)
     rate, p50, p99 = summarise(results)
-    return rate, p50, p99, 1000 * server_cpu / made, 1000 * client_cpu / made
+    return (
+        rate, p50, p99, 1000 * server_cpu / made, 1000 * client_cpu / made,
+        watch.spread,
+    )
 
 
 GOAL_RATE, GOAL_P99_MS = 1000.0, 20.0
@@ -254,13 +329,14 @@ def run(
     clients: int,
     processes: list[int],
     baseline_commit: str | None = None,
+    repeats: int = 1,
 ) -> str:
     with tempfile.TemporaryDirectory() as directory:
         codes: list[tuple[str, pathlib.Path | str | None]] = [("this", None)]
         if baseline_commit is not None:
             exported = baseline.export(baseline_commit, pathlib.Path(directory))
             codes.insert(0, (baseline_commit, exported))
-        return _run(calls, clients, processes, codes)
+        return _run(calls, clients, processes, codes, repeats)
 
 
 def _run(
@@ -268,10 +344,8 @@ def _run(
     clients: int,
     processes: list[int],
     codes: list[tuple[str, pathlib.Path | str | None]],
+    repeats: int = 1,
 ) -> str:
-    def clients_in(count: int) -> str:
-        return "1 process" if count == 0 else f"{count} processes"
-
     setups = []
     for count in [0, *processes]:
         setups += [(code, workers, count) for code in codes for workers in (1, 2)]
@@ -280,53 +354,103 @@ def _run(
     # run-order noise the other rows must be read against.
     setups.append(setups[0])
     load = os.getloadavg()[0]
-    rows = []
-    for (label, path), workers, count in setups:
-        measured = measure(workers, calls, clients, count, path)
-        rows.append((label, workers, count, measured))
-    base: dict[tuple[str, int], float] = {}
-    for label, workers, count, measured in rows:
-        if workers == 1:
-            base.setdefault((label, count), measured[0])
-    lines = [
-        "## Worker processes",
-        "",
+    # Every round runs every setup once, so a busy spell of the machine
+    # touches all setups alike rather than the repeats of one.
+    measured: list[list[Measured]] = [[] for _ in setups]
+    for _ in range(repeats):
+        for index, ((_, path), workers, count) in enumerate(setups):
+            measured[index].append(measure(workers, calls, clients, count, path))
+    rows = [
+        (label, workers, count, runs)
+        for ((label, _), workers, count), runs in zip(setups, measured)
+    ]
+    return "\n".join(
+        _header(calls, clients, processes, codes, repeats, load) + _table(rows)
+    )
+
+
+def _header(
+    calls: int,
+    clients: int,
+    processes: list[int],
+    codes: list[tuple[str, pathlib.Path | str | None]],
+    repeats: int,
+    load: float,
+) -> list[str]:
+    command = (
         f"`.venv/bin/python bench/workers.py --calls {calls} --clients "
         f"{clients} --client-processes {' '.join(map(str, processes))}"
-        + (
-            f" --baseline-commit {codes[0][0]}`" if len(codes) > 1 else "`"
-        )
-        + ": uncertainty.margin on 1,000 x 10 probabilities (80 KB requests), "
-        f"batch 10; {clients} concurrent clients, each on its own "
+        + (f" --baseline-commit {codes[0][0]}" if len(codes) > 1 else "")
+        + (f" --repeats {repeats}`" if repeats > 1 else "`")
+    )
+    repeated = (
+        f"Each setup ran {repeats} times, in {repeats} rounds over all "
+        "setups; a row gives the median and, in brackets, the lowest and "
+        "highest of its runs. "
+        if repeats > 1
+        else ""
+    )
+    return [
+        "## Worker processes",
+        "",
+        f"{command}: uncertainty.margin on 1,000 x 10 probabilities (80 KB "
+        f"requests), batch 10; {clients} concurrent clients, each on its own "
         "connection, calling in a loop, as threads of one Python process "
         "or spread over several, against `alquery serve` child processes "
         "on loopback, on this 2-core machine (the clients share the "
         f"cores). Load average when the run began: {load:.1f} (other work "
         "on the machine widens the spread between the repeated rows). "
-        "Server CPU: the server processes' user and system time (/proc) "
+        + repeated
+        + "Server CPU: the server processes' user and system time (/proc) "
         "per call; client CPU: the client processes' (with one process, "
-        "it also reads the server's log lines). Rows \"bare gRPC\": "
+        "it also reads the server's log lines). Connections: how the "
+        "kernel spread the clients' connections over the server's "
+        "processes (so_reuseport hashes each new connection; it does not "
+        "count them), in each run. Rows \"bare gRPC\": "
         "`bench/grpc_floor.py`, a gRPC server with the same handler pool "
         "that parses the request and sends a fixed answer, the floor under "
-        "alquery's cost per call. The ratio is against one "
+        "alquery's cost per call. The ratio is of medians, against one "
         "server process with the same code and clients; goal: at least "
-        f"{GOAL_RATE:,.0f} requests/s with p99 under {GOAL_P99_MS:.0f} ms.",
+        f"{GOAL_RATE:,.0f} requests/s with p99 under {GOAL_P99_MS:.0f} ms "
+        "(runs that met it, of all runs).",
         "",
         "| server code | --workers | clients in | requests/s | p50 ms | "
-        "p99 ms | server CPU ms/call | client CPU ms/call | "
+        "p99 ms | server CPU ms/call | client CPU ms/call | connections | "
         "requests/s / one server process | goal met |",
-        "|---|---|---|---|---|---|---|---|---|---|",
+        "|---|---|---|---|---|---|---|---|---|---|---|",
     ]
-    for index, (label, workers, count, measured) in enumerate(rows):
-        rate, p50, p99, server_cpu, client_cpu = measured
+
+
+def _table(rows: list[tuple[str, int, int, list[Measured]]]) -> list[str]:
+    def clients_in(count: int) -> str:
+        return "1 process" if count == 0 else f"{count} processes"
+
+    def spread(values: list[float], digits: int) -> str:
+        middle = f"{statistics.median(values):.{digits}f}"
+        if len(values) == 1:
+            return middle
+        return f"{middle} [{min(values):.{digits}f}, {max(values):.{digits}f}]"
+
+    base: dict[tuple[str, int], float] = {}
+    for label, workers, count, runs in rows:
+        if workers == 1:
+            base.setdefault((label, count), statistics.median(r[0] for r in runs))
+    lines = []
+    for index, (label, workers, count, runs) in enumerate(rows):
         again = ", again" if index == len(rows) - 1 else ""
-        met = rate >= GOAL_RATE and p99 < GOAL_P99_MS
+        rates = [r[0] for r in runs]
+        met = sum(r[0] >= GOAL_RATE and r[2] < GOAL_P99_MS for r in runs)
+        ratio = statistics.median(rates) / base[label, count]
         lines.append(
-            f"| {label} | {workers} | {clients_in(count)}{again} | {rate:.0f} "
-            f"| {p50:.2f} | {p99:.2f} | {server_cpu:.3f} | {client_cpu:.3f} "
-            f"| {rate / base[label, count]:.2f} | {'yes' if met else 'no'} |"
+            f"| {label} | {workers} | {clients_in(count)}{again} "
+            f"| {spread(rates, 0)} | {spread([r[1] for r in runs], 2)} "
+            f"| {spread([r[2] for r in runs], 2)} "
+            f"| {statistics.median(r[3] for r in runs):.3f} "
+            f"| {statistics.median(r[4] for r in runs):.3f} "
+            f"| {', '.join('/'.join(map(str, r[5])) for r in runs)} "
+            f"| {ratio:.2f} | {met}/{len(runs)} |"
         )
-    return "\n".join(lines)
+    return lines
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -341,10 +465,15 @@ def main(argv: list[str] | None = None) -> int:
         "--baseline-commit", metavar="COMMIT",
         help="also measure the server code of this commit, in the same run",
     )
+    parser.add_argument(
+        "--repeats", type=int, default=1,
+        help="run every setup this many times; rows give medians and spread",
+    )
     parser.add_argument("--results", type=pathlib.Path, default=HERE / "RESULTS.md")
     args = parser.parse_args(argv)
     text = run(
-        args.calls, args.clients, args.client_processes, args.baseline_commit
+        args.calls, args.clients, args.client_processes, args.baseline_commit,
+        args.repeats,
     )
     print(text)
     write_section(SECTION, text, args.results)

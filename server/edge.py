@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import dataclasses
 import functools
+import math
 from collections.abc import Callable, Mapping
 from typing import Any
 
@@ -425,9 +426,14 @@ def _check_passes(
             )
 
 
+_SELECTION_MODES = frozenset(query_pb2.Selection.Mode.values())
+"""The selection modes the proto defines, listed once (``values()`` builds
+a list on each call)."""
+
+
 def _resolve_selection(selection: query_pb2.Selection) -> tuple[int, float]:
     modes = query_pb2.Selection.Mode
-    if selection.mode not in modes.values():
+    if selection.mode not in _SELECTION_MODES:
         raise InvalidRequestError(
             f"selection.mode: unknown value {selection.mode}; expected one of "
             + ", ".join(
@@ -436,7 +442,7 @@ def _resolve_selection(selection: query_pb2.Selection) -> tuple[int, float]:
         )
     mode = selection.mode or query_pb2.Selection.MODE_TOP_K
     temperature = selection.temperature if selection.HasField("temperature") else 1.0
-    if not (np.isfinite(temperature) and temperature > 0):
+    if not (math.isfinite(temperature) and temperature > 0):
         raise InvalidRequestError(
             f"selection.temperature: got {temperature}; it must be a finite "
             "number above 0"

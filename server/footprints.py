@@ -27,13 +27,12 @@ from alquery.server import edge
 from alquery.server.chunks import CHUNK_BYTES as MEASURE_CHUNK_BYTES
 from alquery.server.edge import strategy_name as edge_strategy_name
 from alquery.server.models.cache import CHUNK_BYTES as RUNNER_CHUNK_BYTES
-from alquery.server.parts import CHUNKS_PER_THREAD
+from alquery.server.parts import part_count
 from alquery.server.strategies.bayesian_joint import (
     DEFAULT_CONFIGURATIONS,
     DEFAULT_TARGET_SAMPLES,
 )
 from alquery.server.strategies.diversity import CHUNK_ELEMENTS
-from alquery.server.threads import compute_threads
 from alquery.server.strategies.kcenter_cover import LEAF_SIZE
 from alquery.server.strategies.kcenter_cover import WORKERS as KCENTER_WORKERS
 from alquery.server.strategies.kcenter_stream import PROJECTED_DIMS
@@ -121,7 +120,7 @@ def _measure_chunks(s: Sizes) -> int:
     per_row = max(1, s.n_passes * s.n_classes)
     rows = max(1, min(s.n_pool, MEASURE_CHUNK_BYTES // (4 * per_row)))
     n_chunks = -(-s.n_pool // rows)
-    threads = max(1, min(compute_threads(), n_chunks // CHUNKS_PER_THREAD))
+    threads = part_count(n_chunks)
     scratch = (
         rows * s.n_classes * (4 + 2 * FLOAT)
         + rows * per_row * FLOAT

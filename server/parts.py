@@ -29,15 +29,28 @@ def row_parts(n_rows: int, chunk_rows: int) -> list[tuple[int, int]]:
     and only as many as give each at least ``CHUNKS_PER_THREAD`` chunks of
     ``chunk_rows`` rows; a single range (0, n_rows) otherwise.
     """
-    if n_rows == 0:
-        return [(0, 0)]
     n_chunks = -(-n_rows // chunk_rows)
-    threads = max(1, min(compute_threads(), n_chunks // CHUNKS_PER_THREAD))
+    threads = part_count(n_chunks)
+    if threads == 1:
+        return [(0, n_rows)]
     per_part = -(-n_chunks // threads) * chunk_rows
     return [
         (start, min(start + per_part, n_rows))
         for start in range(0, n_rows, per_part)
     ]
+
+
+def part_count(n_chunks: int) -> int:
+    """How many threads ``row_parts`` splits ``n_chunks`` chunks over.
+
+    ``n_chunks // CHUNKS_PER_THREAD``, at most
+    ``threads.compute_threads()`` and at least 1. Below two threads' worth
+    of chunks the answer is 1 whatever the thread count, so the look-up of
+    it is spared: small requests, most calls, take that path.
+    """
+    if n_chunks < 2 * CHUNKS_PER_THREAD:
+        return 1
+    return max(1, min(compute_threads(), n_chunks // CHUNKS_PER_THREAD))
 
 
 def map_parts(

@@ -39,6 +39,7 @@ import re
 import stat
 import time
 from collections.abc import Callable, Collection
+from typing import Any
 
 import numpy as np
 from numpy.typing import NDArray
@@ -169,24 +170,43 @@ def references(request: query_pb2.RankRequest) -> dict[str, query_pb2.Tensor]:
         When a tensor sets both ``data`` and ``shared_memory``.
     """
     found = {}
-    for field in STREAMABLE:
-        group, _, name = field.partition(".")
+    for group, names in _STREAMABLE_BY_GROUP.items():
+        # Most requests leave most groups unset: skip their fields at once.
+        if not request.HasField(group):
+            continue
         parent = getattr(request, group)
-        if name in ("probabilities", "logits"):
-            if parent.WhichOneof("predictions") != name:
-                continue
-        elif not parent.HasField(name):
-            continue
-        tensor = getattr(parent, name)
-        if not tensor.HasField("shared_memory"):
-            continue
-        if tensor.data:
-            raise InvalidRequestError(
-                f"{field}: sets both data and shared_memory; send the bytes "
-                "one way only"
-            )
-        found[field] = tensor
+        for name in names:
+            tensor = _reference(parent, group, name)
+            if tensor is not None:
+                found[f"{group}.{name}"] = tensor
     return found
+
+
+_STREAMABLE_BY_GROUP = {
+    group: tuple(
+        field.partition(".")[2] for field in STREAMABLE if field.startswith(f"{group}.")
+    )
+    for group in dict.fromkeys(field.partition(".")[0] for field in STREAMABLE)
+}
+"""``STREAMABLE``'s tensor names by the request field that holds them."""
+
+
+def _reference(parent: Any, group: str, name: str) -> query_pb2.Tensor | None:
+    # ``parent``'s tensor ``name`` if it references shared memory, else None.
+    if name in ("probabilities", "logits"):
+        if parent.WhichOneof("predictions") != name:
+            return None
+    elif not parent.HasField(name):
+        return None
+    tensor = getattr(parent, name)
+    if not tensor.HasField("shared_memory"):
+        return None
+    if tensor.data:
+        raise InvalidRequestError(
+            f"{group}.{name}: sets both data and shared_memory; send the "
+            "bytes one way only"
+        )
+    return tensor
 
 
 class SharedMemoryReads(Arrivals):

@@ -143,7 +143,8 @@ def check_finite(
     # array; the sums of contiguous row ranges run on the compute threads.
     # An overflowing sum of finite values falls through to the masks,
     # chunk by chunk, so a mask never grows past a chunk.
-    if np.all(np.isfinite(map_parts(total, row_parts(len(array), rows)))):
+    sums = map_parts(total, row_parts(len(array), rows))
+    if all(math.isfinite(value) for value in sums):
         return
     for start in range(0, len(array), rows):
         block = array[start : start + rows]

@@ -1,13 +1,15 @@
 """bench/workers.py: clients spread evenly, and rates over overlapping clients."""
 
+import os
 import pathlib
+import socket
 import sys
 
 import pytest
 
 sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[2] / "bench"))
 
-from workers import _split, summarise  # noqa: E402
+from workers import _split, connections, summarise  # noqa: E402
 
 
 @pytest.mark.parametrize(
@@ -26,3 +28,17 @@ def test_rate_counts_every_call_over_the_span_all_clients_cover():
     assert rate == 2.0
     assert p50 == 4.5
     assert 7.9 < p99 <= 8.0
+
+
+def test_connections_counts_the_accepted_sockets_of_a_listening_process():
+    listener = socket.create_server(("127.0.0.1", 0))
+    port = listener.getsockname()[1]
+    clients = [socket.create_connection(("127.0.0.1", port)) for _ in range(3)]
+    accepted = [listener.accept()[0] for _ in clients]
+    try:
+        assert connections([os.getpid()], port) == [3]
+        # A process that does not listen on the port is left out.
+        assert connections([os.getppid()], port) == []
+    finally:
+        for sock in [*accepted, *clients, listener]:
+            sock.close()

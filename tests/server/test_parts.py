@@ -4,7 +4,7 @@ import threading
 
 import pytest
 
-from alquery.server.parts import CHUNKS_PER_THREAD, map_parts, row_parts
+from alquery.server.parts import CHUNKS_PER_THREAD, map_parts, part_count, row_parts
 
 
 @pytest.mark.parametrize("n_rows", [0, 1, 7, 100, 1001])
@@ -43,3 +43,23 @@ def test_an_error_in_a_part_is_raised():
 
     with pytest.raises(ValueError, match="second part"):
         map_parts(work, [(0, 5), (5, 10)])
+
+
+@pytest.mark.parametrize("threads", ["1", "8"])
+def test_fewer_chunks_than_two_threads_need_make_one_part(threads, monkeypatch):
+    monkeypatch.setenv("OMP_NUM_THREADS", threads)
+    chunk_rows = 10
+    largest = (2 * CHUNKS_PER_THREAD - 1) * chunk_rows
+    assert row_parts(largest, chunk_rows) == [(0, largest)]
+    assert row_parts(0, chunk_rows) == [(0, 0)]
+    assert len(row_parts(largest + 1, chunk_rows)) == min(2, int(threads))
+
+
+@pytest.mark.parametrize("n_chunks", [0, 1, 7, 8, 12, 400])
+@pytest.mark.parametrize("threads", ["1", "3"])
+def test_part_count_is_the_number_of_parts_row_parts_makes(
+    n_chunks, threads, monkeypatch
+):
+    monkeypatch.setenv("OMP_NUM_THREADS", threads)
+    assert part_count(n_chunks) == len(row_parts(n_chunks * 10, 10))
+    assert 1 <= part_count(n_chunks) <= int(threads)
