@@ -42,7 +42,8 @@ class Scratch:
     """Buffers one scoring pass reuses for every chunk.
 
     ``wide`` has the chunk's shape in the working dtype; ``clamped`` and
-    ``terms`` too, in float64. ``first``, ``second`` and ``third`` hold one
+    ``terms`` too, in float64, and ``patterns`` in int32. ``first``,
+    ``second`` and ``third`` hold one
     value per row, ``where`` one index, ``rows`` the row numbers. Pages are
     only mapped in when written, so a buffer a kernel never touches costs no
     memory.
@@ -51,6 +52,7 @@ class Scratch:
     wide: NDArray
     clamped: NDArray[np.float64]
     terms: NDArray[np.float64]
+    patterns: NDArray[np.int32]
     first: NDArray
     second: NDArray
     third: NDArray
@@ -64,6 +66,7 @@ class Scratch:
             wide=np.empty((rows, n_classes), dtype),
             clamped=np.empty((rows, n_classes)),
             terms=np.empty((rows, n_classes)),
+            patterns=np.empty((rows, n_classes), np.int32),
             first=np.empty(rows, dtype),
             second=np.empty(rows, dtype),
             third=np.empty(rows, dtype),
@@ -121,6 +124,53 @@ def scores_by_chunk(
     # Each row's score depends on that row alone, so the split over the
     # threads never changes a score.
     map_parts(score, row_parts(len(values), rows))
+    return scores
+
+
+def scores_at(
+    probabilities: NDArray,
+    positions: NDArray[np.intp],
+    kernel: Kernel,
+    *,
+    chunk_bytes: int = CHUNK_BYTES,
+) -> NDArray[np.float64]:
+    """Return ``kernel``'s score of the rows at ``positions``, in their order.
+
+    Parameters
+    ----------
+    probabilities : ndarray of shape (n_pool, n_classes)
+        Checked probabilities, read in their own dtype.
+    positions : ndarray of shape (n,), intp
+        Pool positions of the rows to score.
+    kernel : Kernel
+        Scores one chunk; it may use any buffer of its scratch.
+    chunk_bytes : int, default=CHUNK_BYTES
+        Bytes of one gathered chunk.
+
+    Returns
+    -------
+    scores : ndarray of shape (n,), float64
+
+    Notes
+    -----
+    The rows are gathered a chunk at a time into a buffer of their own, so
+    a row's score is the one ``scores_by_chunk`` gives it. Many positions
+    are split over the threads as ``scores_by_chunk`` splits rows.
+    """
+    rows = chunk_rows(probabilities, chunk_bytes=chunk_bytes)
+    n_classes, dtype = probabilities.shape[1], probabilities.dtype
+    scores = np.empty(len(positions))
+
+    def score(start: int, stop: int) -> None:
+        scratch = Scratch.allocate(rows, n_classes, dtype)
+        block = np.empty((rows, n_classes), dtype)
+        for first in range(start, stop, rows):
+            chosen = positions[first : min(first + rows, stop)]
+            gathered = block[: len(chosen)]
+            np.take(probabilities, chosen, axis=0, out=gathered)
+            kernel(gathered, scores[first : first + len(chosen)], scratch)
+
+    map_parts(score, row_parts(len(positions), rows))
     return scores
 
 
