@@ -95,11 +95,13 @@ def size_section(size: str, args: argparse.Namespace, command: str) -> list[str]
         f"`.venv/bin/python {command}`. {rows:,} x {classes:,} float32 "
         f"probabilities, batch size {k}, best of {args.repeat} calls in one "
         "process, on this 2-core machine. Survivors: the samples scored "
-        "exactly after the screen (the whole pool when the screen gives up).",
+        "exactly after the screens (the whole pool when they give up); "
+        "pattern: the samples that pass the bit-pattern bound, before the "
+        "float32 log.",
         "",
-        "| pool | exact s | screened s | screened / exact | survivors "
-        "| same batch and scores |",
-        "|---|---|---|---|---|---|",
+        "| pool | exact s | screened s | screened / exact | pattern "
+        "| survivors | same batch and scores |",
+        "|---|---|---|---|---|---|---|",
     ]
     for name, make in POOLS.items():
         p = make(rows, classes)
@@ -110,14 +112,15 @@ def size_section(size: str, args: argparse.Namespace, command: str) -> list[str]
         screened_s, got = best_of(
             lambda: entropy_screen.entropy_top_k(p, k), args.repeat
         )
-        kept = entropy_screen._screen(p, k, entropy_screen.CHUNK_BYTES)
-        survivors = rows if kept is None else len(kept)
+        kept = entropy_screen.screen(p, k)
+        survivors = rows if kept is None else len(kept.positions)
+        pattern = "" if kept is None else f"{kept.after_pattern:,}"
         same = np.array_equal(got.ranked_indices, expected.ranked_indices) and (
             np.array_equal(got.scores, expected.scores)
         )
         lines.append(
             f"| {name} | {exact_s:.4f} | {screened_s:.4f} "
-            f"| {screened_s / exact_s:.2f} | {survivors:,} "
+            f"| {screened_s / exact_s:.2f} | {pattern} | {survivors:,} "
             f"| {'yes' if same else 'NO'} |"
         )
     return lines

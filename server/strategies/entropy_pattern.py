@@ -27,6 +27,11 @@ MAX_GAP = 1.0 - (1.0 + math.log(math.log(2.0))) / math.log(2.0)
 """max over m in [0, 1] of log2(1 + m) - m (0.0861, at m = 1 / ln 2 - 1):
 how far below log2 x the pattern's estimate can be for a normal x."""
 
+VECDOT_CLASSES = 64
+"""From this many classes on, a row's products are summed by np.vecdot:
+measured 15% faster than a product and a matrix-vector product at 1,000
+classes, and twice as slow at 10 (numpy 2.4, one core)."""
+
 
 def pattern_sum(p: NDArray, out: NDArray[np.float64], scratch: chunks.Scratch) -> None:
     """Write the float32 sum_c p_ic (b(p_ic) - b(1)) of each row into ``out``.
@@ -48,10 +53,10 @@ def pattern_sum(p: NDArray, out: NDArray[np.float64], scratch: chunks.Scratch) -
 
 
 def _row_dot(p: NDArray, q: NDArray, out: NDArray) -> None:
-    # sum_c p_ic q_ic of each row, in float32. np.vecdot (numpy 2) fuses
-    # the product and the sum; numpy 1.26 multiplies, then sums through a
-    # matrix-vector product with ones.
-    if hasattr(np, "vecdot"):
+    # sum_c p_ic q_ic of each row, in float32, overwriting q. np.vecdot
+    # (numpy 2) fuses the product and the sum, but is slow on short rows;
+    # otherwise multiply, then sum through a matrix-vector product.
+    if p.shape[1] >= VECDOT_CLASSES and hasattr(np, "vecdot"):
         np.vecdot(p, q, out=out)
         return
     q *= p

@@ -296,7 +296,7 @@ def screen(
     )
     bounds = np.negative(bounds, out=bounds)
 
-    probe = np.sort(_largest(bounds, batch_size))
+    probe = np.sort(_largest(bounds, batch_size, most))
     probe_scores = _exact(probabilities, probe, chunk_bytes)
     cut = float(probe_scores.min())
 
@@ -305,12 +305,12 @@ def screen(
     rest = np.flatnonzero(kept)
     after_pattern = len(rest) + batch_size
     if len(rest) and log_is_accurate():
-        rest = _log_screen(probabilities, rest, cut, chunk_bytes)
+        rest = _log_screen(probabilities, rest, cut, most - batch_size, chunk_bytes)
     logger.debug(
-        "entropy screen: n_pool=%d pattern_kept=%d log_kept=%d",
-        n_pool, after_pattern, len(rest) + batch_size,
+        "entropy screen: n_pool=%d pattern_kept=%d log_kept=%s",
+        n_pool, after_pattern, "many" if rest is None else len(rest) + batch_size,
     )
-    if len(rest) + batch_size > most:
+    if rest is None or len(rest) + batch_size > most:
         return None
 
     positions = np.concatenate([probe, rest])
@@ -319,19 +319,42 @@ def screen(
     return Survivors(positions[order], scores[order], after_pattern)
 
 
-def _largest(bounds: NDArray[np.float64], k: int) -> NDArray[np.intp]:
-    # Positions of k largest bounds (ties in any order). On a large pool,
-    # a cut from every SAMPLE_STRIDE-th bound first narrows the selection:
-    # at least k bounds of the pool reach the sample's k-th largest.
+def _largest(bounds: NDArray[np.float64], k: int, most: float) -> NDArray[np.intp]:
+    # Positions of k of the largest bounds. On a large pool, a cut from
+    # every SAMPLE_STRIDE-th bound first narrows the selection: at least k
+    # bounds of the pool reach the sample's k-th largest. When more than
+    # ``most`` do, the top is a crowd of near-equal bounds (selecting in it
+    # is slow) and its first k serve: any k samples give a valid cut.
     candidates = np.arange(len(bounds))
     sample = bounds[::SAMPLE_STRIDE]
     if len(sample) >= SAMPLE_STRIDE * k:
         candidates = np.flatnonzero(bounds >= _kth_largest(sample, k))
+        if len(candidates) > most:
+            return candidates[:k]
     values = bounds[candidates]
     return candidates[np.argpartition(values, len(values) - k)[len(values) - k :]]
 
 
 def _log_screen(
+    probabilities: NDArray,
+    rest: NDArray[np.intp],
+    cut: float,
+    most: float,
+    chunk_bytes: int,
+) -> NDArray[np.intp] | None:
+    # The positions of ``rest`` whose float32 entropy's bound reaches cut.
+    # None when more than ``most`` would: when ``rest`` is larger than that,
+    # every SAMPLE_STRIDE-th of it is screened first, and the screen stops
+    # there if the share it keeps would keep more than ``most``.
+    if len(rest) > most:
+        sample = rest[::SAMPLE_STRIDE]
+        share = len(_log_kept(probabilities, sample, cut, chunk_bytes)) / len(sample)
+        if share * len(rest) > most:
+            return None
+    return _log_kept(probabilities, rest, cut, chunk_bytes)
+
+
+def _log_kept(
     probabilities: NDArray, rest: NDArray[np.intp], cut: float, chunk_bytes: int
 ) -> NDArray[np.intp]:
     # The positions of ``rest`` whose float32 entropy's bound reaches cut.
