@@ -42,8 +42,7 @@ class Scratch:
     """Buffers one scoring pass reuses for every chunk.
 
     ``wide`` has the chunk's shape in the working dtype; ``clamped`` and
-    ``terms`` too, in float64, and ``patterns`` in int32. ``first``,
-    ``second`` and ``third`` hold one
+    ``terms`` too, in float64. ``first``, ``second`` and ``third`` hold one
     value per row, ``where`` one index, ``rows`` the row numbers. Pages are
     only mapped in when written, so a buffer a kernel never touches costs no
     memory.
@@ -52,7 +51,6 @@ class Scratch:
     wide: NDArray
     clamped: NDArray[np.float64]
     terms: NDArray[np.float64]
-    patterns: NDArray[np.int32]
     first: NDArray
     second: NDArray
     third: NDArray
@@ -66,7 +64,6 @@ class Scratch:
             wide=np.empty((rows, n_classes), dtype),
             clamped=np.empty((rows, n_classes)),
             terms=np.empty((rows, n_classes)),
-            patterns=np.empty((rows, n_classes), np.int32),
             first=np.empty(rows, dtype),
             second=np.empty(rows, dtype),
             third=np.empty(rows, dtype),
