@@ -29,7 +29,7 @@ how far below log2 x the pattern's estimate can be for a normal x."""
 
 
 def pattern_sum(p: NDArray, out: NDArray[np.float64], scratch: chunks.Scratch) -> None:
-    """Write the float32 sum_c p_ic (fl(b(p_ic)) - b(1)) of each row into ``out``.
+    """Write sum_c p_ic (fl(b(p_ic)) - b(1)) of each row, in float32, to ``out``.
 
     ``p`` is float32 in [0, 1]; b is the bit pattern read as an int32 and
     converted to float32 (fl) in ``scratch.wide``, where b(1) is taken off

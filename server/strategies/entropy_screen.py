@@ -53,14 +53,17 @@ MAX_SCREEN_CLASSES = 2**16
 n_classes 2^-24 and would let most of the pool through."""
 
 MAX_SURVIVOR_SHARE = 0.25
-"""When more of the pool than this survives the screen (many samples with
-close entropies, e.g. all rows equal), the whole pool is scored exactly
-instead: that is then cheaper than gathering the survivors."""
+"""When more of the pool than this survives the screens (many samples with
+close entropies, e.g. all rows equal), or the batch is larger, the whole
+pool is scored exactly instead: that is then cheaper than gathering the
+survivors."""
 
 SAMPLE_STRIDE = 16
 """When the batch is at most 1/256 of the pool, the probe's selection is
 first narrowed by the batch_size-th largest of every 16th bound, so that
-only the bounds above it go through the selection."""
+only the bounds above it go through the selection. When the pattern bound
+keeps more than ``MAX_SURVIVOR_SHARE``, every 16th of those goes through
+the float32 screen first, to tell whether the rest is worth screening."""
 
 PATTERN_CHUNK_SCALE = 2
 """The pattern pass reads chunks of twice ``chunk_bytes``: its kernel is so
