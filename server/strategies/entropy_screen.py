@@ -235,9 +235,19 @@ def entropy_top_k(
 
     Notes
     -----
-    Input that is not ``screenable``, or a pool that ``screen`` cannot
-    narrow to ``MAX_SURVIVOR_SHARE``, has every sample scored exactly.
-    Ties go to the lower pool position.
+    score_i = -sum_c p_ic ln p_ic, natural log, 0 ln 0 = 0, highest first;
+    ties go to the lower pool position. Every returned score is
+    ``uncertainty.entropy``'s, bit for bit, and so is the batch: ``screen``
+    drops only samples it proves score below the batch. Input that is not
+    ``screenable``, or a pool that ``screen`` cannot narrow to
+    ``MAX_SURVIVOR_SHARE``, has every sample scored exactly.
+
+    Cost: one light pass over every value (the pattern bound), then work in
+    the samples that pass it. Measured at 1,000,000 x 1,000 (batch 100,
+    ``bench/uncertainty_speed.py``, 2 shared cores, 2026-12-05): 0.222 s
+    and 21 MiB extra, against 0.383 s with the float32 screen alone; on
+    that pool (softmax of N(0, 3^2) logits) a few hundred samples pass the
+    pattern bound.
     """
     survivors = None
     if screenable(values, logits=logits):
@@ -282,10 +292,11 @@ def screen(
     -----
     1. Every sample gets the pattern bound U_i >= its exact score
        (``entropy_pattern``; one pass without a log).
-    2. The probe, the batch_size samples with the largest U_i, is scored
+    2. The probe, the batch_size samples with the largest U_i (any
+       batch_size of a crowd of equal bounds at the top), is scored
        exactly; the lowest of those scores, v, is reached by at least
        batch_size samples, so no sample scoring below v can be chosen,
-       not even by a tie.
+       not even by a tie. Any probe gives a valid v; a good one a high v.
     3. A sample other than the probe goes on when U_i >= v, and then when
        its float32 entropy's bound h_i (1 + c) + a >= v (``screen_bound``;
        skipped when ``log_is_accurate`` fails).
