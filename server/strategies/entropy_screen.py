@@ -346,12 +346,12 @@ def _largest(bounds: NDArray[np.float64], k: int, most: float) -> NDArray[np.int
     # bounds of the pool reach the sample's k-th largest. When more than
     # ``most`` do, the top is a crowd of near-equal bounds (selecting in it
     # is slow) and its first k serve: any k samples give a valid cut.
-    candidates = np.arange(len(bounds))
     sample = bounds[::SAMPLE_STRIDE]
-    if len(sample) >= SAMPLE_STRIDE * k:
-        candidates = np.flatnonzero(bounds >= _kth_largest(sample, k))
-        if len(candidates) > most:
-            return candidates[:k]
+    if len(sample) < SAMPLE_STRIDE * k:
+        return np.argpartition(bounds, len(bounds) - k)[len(bounds) - k :]
+    candidates = np.flatnonzero(bounds >= _kth_largest(sample, k))
+    if len(candidates) > most:
+        return candidates[:k]
     values = bounds[candidates]
     return candidates[np.argpartition(values, len(values) - k)[len(values) - k :]]
 
