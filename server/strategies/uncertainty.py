@@ -132,11 +132,11 @@ def entropy(probabilities: NDArray, *, logits: bool = False) -> NDArray[np.float
     batch. Its batch and scores are bit for bit this function's followed by
     ``selection.top_k``. Logits, passes, float64 probabilities and the
     sampling modes score every sample here. Measured with
-    ``bench/uncertainty_speed.py`` (batch 100, 2 cores): 1,000,000 x 10
-    float32 in 0.011 s (idle, 2026-12-04, with the float32 screen alone;
-    numpy's float32 one-liner 0.032 s, this function and top-k 0.036 s);
-    1,000,000 x 1,000 in 0.222 s with 21 MiB extra (shared machine,
-    2026-12-05; modAL 11.0 s, scikit-activeml 4.2 s in the same run).
+    ``bench/uncertainty_speed.py`` (batch 100, 2 shared cores,
+    2026-12-05): 1,000,000 x 10 float32 in 0.012 s (numpy's float32
+    one-liner 0.030 s; this function and top-k took 0.036 s on an idle
+    machine); 1,000,000 x 1,000 in 0.222 s with 21 MiB extra (modAL
+    11.0 s, scikit-activeml 4.2 s in the same run).
     When many samples have entropies within the bounds of the cut (all
     rows equal, near-ties), the screens give up and are paid on top of the
     full scoring: 1.3x to 1.8x its time on such pools of 1,000,000 x 10 and
