@@ -126,19 +126,21 @@ def entropy(probabilities: NDArray, *, logits: bool = False) -> NDArray[np.float
 
     A top-k request does not score every sample this way: the server takes
     ``entropy_screen.entropy_top_k``, which screens two-axis float32
-    probabilities with a float32 entropy whose error has a proven bound,
-    and scores exactly only the samples that can make the batch. Its batch
-    and scores are bit for bit this function's followed by
+    probabilities with an upper bound read from their bit patterns
+    (``entropy_pattern``, no log), then a float32 entropy, both with proven
+    error bounds, and scores exactly only the samples that can make the
+    batch. Its batch and scores are bit for bit this function's followed by
     ``selection.top_k``. Logits, passes, float64 probabilities and the
     sampling modes score every sample here. Measured with
-    ``bench/uncertainty_speed.py`` (batch 100, 2 idle cores, 2026-12-04):
-    1,000,000 x 10 float32 in 0.011 s (numpy's float32 one-liner 0.032 s,
-    this function and top-k 0.036 s before the screen); 1,000,000 x 1,000
-    in 0.38 s with 18 MiB extra (modAL 9.7 s, scikit-activeml 3.7 s).
-    When many samples have entropies within the bound of the cut (all rows
-    equal, near-ties, near-uniform predictions), the screen gives up and is
-    paid on top of the full scoring: 1.3x to 1.6x its time on such pools
-    of 1,000,000 x 10 and 100,000 x 1,000 (``bench/entropy_screen.py``).
+    ``bench/uncertainty_speed.py`` (batch 100, 2 shared cores,
+    2026-12-05): 1,000,000 x 10 float32 in 0.012 s (numpy's float32
+    one-liner 0.030 s; this function and top-k took 0.036 s on an idle
+    machine); 1,000,000 x 1,000 in 0.222 s with 21 MiB extra (modAL
+    11.0 s, scikit-activeml 4.2 s in the same run).
+    When many samples have entropies within the bounds of the cut (all
+    rows equal, near-ties), the screens give up and are paid on top of the
+    full scoring: 1.3x to 1.8x its time on such pools of 1,000,000 x 10 and
+    100,000 x 1,000 (``bench/entropy_screen.py``, 2026-12-05).
 
     References
     ----------

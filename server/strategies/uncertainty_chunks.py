@@ -124,6 +124,53 @@ def scores_by_chunk(
     return scores
 
 
+def scores_at(
+    probabilities: NDArray,
+    positions: NDArray[np.intp],
+    kernel: Kernel,
+    *,
+    chunk_bytes: int = CHUNK_BYTES,
+) -> NDArray[np.float64]:
+    """Return ``kernel``'s score of the rows at ``positions``, in their order.
+
+    Parameters
+    ----------
+    probabilities : ndarray of shape (n_pool, n_classes)
+        Checked probabilities, read in their own dtype.
+    positions : ndarray of shape (n,), intp
+        Pool positions of the rows to score.
+    kernel : Kernel
+        Scores one chunk; it may use any buffer of its scratch.
+    chunk_bytes : int, default=CHUNK_BYTES
+        Bytes of one gathered chunk.
+
+    Returns
+    -------
+    scores : ndarray of shape (n,), float64
+
+    Notes
+    -----
+    The rows are gathered a chunk at a time into a buffer of their own, so
+    a row's score is the one ``scores_by_chunk`` gives it. Many positions
+    are split over the threads as ``scores_by_chunk`` splits rows.
+    """
+    rows = chunk_rows(probabilities, chunk_bytes=chunk_bytes)
+    n_classes, dtype = probabilities.shape[1], probabilities.dtype
+    scores = np.empty(len(positions))
+
+    def score(start: int, stop: int) -> None:
+        scratch = Scratch.allocate(rows, n_classes, dtype)
+        block = np.empty((rows, n_classes), dtype)
+        for first in range(start, stop, rows):
+            chosen = positions[first : min(first + rows, stop)]
+            gathered = block[: len(chosen)]
+            np.take(probabilities, chosen, axis=0, out=gathered)
+            kernel(gathered, scores[first : first + len(chosen)], scratch)
+
+    map_parts(score, row_parts(len(positions), rows))
+    return scores
+
+
 def top_one(p: NDArray, out: NDArray[np.float64], scratch: Scratch) -> None:
     """Write max_c p_ic of each row into ``out``."""
     np.copyto(out, row_max(p, out=scratch.first[: len(p)]))

@@ -17,6 +17,7 @@ from alquery.server.strategies.entropy_screen import (
     screen_bound,
     screen_sum,
 )
+from alquery.server.strategies.entropy_pattern import pattern_sum
 from alquery.server.strategies.uncertainty_chunks import scores_by_chunk
 from alquery.v1 import query_pb2
 from conftest import tensor
@@ -79,6 +80,14 @@ def tiny_and_subnormal(n_pool, n_classes):
     return p
 
 
+def signed_zeros(n_pool, n_classes):
+    # Peaked rows with zeros and -0.0 (whose bit pattern is the sign bit).
+    p = peaked(n_pool, n_classes)
+    p[RNG.random(p.shape) < 0.3] = 0.0
+    p[RNG.random(p.shape) < 0.3] = -0.0
+    return p
+
+
 def mixed(n_pool, n_classes):
     # A few of every kind above, shuffled.
     kinds = [peaked, near_ties, uniform_rows, one_hot, tiny_and_subnormal]
@@ -87,13 +96,15 @@ def mixed(n_pool, n_classes):
 
 
 POOLS = [peaked, near_ties, uniform_rows, all_equal, one_hot,
-         tiny_and_subnormal, mixed]
+         tiny_and_subnormal, signed_zeros, mixed]
 
 
 @pytest.mark.parametrize("make", POOLS)
 @pytest.mark.parametrize("n_classes", [2, 10, 33, 300])
-@pytest.mark.parametrize("batch_size", [1, 7, 200])
+@pytest.mark.parametrize("batch_size", [1, 7, 50, 51, 200])
 def test_the_batch_is_exact_top_k(make, n_classes, batch_size):
+    # 50 is the most MAX_SURVIVOR_SHARE lets the screens try on 200
+    # samples; 51 and the whole pool are scored exactly.
     p = make(200, n_classes)
     expected = exact_top_k(p, batch_size)
     # Small chunks: many chunks, split over the threads.
@@ -138,6 +149,51 @@ def test_chunk_and_thread_boundaries_do_not_change_the_batch(chunk_bytes):
     np.testing.assert_array_equal(got.scores, expected.scores)
 
 
+def test_the_probe_need_not_hold_the_batch():
+    # [1/2 + e, 1/2 - e] has a larger pattern bound than [1/2, 1/2] but a
+    # smaller entropy: the probe takes 5 of the 20 such rows, and the 5
+    # rows of halves, the true batch, must still pass the probe's cut.
+    e = 2.0**-6
+    high = RNG.uniform(0.8, 0.99, size=300)
+    p = np.stack([high, 1 - high], axis=1).astype(np.float32)
+    p[RNG.choice(300, size=20, replace=False)] = [0.5 + e, 0.5 - e]
+    halves = [11, 60, 150, 151, 299]
+    p[halves] = 0.5
+    survivors = entropy_screen.screen(p, 5)
+    got = entropy_top_k(p, 5)
+    np.testing.assert_array_equal(got.ranked_indices, halves)
+    np.testing.assert_array_equal(got.scores, exact_top_k(p, 5).scores)
+    assert not set(halves) & set(entropy_screen._largest(
+        -scores_by_chunk(p, pattern_sum), 5, 75
+    ))
+    assert set(halves) <= set(survivors.positions)
+
+
+def test_the_float32_log_narrows_what_the_pattern_bound_keeps():
+    # Near-uniform rows: entropies spread over about 1e-3, far inside the
+    # pattern bound's 0.06 but far outside the float32 screen's bound.
+    p = softmax(RNG.normal(scale=0.1, size=(4000, 50))).astype(np.float32)
+    survivors = entropy_screen.screen(p, 10)
+    assert survivors.after_pattern > 2000
+    assert len(survivors.positions) < 100
+    expected = exact_top_k(p, 10)
+    got = entropy_top_k(p, 10)
+    np.testing.assert_array_equal(got.ranked_indices, expected.ranked_indices)
+    np.testing.assert_array_equal(got.scores, expected.scores)
+
+
+@pytest.mark.parametrize("make", [peaked, near_ties, mixed])
+def test_without_the_float32_log_the_batch_is_still_exact(make, monkeypatch):
+    # A CPU whose float32 log misses the bound: only the pattern bound
+    # screens, and more samples are scored exactly.
+    monkeypatch.setattr(entropy_screen, "log_is_accurate", lambda: False)
+    p = make(3000, 10)
+    expected = exact_top_k(p, 20)
+    got = entropy_top_k(p, 20, chunk_bytes=4 * 10 * 64)
+    np.testing.assert_array_equal(got.ranked_indices, expected.ranked_indices)
+    np.testing.assert_array_equal(got.scores, expected.scores)
+
+
 @pytest.mark.parametrize("dtype", [np.float64, np.float32])
 @pytest.mark.parametrize("shape", [(300, 12), (300, 3, 12)])
 def test_unscreened_inputs_take_the_exact_path(dtype, shape):
@@ -153,7 +209,9 @@ def test_unscreened_inputs_take_the_exact_path(dtype, shape):
 
 def test_well_separated_pools_are_confirmed_on_few_samples():
     p = peaked(20000, 50)
-    assert len(entropy_screen._screen(p, 100, 1 << 20)) < 200
+    survivors = entropy_screen.screen(p, 100)
+    assert survivors.after_pattern < 2000
+    assert len(survivors.positions) < 200
 
 
 @pytest.mark.parametrize("n_pool", [500, 5000])
@@ -161,7 +219,7 @@ def test_a_screen_that_keeps_everyone_scores_everyone(n_pool):
     # All rows equal: the screen gives up, every sample is scored, and ties
     # go by position.
     p = all_equal(n_pool, 10)
-    assert entropy_screen._screen(p, 5, 1 << 20) is None
+    assert entropy_screen.screen(p, 5) is None
     got = entropy_top_k(p, 5)
     np.testing.assert_array_equal(got.ranked_indices, [0, 1, 2, 3, 4])
 

@@ -11,6 +11,7 @@ from alquery.server.strategies import uncertainty
 from alquery.server.strategies.uncertainty_chunks import (
     entropy_sum,
     margin_gap,
+    scores_at,
     scores_by_chunk,
     top_one,
     top_ratio,
@@ -139,3 +140,18 @@ def test_scores_do_not_depend_on_how_many_threads_share_the_pool(
             given, kernel, logits=True, chunk_bytes=1 << 30
         )
         np.testing.assert_array_equal(split, expected)
+
+
+@pytest.mark.parametrize("kernel", KERNELS)
+@pytest.mark.parametrize("threads", ["1", "3"])
+@pytest.mark.parametrize("chunk_bytes", [1, 7 * 4 * 12, 1 << 30])
+def test_gathered_rows_score_as_in_the_pool(kernel, threads, chunk_bytes, monkeypatch):
+    # Positions out of order and repeated, split over the threads in
+    # chunks of 1 row, 7 rows and all: each score is its row's own.
+    monkeypatch.setenv("OMP_NUM_THREADS", threads)
+    p = pool(500, 12, np.float32)
+    positions = RNG.integers(500, size=301)
+    expected = scores_by_chunk(p, kernel)[positions]
+    got = scores_at(p, positions, kernel, chunk_bytes=chunk_bytes)
+    np.testing.assert_array_equal(got, expected)
+    assert len(scores_at(p, positions[:0], kernel)) == 0
