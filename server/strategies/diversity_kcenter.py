@@ -14,7 +14,6 @@ from alquery.server.strategies.kcenter_cover import (
     WORKERS,
     LazyCover,
     pool_shift,
-    row_norms,
     shifted,
 )
 from alquery.server.strategies.parameters import int_at_least
@@ -115,7 +114,7 @@ def _greedy(
     embeddings: NDArray,
     shift: NDArray[np.float64],
     batch_size: int,
-    labeled: NDArray[np.float64] | None,
+    labeled: NDArray | None,
     check: Callable[[], None],
     executor: ThreadPoolExecutor | None = None,
 ) -> tuple[NDArray[np.int64], NDArray[np.float64]]:
@@ -125,14 +124,15 @@ def _greedy(
     scores = np.empty(batch_size)
     start = 0
     if labeled is not None:
-        cover.add_centers(labeled)
+        cover.add_centers(shifted(labeled, shift), labeled)
     else:
         # The pool mean is the origin: the first pick is the smallest norm.
         smallest = np.flatnonzero(cover.norms == cover.norms.min())
         picks[0] = int(smallest.min())
         scores[0] = np.sqrt(cover.norms[picks[0]])
         position = int(np.flatnonzero(order == picks[0])[0])
-        cover.add_first_center(shifted(embeddings[picks[0]], shift))
+        first = embeddings[picks[0]]
+        cover.add_first_center(shifted(first, shift), first)
         cover.remove(position)
         start = 1
 
@@ -142,7 +142,8 @@ def _greedy(
         pick = int(order[position])
         picks[step] = pick
         scores[step] = np.sqrt(distance)
-        cover.add_centers(shifted(embeddings[pick : pick + 1], shift))
+        raw = embeddings[pick : pick + 1]
+        cover.add_centers(shifted(raw, shift), raw)
         cover.remove(position)
     return picks, scores
 
@@ -157,24 +158,20 @@ def kcenter_greedy_counted(
     distances it computed exactly (float64) and how many it screened (the
     plain greedy computes n_pool per pick)."""
     shift = pool_shift(embeddings)
-    labeled = None
-    magnitude = 0.0
-    if labeled_embeddings is not None:
-        labeled = shifted(labeled_embeddings, shift)
-        magnitude = float(row_norms(labeled).max(initial=0.0))
+    labeled = labeled_embeddings
     n_labeled = 0 if labeled is None else len(labeled)
     capacity = n_labeled + batch_size
     if embeddings.size < THREADED_VALUES:
         # A small pool: starting threads and setting BLAS limits would cost
         # more than they save. The picks are the same either way.
-        cover = LazyCover(embeddings, shift, capacity, magnitude, check)
+        cover = LazyCover(embeddings, shift, capacity, labeled, check)
         picks, scores = _greedy(cover, embeddings, shift, batch_size, labeled, check)
     else:
         with one_blas_thread(), ThreadPoolExecutor(
             WORKERS, thread_name_prefix="alquery-kcenter"
         ) as executor:
             cover = LazyCover(
-                embeddings, shift, capacity, magnitude, check, executor
+                embeddings, shift, capacity, labeled, check, executor
             )
             picks, scores = _greedy(
                 cover, embeddings, shift, batch_size, labeled, check, executor

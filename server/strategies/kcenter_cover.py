@@ -8,10 +8,12 @@ from concurrent.futures import Executor
 import numpy as np
 from numpy.typing import NDArray
 
+from alquery.server.strategies.kcenter_basis import principal_basis
 from alquery.server.strategies.kcenter_partition import (
     finish_partition,
     group_rows,
 )
+from alquery.server.strategies import kcenter_stream
 from alquery.server.strategies.kcenter_stream import (
     cache_rows,
     norms_and_projection,
@@ -27,6 +29,10 @@ LEAF_SIZE = 384
 WORKERS = min(4, compute_threads())
 """Threads that update groups side by side (BLAS then runs on one): this
 process's share of the cores (``threads.compute_threads``), at most 4."""
+
+RAW_SCREEN_RATIO = 4.0
+"""A float32 pool is screened as it is, without a shifted copy, when its
+largest squared norm is at most this many times that about the pool mean."""
 
 SCREEN_MAGNITUDES = (1e-20, 1e30)
 """Screening runs in float32 only when the largest squared norm lies
@@ -65,6 +71,14 @@ def paired_squared_distances(
     return out
 
 
+def _residuals(
+    norms: NDArray[np.float64], projected: NDArray[np.float64]
+) -> NDArray[np.float64]:
+    # rho = sqrt(||x||^2 - ||z||^2), the norm of what the basis leaves out.
+    left = norms - np.einsum("ij,ij->i", projected, projected)
+    return np.sqrt(np.maximum(left, 0.0))
+
+
 def row_norms(rows: NDArray[np.float64]) -> NDArray[np.float64]:
     """Return ||r||^2 of every row, float64 (one row per einsum sum)."""
     return np.einsum("ij,ij->i", rows, rows)
@@ -100,39 +114,44 @@ class LazyCover:
         embeddings: NDArray,
         shift: NDArray[np.float64],
         capacity: int,
-        labeled_magnitude: float,
+        labeled: NDArray | None,
         check: Callable[[], None],
         executor: Executor | None = None,
     ):
         self.embeddings = embeddings
         self.shift = shift
         n_pool, n_features = embeddings.shape
-        self.norms, projected = norms_and_projection(
-            embeddings, shift, executor, WORKERS
+        basis, departure = None, 0.0
+        width = kcenter_stream.PROJECTED_DIMS
+        if n_features > width:
+            basis, departure = principal_basis(embeddings, shift, width)
+        self.basis = basis
+        self.norms, projected, raw_norms = norms_and_projection(
+            embeddings, shift, basis, executor, WORKERS
         )
-        magnitude = max(labeled_magnitude, float(self.norms.max(initial=0.0)))
+        magnitude = float(self.norms.max(initial=0.0))
+        raw_magnitude = np.inf
+        if raw_norms is not None:
+            raw_magnitude = float(raw_norms.max(initial=0.0))
+        if labeled is not None:
+            moved = row_norms(shifted(labeled, shift))
+            magnitude = max(magnitude, float(moved.max(initial=0.0)))
+            raw = row_norms(np.asarray(labeled, dtype=np.float64))
+            raw_magnitude = max(raw_magnitude, float(raw.max(initial=0.0)))
         eps = float(np.finfo(np.float64).eps)
         # Each of the three terms of the expansion is off by at most about
         # n_features * eps times the largest squared norm; doubled.
         self.slack = 8.0 * (n_features + 2) * eps * magnitude
-        dtype, unit = np.float32, float(np.finfo(np.float32).eps) / 2.0
-        if not SCREEN_MAGNITUDES[0] < magnitude < SCREEN_MAGNITUDES[1]:
-            # Outside float32's range, the screening runs in float64.
-            dtype, unit = np.float64, eps / 2.0
-        # The rounding of the values to the screening type, then of the
-        # n_features-term sums (any order), of the three terms; doubled.
-        self.screen_slack = 8.0 * (n_features + 6) * unit * magnitude
         check()
-        # In partition order from here on: rows, norms and nearest distances.
+        self._choose_screen(magnitude, raw_magnitude, raw_norms, executor)
+        self._lift(projected, magnitude, departure)
+        check()
         order, starts = group_rows(projected, LEAF_SIZE, executor=executor)
         del projected
         check()
-        screen = shifted_copy(embeddings, shift, dtype, order, executor, WORKERS)
         self.partition = finish_partition(
-            screen, order, starts, self.screen_slack, executor
+            embeddings, shift, order, starts, self.slack, executor
         )
-        self.screen = screen
-        self.screen_norms = row_norms(screen)
         self.sorted_norms = self.norms[self.partition.order]
         self.nearest = np.full(n_pool, np.inf)
         n_groups = len(self.partition.starts) - 1
@@ -140,31 +159,107 @@ class LazyCover:
         self.applied = np.zeros(n_groups, dtype=np.int64)
         self.centers = np.empty((capacity, n_features))
         self.center_norms = np.empty(capacity)
-        self.screen_centers = np.empty((capacity, n_features), dtype=screen.dtype)
+        self.screen_centers = np.empty((capacity, n_features), dtype=self.screen.dtype)
         self.screen_center_norms = np.empty(capacity)
+        self.lifted_centers = None
+        if self.lifted is not None:
+            width = self.lifted.shape[1]
+            self.lifted_centers = np.empty((capacity, width), self.lifted.dtype)
         self.n_centers = 0
         self.evaluations = 0
         self.screened = 0
         self.workers = WORKERS
         self.executor = executor
 
-    def add_centers(self, centers: NDArray[np.float64]) -> None:
-        """Append (shifted, float64) centers; groups see them when needed."""
+    def _choose_screen(
+        self,
+        magnitude: float,
+        raw_magnitude: float,
+        raw_norms: NDArray | None,
+        executor: Executor | None,
+    ) -> None:
+        # The rows the screening multiplies: a float32 pool as it is, when
+        # its norms are not much larger than about the mean (they set the
+        # rounding bound), else a shifted copy, float32 when in range.
+        n_features = self.embeddings.shape[1]
+        self.raw_screen = (
+            raw_norms is not None
+            and SCREEN_MAGNITUDES[0] < raw_magnitude < SCREEN_MAGNITUDES[1]
+            and raw_magnitude <= RAW_SCREEN_RATIO * magnitude
+        )
+        unit = float(np.finfo(np.float32).eps) / 2.0
+        if self.raw_screen:
+            self.screen, self.screen_norms = self.embeddings, raw_norms
+            screen_magnitude = raw_magnitude
+        else:
+            dtype = np.float32
+            if not SCREEN_MAGNITUDES[0] < magnitude < SCREEN_MAGNITUDES[1]:
+                # Outside float32's range, the screening runs in float64.
+                dtype, unit = np.float64, float(np.finfo(np.float64).eps) / 2.0
+            self.screen = shifted_copy(
+                self.embeddings, self.shift, dtype, executor, WORKERS
+            )
+            self.screen_norms = row_norms(self.screen)
+            screen_magnitude = magnitude
+        # The rounding of the values to the screening type, then of the
+        # n_features-term sums (any order), of the three terms; doubled.
+        self.screen_slack = 8.0 * (n_features + 6) * unit * screen_magnitude
+
+    def _lift(
+        self, projected: NDArray[np.float64], magnitude: float, departure: float
+    ) -> None:
+        # The rows [z, rho] of the projection bound (``kcenter_basis``) and
+        # a bound on its rounding, ``lift_slack``; None without a basis.
+        self.lifted, self.lift_slack = None, 0.0
+        if self.basis is None:
+            return
+        n_features, width = self.basis.shape
+        dtype, unit = np.float32, float(np.finfo(np.float32).eps) / 2.0
+        if not SCREEN_MAGNITUDES[0] < magnitude < SCREEN_MAGNITUDES[1]:
+            dtype, unit = np.float64, float(np.finfo(np.float64).eps) / 2.0
+        self.lifted = np.empty((len(projected), width + 1), dtype=dtype)
+        self.lifted[:, :width] = projected
+        self.lifted[:, width] = _residuals(self.norms, projected)
+        eps = float(np.finfo(np.float64).eps)
+        # |rho^2 - R^2| for the computed rho and the true residual norm R:
+        # the norms and projections in float64, and P not quite orthonormal.
+        residual = (8.0 * np.sqrt(width) * (n_features + width) * eps) * magnitude
+        residual += 4.0 * departure * magnitude
+        self.lift_slack = (
+            8.0 * (width + 7) * unit * magnitude
+            + 8.0 * np.sqrt(residual * magnitude)
+            + 8.0 * departure * magnitude
+        )
+
+    def add_centers(self, centers: NDArray[np.float64], raw: NDArray) -> None:
+        """Append centers, shifted in float64 and ``raw`` as the client sent
+        them; groups see them when needed."""
         stop = self.n_centers + len(centers)
         self.centers[self.n_centers : stop] = centers
         self.center_norms[self.n_centers : stop] = row_norms(centers)
-        screen = centers.astype(self.screen.dtype)
+        if self.raw_screen:
+            screen = np.asarray(raw, dtype=np.float32)
+        else:
+            screen = centers.astype(self.screen.dtype)
         self.screen_centers[self.n_centers : stop] = screen
         self.screen_center_norms[self.n_centers : stop] = row_norms(
             screen.astype(np.float64)
         )
+        if self.lifted_centers is not None:
+            width = self.basis.shape[1]
+            lifted = self.lifted_centers[self.n_centers : stop]
+            projected = centers @ self.basis
+            lifted[:, :width] = projected
+            lifted[:, width] = _residuals(
+                self.center_norms[self.n_centers : stop], projected
+            )
         self.n_centers = stop
 
-    def add_first_center(self, center: NDArray[np.float64]) -> None:
-        """Make ``center`` (shifted, float64) the only center, every exact
-        distance computed at once, a cache-sized block of the pool at a
-        time."""
-        self.add_centers(center[None, :])
+    def add_first_center(self, center: NDArray[np.float64], raw: NDArray) -> None:
+        """Make ``center`` (shifted, float64; ``raw`` as sent) the only
+        center, every exact distance computed at once, a cache-sized block
+        of the pool at a time."""
+        self.add_centers(center[None, :], raw[None, :])
         center_norm = self.center_norms[:1]
         distances = np.empty(len(self.nearest))
 

@@ -1,9 +1,9 @@
 """A coarse partition of the pool into small, tight, contiguous groups.
 
 The exact k-center greedy (``kcenter_cover``) groups the rows of a random
-projection of the pool (``group_rows``), copies the pool once in group
-order, then gives each group its center and bounds (``finish_partition``),
-so that a group is skipped by one bound and screened by one BLAS call.
+projection of the pool (``group_rows``), then gives each group its center
+and bounds (``finish_partition``), so that a group is skipped by one bound
+and screened by one BLAS call.
 """
 
 from __future__ import annotations
@@ -37,7 +37,7 @@ class Partition:
     starts : ndarray of shape (n_groups + 1,), int64
         Group g is ``order[starts[g]:starts[g + 1]]``.
     centers : ndarray of shape (n_groups, n_features), float64
-        The mean of each group's rows, rounded to the dtype of the pool.
+        The mean of each group's rows, shifted by the pool mean.
     reach : ndarray of shape (n_pool,), float64
         An upper bound on the Euclidean distance of each row (in ``order``)
         to its group's center; non-increasing within a group.
@@ -177,7 +177,8 @@ def group_rows(
 
 
 def finish_partition(
-    reordered: NDArray,
+    embeddings: NDArray,
+    shift: NDArray[np.float64],
     order: NDArray[np.int64],
     starts: NDArray[np.int64],
     slack: float,
@@ -187,14 +188,15 @@ def finish_partition(
 
     Parameters
     ----------
-    reordered : ndarray of shape (n_pool, n_features), float32 or float64
-        The pool as the screening sees it, in ``order``; the rows of each
-        group are reordered in place, farthest from its center first.
+    embeddings : ndarray of shape (n_pool, n_features)
+        The pool, in pool order.
+    shift : ndarray of shape (n_features,)
+        The pool mean; centers and reaches are about the shifted rows.
     order, starts : ndarray of int64
-        The groups (``group_rows``); ``order`` is reordered in place too.
+        The groups (``group_rows``); ``order`` is reordered in place.
     slack : float
-        A bound on the absolute error of a squared distance computed in the
-        dtype of ``reordered``; the reach of each row is widened by it.
+        A bound on the absolute error of a squared distance between two
+        shifted rows computed in float64; each reach is widened by it.
     executor : concurrent.futures.Executor, optional
         Runs groups side by side.
     """
@@ -202,33 +204,34 @@ def finish_partition(
     partition = Partition(
         order=order,
         starts=starts,
-        centers=np.empty((len(starts) - 1, reordered.shape[1])),
+        centers=np.empty((len(starts) - 1, embeddings.shape[1])),
         reach=np.empty(len(order)),
     )
 
     def finish(index: int) -> None:
-        _sort_group(partition, index, reordered, slack)
+        _sort_group(partition, index, embeddings, shift, slack)
 
     list(map_(finish, range(len(starts) - 1)))
     return partition
 
 
 def _sort_group(
-    partition: Partition, index: int, reordered: NDArray, slack: float
+    partition: Partition,
+    index: int,
+    embeddings: NDArray,
+    shift: NDArray[np.float64],
+    slack: float,
 ) -> None:
-    # Set group ``index``'s center and reach, and order its rows farthest
-    # from the center first.
+    # Set group ``index``'s center (the mean of its shifted rows, float64)
+    # and reach, and order its rows farthest from the center first.
     group = slice(partition.starts[index], partition.starts[index + 1])
-    rows = reordered[group]
-    # The center is rounded to the dtype of the rows; the bounds are about
-    # that rounded center.
-    center = rows.mean(axis=0, dtype=np.float64).astype(rows.dtype)
+    members = partition.order[group]
+    rows = np.asarray(embeddings[members], dtype=np.float64) - shift
+    center = rows.mean(axis=0)
     partition.centers[index] = center
-    norms = np.einsum("ij,ij->i", rows, rows)
-    _, squared = _assign(rows, center[None, :], norms)
-    # An upper bound on the true distance of each row to the center.
-    distances = np.sqrt(squared.astype(np.float64) + slack)
+    rows -= center
+    # Differences, not the expansion: off by far less than ``slack``.
+    distances = np.sqrt(np.einsum("ij,ij->i", rows, rows) + slack)
     farthest_first = np.argsort(-distances, kind="stable")
-    rows[:] = rows[farthest_first]
-    partition.order[group] = partition.order[group][farthest_first]
+    partition.order[group] = members[farthest_first]
     partition.reach[group] = distances[farthest_first]

@@ -130,19 +130,25 @@ def _apply(
     owner: NDArray[np.int64],
     pending: slice,
 ) -> tuple[int, int]:
-    # Screen the reachable pairs in the screening dtype, then compute
-    # exactly the pairs that might set a row's new nearest distance.
+    # Bound the reachable pairs from below by the projection, screen the
+    # rest in the screening dtype, then compute exactly the pairs that
+    # might set a row's new nearest distance.
     reachable = _reachable(cover, groups, positions, owner, pending)
-    rows = np.flatnonzero(reachable.any(axis=1))
+    rows, columns, reachable = _nonempty(reachable)
+    if cover.lifted is not None and len(rows):
+        reachable &= _below_nearest(
+            cover, positions[rows], pending.start + columns
+        )
+        more_rows, more_columns, reachable = _nonempty(reachable)
+        rows, columns = rows[more_rows], columns[more_columns]
     if not len(rows):
         return 0, 0
-    columns = np.flatnonzero(reachable.any(axis=0))
-    reachable = reachable[np.ix_(rows, columns)]
     where = positions[rows]
+    samples = cover.partition.order[where]
     centers = pending.start + columns
-    approx = cover.screen[where] @ cover.screen_centers[centers].T
+    approx = cover.screen[samples] @ cover.screen_centers[centers].T
     approx *= -2.0
-    approx += cover.screen_norms[where][:, None]
+    approx += cover.screen_norms[samples][:, None]
     approx += cover.screen_center_norms[centers][None, :]
     # Pairs the bounds rule out cannot lower the row's nearest distance.
     approx[~reachable] = np.inf
@@ -154,3 +160,28 @@ def _apply(
     row_hits, center_hits = np.nonzero(approx <= ceiling[:, None])
     cover.exact(where[row_hits], centers[center_hits])
     return len(row_hits), approx.size
+
+
+def _nonempty(
+    reachable: NDArray[np.bool_],
+) -> tuple[NDArray[np.int64], NDArray[np.int64], NDArray[np.bool_]]:
+    # The rows and columns with a reachable pair, and the mask on them.
+    rows = np.flatnonzero(reachable.any(axis=1))
+    columns = np.flatnonzero(reachable.any(axis=0))
+    if len(rows) == reachable.shape[0] and len(columns) == reachable.shape[1]:
+        return rows, columns, reachable
+    return rows, columns, reachable[np.ix_(rows, columns)]
+
+
+def _below_nearest(
+    cover: LazyCover, where: NDArray[np.int64], centers: NDArray[np.int64]
+) -> NDArray[np.bool_]:
+    # Pairs whose projection bound (``kcenter_basis``), less its rounding,
+    # stays below the row's nearest distance: only they might lower it.
+    samples = cover.partition.order[where]
+    low = cover.lifted[samples] @ cover.lifted_centers[centers].T
+    low *= -2.0
+    low += cover.sorted_norms[where][:, None]
+    low += cover.center_norms[centers][None, :]
+    limit = cover.nearest[where] + (cover.lift_slack + 2.0 * cover.slack)
+    return low <= limit[:, None]
