@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Callable
 from concurrent.futures import Executor
 
@@ -170,6 +171,7 @@ class LazyCover:
         self.screened = 0
         self.workers = WORKERS
         self.executor = executor
+        self._local = threading.local()
 
     def _choose_screen(
         self,
@@ -312,25 +314,30 @@ class LazyCover:
         return int(position), float(top)
 
     def _stale_groups(self, top: float) -> NDArray[np.int64]:
-        # The stale groups whose bound reaches ``top``: one of them might
-        # hold the farthest sample.
+        # The stale groups that might hold the farthest sample: those whose
+        # bound reaches ``top``. Once some groups are up to date, the
+        # farthest distance is at least their largest bound, so every stale
+        # group that reaches it is taken now: one more round at most.
         stale = self.applied < self.n_centers
         return np.flatnonzero(stale & (self.bound >= top))
 
     def exact(self, positions: NDArray[np.int64], centers: NDArray[np.int64]) -> None:
         """Compute the exact distances of the (partition position, center)
-        pairs and keep the minima in ``nearest``; a center alone in a chunk
-        is broadcast rather than copied."""
-        n_features = self.centers.shape[1]
-        per_chunk = cache_rows(n_features)
-        block = np.empty((min(per_chunk, len(positions)), n_features))
+        pairs and keep the minima in ``nearest``. The pairs go center by
+        center, so that a center alone in a chunk is broadcast rather than
+        copied; the blocks are this thread's, reused across calls."""
+        by_center = np.argsort(centers, kind="stable")
+        positions, centers = positions[by_center], centers[by_center]
+        gathered, block = self._blocks()
+        per_chunk = len(block)
         for first in range(0, len(positions), per_chunk):
             where = positions[first : first + per_chunk]
             which = centers[first : first + per_chunk]
             rows = block[: len(where)]
-            pool_rows = self.embeddings[self.partition.order[where]]
-            np.subtract(pool_rows, self.shift, out=rows)
-            if which.min() == which.max():
+            raw = gathered[: len(where)]
+            np.take(self.embeddings, self.partition.order[where], axis=0, out=raw)
+            np.subtract(raw, self.shift, out=rows)
+            if which[0] == which[-1]:
                 paired = np.broadcast_to(self.centers[which[0]], rows.shape)
             else:
                 paired = self.centers[which]
@@ -338,3 +345,16 @@ class LazyCover:
                 rows, self.sorted_norms[where], paired, self.center_norms[which]
             )
             np.minimum.at(self.nearest, where, distances)
+
+    def _blocks(self) -> tuple[NDArray, NDArray[np.float64]]:
+        # This thread's blocks for ``exact``: pool rows as sent, and float64.
+        blocks = getattr(self._local, "blocks", None)
+        if blocks is None:
+            n_features = self.embeddings.shape[1]
+            per_chunk = cache_rows(n_features)
+            blocks = (
+                np.empty((per_chunk, n_features), dtype=self.embeddings.dtype),
+                np.empty((per_chunk, n_features)),
+            )
+            self._local.blocks = blocks
+        return blocks

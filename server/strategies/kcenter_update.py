@@ -54,6 +54,8 @@ def _batches(
 ) -> list[NDArray[np.int64]]:
     # Consecutive runs of ``groups`` of about equal rows: at most BATCH_ROWS
     # each, and one per worker at least when the round is large.
+    if len(groups) == 1:
+        return [groups]
     starts = cover.partition.starts
     sizes = starts[groups + 1] - starts[groups]
     total = int(sizes.sum())
@@ -69,6 +71,8 @@ def _batches(
 
 def _ranges(starts: NDArray[np.int64], sizes: NDArray[np.int64]) -> NDArray[np.int64]:
     # The concatenation of arange(start, start + size) for each pair.
+    if len(starts) == 1:
+        return np.arange(starts[0], starts[0] + sizes[0])
     offsets = np.cumsum(sizes) - sizes
     steps = np.arange(int(sizes.sum())) - np.repeat(offsets, sizes)
     return np.repeat(starts, sizes) + steps
@@ -170,7 +174,7 @@ def _nonempty(
     columns = np.flatnonzero(reachable.any(axis=0))
     if len(rows) == reachable.shape[0] and len(columns) == reachable.shape[1]:
         return rows, columns, reachable
-    return rows, columns, reachable[np.ix_(rows, columns)]
+    return rows, columns, reachable[rows][:, columns]
 
 
 def _below_nearest(
