@@ -1,14 +1,13 @@
 """Bringing many groups of the k-center cover up to date at once.
 
 ``LazyCover`` (``kcenter_cover``) asks for a set of stale groups to be
-updated; this module applies their pending centers a batch of groups at a
-time, so the work per round is a handful of numpy calls and one BLAS
-product per batch, however many groups the round touches.
+updated; this module applies their pending centers to a part of their rows
+at a time, so the work per round is a handful of numpy calls and a few
+BLAS products per part, however many groups the round touches.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from concurrent.futures import Executor
 from typing import TYPE_CHECKING
 
@@ -21,13 +20,14 @@ if TYPE_CHECKING:
     from alquery.server.strategies.kcenter_cover import LazyCover
 
 BATCH_ROWS = 2048
-"""Pool rows one batch updates together."""
+"""Pool rows one part of a round updates together."""
 
-SPLIT_ROWS = 256
-"""A round of at least this many rows is split over the workers."""
+SPLIT_PAIRS = 1 << 18
+"""A round that screens at least this many (row, center) pairs is split
+over the workers."""
 
 UPDATE_ELEMENTS = CHUNK_ELEMENTS // 8
-"""(row, center) pairs one batch screens at a time: about ten bytes each
+"""(row, center) pairs one part screens at a time: about ten bytes each
 (float64 thresholds, then float32 products and masks), 5 MiB in all."""
 
 
@@ -37,36 +37,51 @@ def update_groups(
     """Apply to ``groups`` every center they have not seen.
 
     Returns how many distances were computed exactly (float64) and how many
-    were screened. Batches hold disjoint rows, so they run side by side on
+    were screened. The rows are split into parts of at most BATCH_ROWS,
+    and over the workers when the round screens at least SPLIT_PAIRS
+    pairs; parts hold disjoint rows, so they run side by side on
     ``executor``.
     """
-    batches = _batches(cover, groups, executor)
-    job: Callable = lambda batch: _update_batch(cover, batch)
-    if executor is None or len(batches) == 1:
-        counts = [job(batch) for batch in batches]
+    starts = cover.partition.starts
+    sizes = starts[groups + 1] - starts[groups]
+    positions = _ranges(starts[groups], sizes)
+    owner = np.repeat(np.arange(len(groups)), sizes)
+    n_centers = cover.n_centers
+    first = int(cover.applied[groups].min())
+    parts = _parts(len(positions), n_centers - first, cover.workers, executor)
+
+    def job(rows: slice) -> tuple[int, int]:
+        # The part's groups are a run of ``groups``: owners are sorted.
+        lowest, highest = int(owner[rows.start]), int(owner[rows.stop - 1])
+        return _update_rows(
+            cover,
+            groups[lowest : highest + 1],
+            positions[rows],
+            owner[rows] - lowest,
+            slice(first, n_centers),
+        )
+
+    if executor is None or len(parts) == 1:
+        counts = [job(rows) for rows in parts]
     else:
-        counts = list(executor.map(job, batches))
+        counts = list(executor.map(job, parts))
+    cover.applied[groups] = n_centers
+    offsets = np.cumsum(sizes) - sizes
+    cover.bound[groups] = np.maximum.reduceat(cover.nearest[positions], offsets)
     return sum(count[0] for count in counts), sum(count[1] for count in counts)
 
 
-def _batches(
-    cover: LazyCover, groups: NDArray[np.int64], executor: Executor | None
-) -> list[NDArray[np.int64]]:
-    # Consecutive runs of ``groups`` of about equal rows: at most BATCH_ROWS
+def _parts(
+    n_rows: int, n_pending: int, workers: int, executor: Executor | None
+) -> list[slice]:
+    # Consecutive row ranges of about equal size: at most BATCH_ROWS rows
     # each, and one per worker at least when the round is large.
-    if len(groups) == 1:
-        return [groups]
-    starts = cover.partition.starts
-    sizes = starts[groups + 1] - starts[groups]
-    total = int(sizes.sum())
-    n_batches = -(-total // BATCH_ROWS)
-    if executor is not None and total >= SPLIT_ROWS:
-        n_batches = max(n_batches, cover.workers)
-    n_batches = max(1, min(n_batches, len(groups)))
-    before = np.cumsum(sizes) - sizes
-    label = before * n_batches // max(total, 1)
-    edges = np.flatnonzero(np.diff(label)) + 1
-    return np.split(groups, edges)
+    n_parts = -(-n_rows // BATCH_ROWS)
+    if executor is not None and n_rows * n_pending >= SPLIT_PAIRS:
+        n_parts = max(n_parts, workers)
+    n_parts = max(1, min(n_parts, n_rows))
+    bounds = np.linspace(0, n_rows, n_parts + 1).astype(np.int64)
+    return [slice(int(a), int(b)) for a, b in zip(bounds[:-1], bounds[1:])]
 
 
 def _ranges(starts: NDArray[np.int64], sizes: NDArray[np.int64]) -> NDArray[np.int64]:
@@ -78,24 +93,22 @@ def _ranges(starts: NDArray[np.int64], sizes: NDArray[np.int64]) -> NDArray[np.i
     return np.repeat(starts, sizes) + steps
 
 
-def _update_batch(cover: LazyCover, groups: NDArray[np.int64]) -> tuple[int, int]:
-    # Apply the pending centers to the rows of ``groups``, a chunk of
-    # centers at a time; then the groups are up to date.
-    starts = cover.partition.starts
-    sizes = starts[groups + 1] - starts[groups]
-    positions = _ranges(starts[groups], sizes)
-    owner = np.repeat(np.arange(len(groups)), sizes)
-    n_centers = cover.n_centers
+def _update_rows(
+    cover: LazyCover,
+    groups: NDArray[np.int64],
+    positions: NDArray[np.int64],
+    owner: NDArray[np.int64],
+    pending: slice,
+) -> tuple[int, int]:
+    # Apply the ``pending`` centers to the rows ``positions`` (of
+    # ``groups[owner]``), a chunk of centers at a time.
     per_chunk = max(1, UPDATE_ELEMENTS // len(positions))
     evaluations = screened = 0
-    for first in range(int(cover.applied[groups].min()), n_centers, per_chunk):
-        pending = slice(first, min(first + per_chunk, n_centers))
-        counts = _apply(cover, groups, positions, owner, pending)
+    for first in range(pending.start, pending.stop, per_chunk):
+        chunk = slice(first, min(first + per_chunk, pending.stop))
+        counts = _apply(cover, groups, positions, owner, chunk)
         evaluations += counts[0]
         screened += counts[1]
-    cover.applied[groups] = n_centers
-    offsets = np.cumsum(sizes) - sizes
-    cover.bound[groups] = np.maximum.reduceat(cover.nearest[positions], offsets)
     return evaluations, screened
 
 

@@ -93,7 +93,7 @@ def test_same_picks_across_chunk_and_group_boundaries(monkeypatch, seed):
     monkeypatch.setattr(kcenter_stream, "PROJECTED_DIMS", 5)
     monkeypatch.setattr(kcenter_update, "UPDATE_ELEMENTS", 16 * 24)
     monkeypatch.setattr(kcenter_update, "BATCH_ROWS", 20)
-    monkeypatch.setattr(kcenter_update, "SPLIT_ROWS", 30)
+    monkeypatch.setattr(kcenter_update, "SPLIT_PAIRS", 30)
     monkeypatch.setattr(kcenter_cover, "LEAF_SIZE", 7)
     monkeypatch.setattr(kcenter_partition, "CHUNK_ROWS", 13)
     rng = np.random.default_rng(20 + seed)
