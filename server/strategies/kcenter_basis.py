@@ -69,8 +69,9 @@ def principal_basis(
     for _ in range(2):
         # The range of sample^T sample, probed and orthonormalized.
         directions = np.linalg.qr(sample.T @ (sample @ directions))[0]
-    # The leading right singular vectors of the sample, within that range.
-    small = np.linalg.svd(sample @ directions, full_matrices=False)[2]
+    # The leading right singular vectors of the sample, within that range
+    # (completed to ``probes`` of them when the sample has fewer rows).
+    small = np.linalg.svd(sample @ directions, full_matrices=True)[2]
     basis = np.linalg.qr(directions @ small[:width].T)[0]
     gram = basis.T @ basis
     gram[np.diag_indices(width)] -= 1.0
