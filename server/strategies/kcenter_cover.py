@@ -88,26 +88,33 @@ def row_norms(rows: NDArray[np.float64]) -> NDArray[np.float64]:
 class LazyCover:
     """Nearest-center distances of the pool, brought up to date lazily.
 
-    The pool is grouped once (``group_rows``, on a seeded random projection
-    of the pool) and copied once, shifted, in group order, so that each
-    group's rows are contiguous. A group remembers how many centers it has
-    seen and the largest nearest distance among its rows, ``bound``.
-    Centers added since then are applied only when the group could hold
-    the next pick, i.e. when its (stale) bound is the largest: true nearest
-    distances never exceed stale ones, so a group whose bound is below the
-    best up-to-date distance cannot hold the farthest sample. All the
-    groups a round must update are updated together (``update_groups``).
+    The pool is projected once onto its leading principal directions
+    (``kcenter_basis``, estimated on a sample) and grouped there
+    (``group_rows``); groups are runs of a permutation of the pool, not a
+    copy. A group remembers how many centers it has seen and the largest
+    nearest distance among its rows, ``bound``. Centers added since then
+    are applied only when the group could hold the next pick, i.e. when its
+    (stale) bound is the largest: true nearest distances never exceed stale
+    ones, so a group whose bound is below the best up-to-date distance
+    cannot hold the farthest sample. All the groups a round must update are
+    updated together (``update_groups``).
 
-    Applying center c to row x of a group is skipped, by the triangle
-    inequality about the group's center m, when d(x, m) < d(c, m) -
-    d(x, its nearest center): c cannot come closer to x than its nearest
-    center. The pairs left are screened by one BLAS product per batch of
-    groups, in float32. Only pairs whose screened distance might reach the
-    row's new nearest distance (within a proven rounding bound) get the
-    exact float64 distance (``paired_squared_distances``). Every bound
-    leaves a margin for the rounding of the exact expansion (``slack``)
-    and of the screening (``screen_slack``), so a row's nearest distance is
-    always the minimum of its exact distances to all centers, to the bit.
+    Applying center c to row x is skipped when a lower bound on d(x, c)
+    proves that c cannot come closer to x than its nearest center: first
+    the triangle inequality about the group's center m, d(x, m) < d(c, m) -
+    d(x, its nearest center); then the projection bound of
+    ``kcenter_basis``, ||x||^2 + ||c||^2 - 2 (z_x.z_c + rho_x rho_c), one
+    product in PROJECTED_DIMS + 1 dimensions. The pairs left are screened
+    by one BLAS product per part of a round, in float32, on the pool as
+    the client sent it when it is float32 and not far from the origin
+    (``RAW_SCREEN_RATIO``), else on a shifted copy. Only pairs whose
+    screened distance might reach the row's new nearest distance (within a
+    proven rounding bound) get the exact float64 distance
+    (``paired_squared_distances``). Every bound leaves a margin for the
+    rounding of the exact expansion (``slack``), of the projection bound
+    (``lift_slack``) and of the screening (``screen_slack``), so a row's
+    nearest distance is always the minimum of its exact distances to all
+    centers, to the bit.
     """
 
     def __init__(
@@ -154,6 +161,9 @@ class LazyCover:
             embeddings, shift, order, starts, self.slack, executor
         )
         self.sorted_norms = self.norms[self.partition.order]
+        self.middle_norms = row_norms(self.partition.centers)
+        if self.lifted is not None:
+            self.lifted = self.lifted[self.partition.order]
         self.nearest = np.full(n_pool, np.inf)
         n_groups = len(self.partition.starts) - 1
         self.bound = np.full(n_groups, np.inf)
@@ -210,8 +220,9 @@ class LazyCover:
     def _lift(
         self, projected: NDArray[np.float64], magnitude: float, departure: float
     ) -> None:
-        # The rows [z, rho] of the projection bound (``kcenter_basis``) and
-        # a bound on its rounding, ``lift_slack``; None without a basis.
+        # The rows [z, rho] of the projection bound (``kcenter_basis``), in
+        # pool order until the groups are known, and a bound on its
+        # rounding, ``lift_slack``; None without a basis.
         self.lifted, self.lift_slack = None, 0.0
         if self.basis is None:
             return
@@ -326,10 +337,11 @@ class LazyCover:
         pairs and keep the minima in ``nearest``. The pairs go center by
         center, so that a center alone in a chunk is broadcast rather than
         copied; the blocks are this thread's, reused across calls."""
-        by_center = np.argsort(centers, kind="stable")
-        positions, centers = positions[by_center], centers[by_center]
         gathered, block = self._blocks()
         per_chunk = len(block)
+        if len(positions) > per_chunk:
+            by_center = np.argsort(centers, kind="stable")
+            positions, centers = positions[by_center], centers[by_center]
         for first in range(0, len(positions), per_chunk):
             where = positions[first : first + per_chunk]
             which = centers[first : first + per_chunk]
@@ -337,7 +349,7 @@ class LazyCover:
             raw = gathered[: len(where)]
             np.take(self.embeddings, self.partition.order[where], axis=0, out=raw)
             np.subtract(raw, self.shift, out=rows)
-            if which[0] == which[-1]:
+            if which.min() == which.max():
                 paired = np.broadcast_to(self.centers[which[0]], rows.shape)
             else:
                 paired = self.centers[which]

@@ -123,14 +123,15 @@ def _reachable(
     # the triangle inequality about the row's group center m: c can lower x
     # only if d(x, m) >= d(c, m) - d(x, its nearest center). A group's
     # rows see only the centers added since the group was last updated.
-    middles = cover.partition.centers[groups]
-    to_middle = middles @ cover.centers[pending].T
+    to_middle = cover.partition.centers[groups] @ cover.centers[pending].T
     to_middle *= -2.0
     to_middle += cover.center_norms[pending][None, :]
-    to_middle += np.einsum("ij,ij->i", middles, middles)[:, None]
+    to_middle += cover.middle_norms[groups][:, None]
     low = np.sqrt(np.maximum(to_middle - 2.0 * cover.slack, 0.0))
-    indices = np.arange(pending.start, pending.stop)
-    low[indices[None, :] < cover.applied[groups][:, None]] = np.inf
+    applied = cover.applied[groups]
+    if applied.max() > pending.start:
+        indices = np.arange(pending.start, pending.stop)
+        low[indices[None, :] < applied[:, None]] = np.inf
     nearest = cover.nearest[positions]
     # Removed rows (nearest -1) give NaN, and NaN reaches nothing.
     with np.errstate(invalid="ignore"):
@@ -152,17 +153,16 @@ def _apply(
     # might set a row's new nearest distance.
     reachable = _reachable(cover, groups, positions, owner, pending)
     rows, columns, reachable = _nonempty(reachable)
-    if cover.lifted is not None and len(rows):
-        reachable &= _below_nearest(
-            cover, positions[rows], pending.start + columns
-        )
-        more_rows, more_columns, reachable = _nonempty(reachable)
-        rows, columns = rows[more_rows], columns[more_columns]
     if not len(rows):
         return 0, 0
-    where = positions[rows]
+    where, centers = positions[rows], pending.start + columns
+    if cover.lifted is not None:
+        reachable &= _below_nearest(cover, where, centers)
+        rows, columns, reachable = _nonempty(reachable)
+        if not len(rows):
+            return 0, 0
+        where, centers = where[rows], centers[columns]
     samples = cover.partition.order[where]
-    centers = pending.start + columns
     approx = cover.screen[samples] @ cover.screen_centers[centers].T
     approx *= -2.0
     approx += cover.screen_norms[samples][:, None]
@@ -195,8 +195,7 @@ def _below_nearest(
 ) -> NDArray[np.bool_]:
     # Pairs whose projection bound (``kcenter_basis``), less its rounding,
     # stays below the row's nearest distance: only they might lower it.
-    samples = cover.partition.order[where]
-    low = cover.lifted[samples] @ cover.lifted_centers[centers].T
+    low = cover.lifted[where] @ cover.lifted_centers[centers].T
     low *= -2.0
     low += cover.sorted_norms[where][:, None]
     low += cover.center_norms[centers][None, :]
