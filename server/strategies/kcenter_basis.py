@@ -69,10 +69,11 @@ def principal_basis(
     for _ in range(2):
         # The range of sample^T sample, probed and orthonormalized.
         directions = np.linalg.qr(sample.T @ (sample @ directions))[0]
-    # The leading right singular vectors of the sample, within that range
-    # (completed to ``probes`` of them when the sample has fewer rows).
-    small = np.linalg.svd(sample @ directions, full_matrices=True)[2]
-    basis = np.linalg.qr(directions @ small[:width].T)[0]
+    # The sample's leading directions within that range: eigenvectors of
+    # a (probes, probes) matrix, largest eigenvalue first.
+    inside = sample @ directions
+    leading = np.linalg.eigh(inside.T @ inside)[1][:, ::-1]
+    basis = np.linalg.qr(directions @ leading[:, :width])[0]
     gram = basis.T @ basis
     gram[np.diag_indices(width)] -= 1.0
     eps = float(np.finfo(np.float64).eps)
