@@ -349,7 +349,7 @@ class LazyCover:
             raw = gathered[: len(where)]
             np.take(self.embeddings, self.partition.order[where], axis=0, out=raw)
             np.subtract(raw, self.shift, out=rows)
-            if which.min() == which.max():
+            if which[0] == which[-1] and (which == which[0]).all():
                 paired = np.broadcast_to(self.centers[which[0]], rows.shape)
             else:
                 paired = self.centers[which]

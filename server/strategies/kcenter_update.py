@@ -80,8 +80,10 @@ def _parts(
     if executor is not None and n_rows * n_pending >= SPLIT_PAIRS:
         n_parts = max(n_parts, workers)
     n_parts = max(1, min(n_parts, n_rows))
-    bounds = np.linspace(0, n_rows, n_parts + 1).astype(np.int64)
-    return [slice(int(a), int(b)) for a, b in zip(bounds[:-1], bounds[1:])]
+    if n_parts == 1:
+        return [slice(0, n_rows)]
+    bounds = [n_rows * part // n_parts for part in range(n_parts + 1)]
+    return [slice(a, b) for a, b in zip(bounds[:-1], bounds[1:])]
 
 
 def _ranges(starts: NDArray[np.int64], sizes: NDArray[np.int64]) -> NDArray[np.int64]:
