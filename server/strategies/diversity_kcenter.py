@@ -77,29 +77,31 @@ def kcenter_greedy(
     computes this distance from the new center to every pool sample at
     every pick: a distance is skipped or screened only where a bound,
     with margins for rounding, proves it cannot lower a sample's nearest
-    distance (see ``LazyCover``). How much is skipped depends on the data:
-    on clustered embeddings most groups are skipped once every cluster
-    holds a center; on isotropic noise in many dimensions little is, but
-    the pending centers of the groups a round updates are still screened
-    together, by one matrix product per batch of groups. Worst case
-    O((n_labeled + batch_size) * n_pool * n_features) operations, as the
-    plain greedy, plus the grouping, O(n_pool * n_features * 32) for the
-    projection and O(n_pool * 32 * 64) per level. Memory beyond the input:
-    a copy of the pool in float32 (float64 outside float32's range), its
-    32-d projection in float64 while it is grouped, the centers in float64
-    and in float32, a few vectors of n_pool and 32 MiB blocks. Up to
-    ``WORKERS`` threads (the process's share of the cores, at most 4) copy
-    and group the pool and update batches of groups side by side, while
-    BLAS is held to one thread (``one_blas_thread``); a pool of fewer than
-    ``THREADED_VALUES`` values runs on the calling thread alone.
+    distance (see ``LazyCover``): the triangle inequality about a group's
+    center, then a lower bound from the pool's 32 leading principal
+    directions plus the norm of the rest (``kcenter_basis``), then a
+    float32 screen. How much is skipped depends on the data: on clustered
+    embeddings and on learned ones (a network's hidden layer, whose spread
+    lies mostly in a few directions) about 6% of the plain greedy's
+    distances are still screened; on isotropic noise in many dimensions
+    most are. Worst case O((n_labeled + batch_size) * n_pool * n_features)
+    operations, as the plain greedy, plus O(n_pool * n_features * 32) for
+    the projection and O(n_pool * 32 * 64) per level of the grouping.
+    Memory beyond the input: a float32 pool close to the origin (largest
+    squared norm at most ``RAW_SCREEN_RATIO`` times that about the pool
+    mean) is screened as sent; any other pool gets one shifted copy,
+    float32 (float64 outside float32's range). Then the 32-d projection
+    in float64 while it is grouped, the bound's 33 values per row in
+    float32, the centers in float64 and in float32, a few vectors of
+    n_pool and 5 MiB blocks. Up to ``WORKERS`` threads (the process's
+    share of the cores, at most 4) stream and group the pool and update
+    the parts of large rounds side by side, while BLAS is held to one
+    thread (``one_blas_thread``); a pool of fewer than ``THREADED_VALUES``
+    values runs on the calling thread alone. Most rounds update one group
+    of a few hundred rows, so the greedy steps themselves run mostly on
+    one thread, and their cost is mostly numpy's per-call overhead.
 
-    Measured (bench/kcenter.py, idle 2-core machine, one run each, each
-    at its best BLAS setting): 4.4x faster than a plain float32 numpy
-    greedy on 100,000 x 768 clustered synthetic embeddings with 1,000
-    picks (2.82 s against 12.48 s), 3.4x on 70,000 x 768 learned
-    embeddings of Fashion-MNIST (an MLP's hidden layer; 42% of the
-    distances still screened), 2.9x on its 784 raw pixels, 1.2x on
-    isotropic noise.
+    Measured (bench/kcenter.py, MEASURED_PLACEHOLDER
 
     References
     ----------
