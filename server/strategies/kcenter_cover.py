@@ -158,7 +158,13 @@ class LazyCover:
         del projected
         check()
         self.partition = finish_partition(
-            embeddings, shift, order, starts, self.slack, executor
+            self.screen,
+            shift if self.raw_screen else None,
+            order,
+            starts,
+            self.screen_slack,
+            self._widen,
+            executor,
         )
         self.sorted_norms = self.norms[self.partition.order]
         self.middle_norms = row_norms(self.partition.centers)
@@ -216,6 +222,11 @@ class LazyCover:
         # The rounding of the values to the screening type, then of the
         # n_features-term sums (any order), of the three terms; doubled.
         self.screen_slack = 8.0 * (n_features + 6) * unit * screen_magnitude
+        # How far a row or group center of the screen lies from the shifted
+        # float64 one the greedy computes with (roundings of the shift and
+        # to the screening type), with room to spare.
+        largest = np.sqrt(max(screen_magnitude, magnitude))
+        self._widen = 4.0 * np.sqrt(n_features) * unit * largest
 
     def _lift(
         self, projected: NDArray[np.float64], magnitude: float, departure: float

@@ -177,26 +177,33 @@ def group_rows(
 
 
 def finish_partition(
-    embeddings: NDArray,
-    shift: NDArray[np.float64],
+    screen: NDArray,
+    offset: NDArray[np.float64] | None,
     order: NDArray[np.int64],
     starts: NDArray[np.int64],
     slack: float,
+    widen: float,
     executor: Executor | None = None,
 ) -> Partition:
     """Give each group its center and reach, its rows farthest first.
 
     Parameters
     ----------
-    embeddings : ndarray of shape (n_pool, n_features)
-        The pool, in pool order.
-    shift : ndarray of shape (n_features,)
-        The pool mean; centers and reaches are about the shifted rows.
+    screen : ndarray of shape (n_pool, n_features), float32 or float64
+        The pool as the screening reads it, in pool order.
+    offset : ndarray of shape (n_features,) or None
+        Subtracted from each group's center (in float64) to put it where
+        the greedy's centers are: the pool mean when ``screen`` is the pool
+        as sent, None when it is already shifted.
     order, starts : ndarray of int64
         The groups (``group_rows``); ``order`` is reordered in place.
     slack : float
-        A bound on the absolute error of a squared distance between two
-        shifted rows computed in float64; each reach is widened by it.
+        A bound on the absolute error of a squared distance computed in
+        the dtype of ``screen``, rounding to it included; each squared
+        reach is widened by it.
+    widen : float
+        Added to each reach: a bound on how far the rows and centers the
+        greedy computes with lie from those of ``screen`` and ``offset``.
     executor : concurrent.futures.Executor, optional
         Runs groups side by side.
     """
@@ -204,34 +211,32 @@ def finish_partition(
     partition = Partition(
         order=order,
         starts=starts,
-        centers=np.empty((len(starts) - 1, embeddings.shape[1])),
+        centers=np.empty((len(starts) - 1, screen.shape[1])),
         reach=np.empty(len(order)),
     )
 
     def finish(index: int) -> None:
-        _sort_group(partition, index, embeddings, shift, slack)
+        _sort_group(partition, index, screen, slack, widen)
 
     list(map_(finish, range(len(starts) - 1)))
+    if offset is not None:
+        partition.centers[:] -= offset
     return partition
 
 
 def _sort_group(
-    partition: Partition,
-    index: int,
-    embeddings: NDArray,
-    shift: NDArray[np.float64],
-    slack: float,
+    partition: Partition, index: int, screen: NDArray, slack: float, widen: float
 ) -> None:
-    # Set group ``index``'s center (the mean of its shifted rows, float64)
-    # and reach, and order its rows farthest from the center first.
+    # Set group ``index``'s center (the mean of its rows, rounded to their
+    # dtype) and reach, and order its rows farthest from the center first.
     group = slice(partition.starts[index], partition.starts[index + 1])
     members = partition.order[group]
-    rows = np.asarray(embeddings[members], dtype=np.float64) - shift
-    center = rows.mean(axis=0)
+    rows = screen[members]
+    center = rows.mean(axis=0, dtype=np.float64).astype(rows.dtype)
     partition.centers[index] = center
     rows -= center
-    # Differences, not the expansion: off by far less than ``slack``.
-    distances = np.sqrt(np.einsum("ij,ij->i", rows, rows) + slack)
+    squared = np.einsum("ij,ij->i", rows, rows).astype(np.float64)
+    distances = np.sqrt(squared + slack) + widen
     farthest_first = np.argsort(-distances, kind="stable")
     partition.order[group] = members[farthest_first]
     partition.reach[group] = distances[farthest_first]
