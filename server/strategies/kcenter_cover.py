@@ -9,12 +9,12 @@ from concurrent.futures import Executor
 import numpy as np
 from numpy.typing import NDArray
 
+from alquery.server.strategies import kcenter_stream
 from alquery.server.strategies.kcenter_basis import principal_basis
 from alquery.server.strategies.kcenter_partition import (
     finish_partition,
     group_rows,
 )
-from alquery.server.strategies import kcenter_stream
 from alquery.server.strategies.kcenter_stream import (
     cache_rows,
     norms_and_projection,
