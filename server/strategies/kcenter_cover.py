@@ -315,7 +315,7 @@ class LazyCover:
 
         Stale groups are updated until none could hold a farther sample,
         all the groups of a round at once (``kcenter_update``), their
-        batches side by side on ``executor``.
+        parts side by side on ``executor``.
         """
         bound = self.bound
         while True:

@@ -144,7 +144,7 @@ def group_rows(
     ----------
     x : ndarray of shape (n_pool, n_dims)
         The pool, or any view of it that keeps near rows near (the greedy
-        passes a random projection): only the grouping depends on it.
+        passes its principal projection): only the grouping depends on it.
     leaf_size : int
         Target group size; a group of identical rows may stay larger.
     seed : int, default=0
