@@ -126,7 +126,11 @@ def _greedy(
     scores = np.empty(batch_size)
     start = 0
     if labeled is not None:
-        cover.add_centers(shifted(labeled, shift), labeled)
+        if len(labeled):
+            # Every row's distance to one center at once, streamed; the rest
+            # of the labeled set lazily, as picks are.
+            cover.add_first_center(shifted(labeled[0], shift), labeled[0])
+        cover.add_centers(shifted(labeled[1:], shift), labeled[1:])
     else:
         # The pool mean is the origin: the first pick is the smallest norm.
         smallest = np.flatnonzero(cover.norms == cover.norms.min())
