@@ -101,7 +101,13 @@ def kcenter_greedy(
     of a few hundred rows, so the greedy steps themselves run mostly on
     one thread, and their cost is mostly numpy's per-call overhead.
 
-    Measured (bench/kcenter.py, MEASURED_PLACEHOLDER
+    Measured (bench/kcenter.py, shared 2-core machine under load 2 to 3,
+    one run, best BLAS setting; provisional): 1,000 picks in 1.91 s on
+    100,000 x 768 clustered synthetic embeddings and 1.98 s on 70,000 x
+    768 learned embeddings of Fashion-MNIST (an MLP's hidden layer), where
+    a plain float32 numpy greedy took 12.48 and 8.26 s on an idle machine
+    in an earlier run (6.5x and 4.2x); 17.7x faster than scikit-activeml's
+    ``CoreSet`` in the same run on the learned embeddings.
 
     References
     ----------
