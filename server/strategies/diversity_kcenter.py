@@ -101,7 +101,7 @@ def kcenter_greedy(
     of a few hundred rows, so the greedy steps themselves run mostly on
     one thread, and their cost is mostly numpy's per-call overhead.
 
-    Measured (bench/kcenter.py, shared 2-core machine under load 2 to 3,
+    Measured (bench/kcenter.py, shared 2-core machine under load about 2,
     one run, best BLAS setting; provisional): 1,000 picks in 1.91 s on
     100,000 x 768 clustered synthetic embeddings and 1.98 s on 70,000 x
     768 learned embeddings of Fashion-MNIST (an MLP's hidden layer), where
