@@ -4,8 +4,9 @@ The plain baseline is the usual numpy k-center: float32 embeddings, squared
 norms cached, one full distance row per pick (one BLAS matrix-vector
 product) and a running minimum. alquery's ``kcenter_greedy`` partitions
 the pool into small groups, updates a group only when it could hold the
-next pick, skips rows by the triangle inequality, screens in float32 with
-a rounding bound and computes exactly (float64) only what might change a
+next pick, skips pairs by the triangle inequality and by a lower bound
+from the pool's leading principal directions, screens in float32 with a
+rounding bound and computes exactly (float64) only what might change a
 nearest distance. Both start from the sample nearest the pool mean and
 run in this process under the same BLAS thread limit (threadpoolctl), once
 per value of --blas-threads (alquery holds BLAS to one thread inside its

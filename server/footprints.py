@@ -130,16 +130,19 @@ def _measure_chunks(s: Sizes) -> int:
 
 
 def _kcenter(s: Sizes, _: Mapping[str, Any]) -> int:
-    # A float32 copy of the pool in group order, its float64 projection
-    # while the rows are grouped, vectors of n_pool, and per worker thread
-    # one batch of groups screened against its pending centers: about ten
-    # bytes per (row, center) pair, and the batch's rows in float32.
+    # A float32 copy of the pool (not made for a float32 pool near the
+    # origin, counted anyway), its float64 projection while the rows are
+    # grouped, the projection bound's rows in float32 (twice while they
+    # are put in group order), vectors of n_pool, and per worker thread
+    # one part of a round screened against its pending centers: about ten
+    # bytes per (row, center) pair, and the part's rows in float32.
     rows = min(s.n_pool, KCENTER_BATCH_ROWS + LEAF_SIZE)
     pairs = min(KCENTER_PAIRS, rows * (s.n_labeled + s.batch_size))
     per_worker = 10 * pairs + rows * s.n_features * 4
     return (
         _e(s) // 2
         + (PROJECTED_DIMS + 16) * _n(s)
+        + (PROJECTED_DIMS + 1) * _n(s)
         + KCENTER_WORKERS * per_worker
     )
 

@@ -14,7 +14,6 @@ from alquery.server.strategies.kcenter_cover import (
     WORKERS,
     LazyCover,
     pool_shift,
-    row_norms,
     shifted,
 )
 from alquery.server.strategies.parameters import int_at_least
@@ -78,29 +77,37 @@ def kcenter_greedy(
     computes this distance from the new center to every pool sample at
     every pick: a distance is skipped or screened only where a bound,
     with margins for rounding, proves it cannot lower a sample's nearest
-    distance (see ``LazyCover``). How much is skipped depends on the data:
-    on clustered embeddings most groups are skipped once every cluster
-    holds a center; on isotropic noise in many dimensions little is, but
-    the pending centers of the groups a round updates are still screened
-    together, by one matrix product per batch of groups. Worst case
-    O((n_labeled + batch_size) * n_pool * n_features) operations, as the
-    plain greedy, plus the grouping, O(n_pool * n_features * 32) for the
-    projection and O(n_pool * 32 * 64) per level. Memory beyond the input:
-    a copy of the pool in float32 (float64 outside float32's range), its
-    32-d projection in float64 while it is grouped, the centers in float64
-    and in float32, a few vectors of n_pool and 32 MiB blocks. Up to
-    ``WORKERS`` threads (the process's share of the cores, at most 4) copy
-    and group the pool and update batches of groups side by side, while
-    BLAS is held to one thread (``one_blas_thread``); a pool of fewer than
-    ``THREADED_VALUES`` values runs on the calling thread alone.
+    distance (see ``LazyCover``): the triangle inequality about a group's
+    center, then a lower bound from the pool's 32 leading principal
+    directions plus the norm of the rest (``kcenter_basis``), then a
+    float32 screen. How much is skipped depends on the data: on clustered
+    embeddings and on learned ones (a network's hidden layer, whose spread
+    lies mostly in a few directions) about 6% of the plain greedy's
+    distances are still screened; on isotropic noise in many dimensions
+    most are. Worst case O((n_labeled + batch_size) * n_pool * n_features)
+    operations, as the plain greedy, plus O(n_pool * n_features * 32) for
+    the projection and O(n_pool * 32 * 64) per level of the grouping.
+    Memory beyond the input: a float32 pool close to the origin (largest
+    squared norm at most ``RAW_SCREEN_RATIO`` times that about the pool
+    mean) is screened as sent; any other pool gets one shifted copy,
+    float32 (float64 outside float32's range). Then the 32-d projection
+    in float64 while it is grouped, the bound's 33 values per row in
+    float32, the centers in float64 and in float32, a few vectors of
+    n_pool and 5 MiB blocks. Up to ``WORKERS`` threads (the process's
+    share of the cores, at most 4) stream and group the pool and update
+    the parts of large rounds side by side, while BLAS is held to one
+    thread (``one_blas_thread``); a pool of fewer than ``THREADED_VALUES``
+    values runs on the calling thread alone. Most rounds update one group
+    of a few hundred rows, so the greedy steps themselves run mostly on
+    one thread, and their cost is mostly numpy's per-call overhead.
 
-    Measured (bench/kcenter.py, idle 2-core machine, one run each, each
-    at its best BLAS setting): 4.4x faster than a plain float32 numpy
-    greedy on 100,000 x 768 clustered synthetic embeddings with 1,000
-    picks (2.82 s against 12.48 s), 3.4x on 70,000 x 768 learned
-    embeddings of Fashion-MNIST (an MLP's hidden layer; 42% of the
-    distances still screened), 2.9x on its 784 raw pixels, 1.2x on
-    isotropic noise.
+    Measured (bench/kcenter.py, shared 2-core machine under load about 2,
+    one run, best BLAS setting; provisional): 1,000 picks in 1.91 s on
+    100,000 x 768 clustered synthetic embeddings and 1.98 s on 70,000 x
+    768 learned embeddings of Fashion-MNIST (an MLP's hidden layer), where
+    a plain float32 numpy greedy took 12.48 and 8.26 s on an idle machine
+    in an earlier run (6.5x and 4.2x); 17.7x faster than scikit-activeml's
+    ``CoreSet`` in the same run on the learned embeddings.
 
     References
     ----------
@@ -115,7 +122,7 @@ def _greedy(
     embeddings: NDArray,
     shift: NDArray[np.float64],
     batch_size: int,
-    labeled: NDArray[np.float64] | None,
+    labeled: NDArray | None,
     check: Callable[[], None],
     executor: ThreadPoolExecutor | None = None,
 ) -> tuple[NDArray[np.int64], NDArray[np.float64]]:
@@ -125,14 +132,19 @@ def _greedy(
     scores = np.empty(batch_size)
     start = 0
     if labeled is not None:
-        cover.add_centers(labeled)
+        if len(labeled):
+            # Every row's distance to one center at once, streamed; the rest
+            # of the labeled set lazily, as picks are.
+            cover.add_first_center(shifted(labeled[0], shift), labeled[0])
+        cover.add_centers(shifted(labeled[1:], shift), labeled[1:])
     else:
         # The pool mean is the origin: the first pick is the smallest norm.
         smallest = np.flatnonzero(cover.norms == cover.norms.min())
         picks[0] = int(smallest.min())
         scores[0] = np.sqrt(cover.norms[picks[0]])
         position = int(np.flatnonzero(order == picks[0])[0])
-        cover.add_first_center(shifted(embeddings[picks[0]], shift))
+        first = embeddings[picks[0]]
+        cover.add_first_center(shifted(first, shift), first)
         cover.remove(position)
         start = 1
 
@@ -142,7 +154,8 @@ def _greedy(
         pick = int(order[position])
         picks[step] = pick
         scores[step] = np.sqrt(distance)
-        cover.add_centers(shifted(embeddings[pick : pick + 1], shift))
+        raw = embeddings[pick : pick + 1]
+        cover.add_centers(shifted(raw, shift), raw)
         cover.remove(position)
     return picks, scores
 
@@ -157,24 +170,20 @@ def kcenter_greedy_counted(
     distances it computed exactly (float64) and how many it screened (the
     plain greedy computes n_pool per pick)."""
     shift = pool_shift(embeddings)
-    labeled = None
-    magnitude = 0.0
-    if labeled_embeddings is not None:
-        labeled = shifted(labeled_embeddings, shift)
-        magnitude = float(row_norms(labeled).max(initial=0.0))
+    labeled = labeled_embeddings
     n_labeled = 0 if labeled is None else len(labeled)
     capacity = n_labeled + batch_size
     if embeddings.size < THREADED_VALUES:
         # A small pool: starting threads and setting BLAS limits would cost
         # more than they save. The picks are the same either way.
-        cover = LazyCover(embeddings, shift, capacity, magnitude, check)
+        cover = LazyCover(embeddings, shift, capacity, labeled, check)
         picks, scores = _greedy(cover, embeddings, shift, batch_size, labeled, check)
     else:
         with one_blas_thread(), ThreadPoolExecutor(
             WORKERS, thread_name_prefix="alquery-kcenter"
         ) as executor:
             cover = LazyCover(
-                embeddings, shift, capacity, magnitude, check, executor
+                embeddings, shift, capacity, labeled, check, executor
             )
             picks, scores = _greedy(
                 cover, embeddings, shift, batch_size, labeled, check, executor

@@ -1,9 +1,9 @@
 """A coarse partition of the pool into small, tight, contiguous groups.
 
 The exact k-center greedy (``kcenter_cover``) groups the rows of a random
-projection of the pool (``group_rows``), copies the pool once in group
-order, then gives each group its center and bounds (``finish_partition``),
-so that a group is skipped by one bound and screened by one BLAS call.
+projection of the pool (``group_rows``), then gives each group its center
+and bounds (``finish_partition``), so that a group is skipped by one bound
+and screened by one BLAS call.
 """
 
 from __future__ import annotations
@@ -37,7 +37,7 @@ class Partition:
     starts : ndarray of shape (n_groups + 1,), int64
         Group g is ``order[starts[g]:starts[g + 1]]``.
     centers : ndarray of shape (n_groups, n_features), float64
-        The mean of each group's rows, rounded to the dtype of the pool.
+        The mean of each group's rows, shifted by the pool mean.
     reach : ndarray of shape (n_pool,), float64
         An upper bound on the Euclidean distance of each row (in ``order``)
         to its group's center; non-increasing within a group.
@@ -144,7 +144,7 @@ def group_rows(
     ----------
     x : ndarray of shape (n_pool, n_dims)
         The pool, or any view of it that keeps near rows near (the greedy
-        passes a random projection): only the grouping depends on it.
+        passes its principal projection): only the grouping depends on it.
     leaf_size : int
         Target group size; a group of identical rows may stay larger.
     seed : int, default=0
@@ -177,24 +177,33 @@ def group_rows(
 
 
 def finish_partition(
-    reordered: NDArray,
+    screen: NDArray,
+    offset: NDArray[np.float64] | None,
     order: NDArray[np.int64],
     starts: NDArray[np.int64],
     slack: float,
+    widen: float,
     executor: Executor | None = None,
 ) -> Partition:
     """Give each group its center and reach, its rows farthest first.
 
     Parameters
     ----------
-    reordered : ndarray of shape (n_pool, n_features), float32 or float64
-        The pool as the screening sees it, in ``order``; the rows of each
-        group are reordered in place, farthest from its center first.
+    screen : ndarray of shape (n_pool, n_features), float32 or float64
+        The pool as the screening reads it, in pool order.
+    offset : ndarray of shape (n_features,) or None
+        Subtracted from each group's center (in float64) to put it where
+        the greedy's centers are: the pool mean when ``screen`` is the pool
+        as sent, None when it is already shifted.
     order, starts : ndarray of int64
-        The groups (``group_rows``); ``order`` is reordered in place too.
+        The groups (``group_rows``); ``order`` is reordered in place.
     slack : float
-        A bound on the absolute error of a squared distance computed in the
-        dtype of ``reordered``; the reach of each row is widened by it.
+        A bound on the absolute error of a squared distance computed in
+        the dtype of ``screen``, rounding to it included; each squared
+        reach is widened by it.
+    widen : float
+        Added to each reach: a bound on how far the rows and centers the
+        greedy computes with lie from those of ``screen`` and ``offset``.
     executor : concurrent.futures.Executor, optional
         Runs groups side by side.
     """
@@ -202,33 +211,32 @@ def finish_partition(
     partition = Partition(
         order=order,
         starts=starts,
-        centers=np.empty((len(starts) - 1, reordered.shape[1])),
+        centers=np.empty((len(starts) - 1, screen.shape[1])),
         reach=np.empty(len(order)),
     )
 
     def finish(index: int) -> None:
-        _sort_group(partition, index, reordered, slack)
+        _sort_group(partition, index, screen, slack, widen)
 
     list(map_(finish, range(len(starts) - 1)))
+    if offset is not None:
+        partition.centers[:] -= offset
     return partition
 
 
 def _sort_group(
-    partition: Partition, index: int, reordered: NDArray, slack: float
+    partition: Partition, index: int, screen: NDArray, slack: float, widen: float
 ) -> None:
-    # Set group ``index``'s center and reach, and order its rows farthest
-    # from the center first.
+    # Set group ``index``'s center (the mean of its rows, rounded to their
+    # dtype) and reach, and order its rows farthest from the center first.
     group = slice(partition.starts[index], partition.starts[index + 1])
-    rows = reordered[group]
-    # The center is rounded to the dtype of the rows; the bounds are about
-    # that rounded center.
+    members = partition.order[group]
+    rows = screen[members]
     center = rows.mean(axis=0, dtype=np.float64).astype(rows.dtype)
     partition.centers[index] = center
-    norms = np.einsum("ij,ij->i", rows, rows)
-    _, squared = _assign(rows, center[None, :], norms)
-    # An upper bound on the true distance of each row to the center.
-    distances = np.sqrt(squared.astype(np.float64) + slack)
+    rows -= center
+    squared = np.einsum("ij,ij->i", rows, rows).astype(np.float64)
+    distances = np.sqrt(squared + slack) + widen
     farthest_first = np.argsort(-distances, kind="stable")
-    rows[:] = rows[farthest_first]
-    partition.order[group] = partition.order[group][farthest_first]
+    partition.order[group] = members[farthest_first]
     partition.reach[group] = distances[farthest_first]

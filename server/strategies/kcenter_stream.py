@@ -20,9 +20,10 @@ CACHE_ELEMENTS = 1 << 16
 it stays in a core's cache."""
 
 PROJECTED_DIMS = 32
-"""The pool is grouped on a seeded random projection to this many
-dimensions (when it has more): grouping costs O(n_pool * PROJECTED_DIMS)
-per level instead of O(n_pool * n_features)."""
+"""The pool is projected onto this many leading principal directions (when
+it has more dimensions): the groups are formed there, O(n_pool *
+PROJECTED_DIMS) per level instead of O(n_pool * n_features), and the
+projection bounds distances from below (``kcenter_basis``)."""
 
 
 def cache_rows(n_features: int) -> int:
@@ -59,52 +60,51 @@ def stream(
 def norms_and_projection(
     embeddings: NDArray,
     shift: NDArray[np.float64],
+    basis: NDArray[np.float64] | None,
     executor: Executor | None,
     workers: int,
-    seed: int = 0,
-) -> tuple[NDArray[np.float64], NDArray[np.float64]]:
-    """Return the exact squared norms of the shifted pool, float64, and its
-    random projection to PROJECTED_DIMS dimensions (the shifted pool itself
-    when it has no more), in one pass.
-
-    The projection matrix is seeded Gaussian, N(0, 1 / PROJECTED_DIMS); it
-    only guides the grouping, so its rounding does not matter.
-    """
+) -> tuple[NDArray[np.float64], NDArray[np.float64], NDArray | None]:
+    """Return, in one pass over the pool, the exact squared norms of the
+    shifted pool (float64), its projection ``(x - shift) @ basis`` (float64;
+    the shifted pool itself when ``basis`` is None), and, for a float32
+    pool, the squared norms of its rows as they are, summed in float32
+    (None otherwise)."""
     n_pool, n_features = embeddings.shape
     norms = np.empty(n_pool)
-    matrix = None
-    if n_features > PROJECTED_DIMS:
-        rng = np.random.default_rng(seed)
-        matrix = rng.standard_normal((n_features, PROJECTED_DIMS))
-        matrix /= np.sqrt(PROJECTED_DIMS)
-    projected = np.empty((n_pool, min(n_features, PROJECTED_DIMS)))
+    width = n_features if basis is None else basis.shape[1]
+    projected = np.empty((n_pool, width))
+    raw_norms = None
+    if embeddings.dtype == np.float32:
+        raw_norms = np.empty(n_pool, dtype=np.float32)
 
     def job(rows: slice, block: NDArray[np.float64]) -> None:
-        np.subtract(embeddings[rows], shift, out=block)
+        raw = embeddings[rows]
+        np.subtract(raw, shift, out=block)
         norms[rows] = np.einsum("ij,ij->i", block, block)
-        projected[rows] = block if matrix is None else block @ matrix
+        projected[rows] = block if basis is None else block @ basis
+        if raw_norms is not None:
+            raw_norms[rows] = np.einsum("ij,ij->i", raw, raw)
 
     stream(n_pool, n_features, executor, workers, job)
-    return norms, projected
+    return norms, projected, raw_norms
 
 
 def shifted_copy(
     embeddings: NDArray,
     shift: NDArray[np.float64],
     dtype: type,
-    order: NDArray[np.int64],
     executor: Executor | None,
     workers: int,
 ) -> NDArray:
-    """Return ``embeddings[order] - shift`` in ``dtype``, computed in
-    float64 a block at a time. Values beyond float32 become inf (the
-    greedy then screens in float64)."""
-    copy = np.empty((len(order), embeddings.shape[1]), dtype=dtype)
+    """Return ``embeddings - shift`` in ``dtype``, computed in float64 a
+    block at a time. Values beyond float32 become inf (the greedy then
+    screens in float64)."""
+    copy = np.empty(embeddings.shape, dtype=dtype)
 
     def job(rows: slice, block: NDArray[np.float64]) -> None:
-        np.subtract(embeddings[order[rows]], shift, out=block)
+        np.subtract(embeddings[rows], shift, out=block)
         with np.errstate(over="ignore"):
             copy[rows] = block
 
-    stream(len(order), embeddings.shape[1], executor, workers, job)
+    stream(len(copy), embeddings.shape[1], executor, workers, job)
     return copy

@@ -1,14 +1,13 @@
 """Bringing many groups of the k-center cover up to date at once.
 
 ``LazyCover`` (``kcenter_cover``) asks for a set of stale groups to be
-updated; this module applies their pending centers a batch of groups at a
-time, so the work per round is a handful of numpy calls and one BLAS
-product per batch, however many groups the round touches.
+updated; this module applies their pending centers to a part of their rows
+at a time, so the work per round is a handful of numpy calls and a few
+BLAS products per part, however many groups the round touches.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from concurrent.futures import Executor
 from typing import TYPE_CHECKING
 
@@ -21,13 +20,14 @@ if TYPE_CHECKING:
     from alquery.server.strategies.kcenter_cover import LazyCover
 
 BATCH_ROWS = 2048
-"""Pool rows one batch updates together."""
+"""Pool rows one part of a round updates together."""
 
-SPLIT_ROWS = 256
-"""A round of at least this many rows is split over the workers."""
+SPLIT_PAIRS = 1 << 18
+"""A round that screens at least this many (row, center) pairs is split
+over the workers."""
 
 UPDATE_ELEMENTS = CHUNK_ELEMENTS // 8
-"""(row, center) pairs one batch screens at a time: about ten bytes each
+"""(row, center) pairs one part screens at a time: about ten bytes each
 (float64 thresholds, then float32 products and masks), 5 MiB in all."""
 
 
@@ -37,61 +37,80 @@ def update_groups(
     """Apply to ``groups`` every center they have not seen.
 
     Returns how many distances were computed exactly (float64) and how many
-    were screened. Batches hold disjoint rows, so they run side by side on
+    were screened. The rows are split into parts of at most BATCH_ROWS,
+    and over the workers when the round screens at least SPLIT_PAIRS
+    pairs; parts hold disjoint rows, so they run side by side on
     ``executor``.
     """
-    batches = _batches(cover, groups, executor)
-    job: Callable = lambda batch: _update_batch(cover, batch)
-    if executor is None or len(batches) == 1:
-        counts = [job(batch) for batch in batches]
-    else:
-        counts = list(executor.map(job, batches))
-    return sum(count[0] for count in counts), sum(count[1] for count in counts)
-
-
-def _batches(
-    cover: LazyCover, groups: NDArray[np.int64], executor: Executor | None
-) -> list[NDArray[np.int64]]:
-    # Consecutive runs of ``groups`` of about equal rows: at most BATCH_ROWS
-    # each, and one per worker at least when the round is large.
-    starts = cover.partition.starts
-    sizes = starts[groups + 1] - starts[groups]
-    total = int(sizes.sum())
-    n_batches = -(-total // BATCH_ROWS)
-    if executor is not None and total >= SPLIT_ROWS:
-        n_batches = max(n_batches, cover.workers)
-    n_batches = max(1, min(n_batches, len(groups)))
-    before = np.cumsum(sizes) - sizes
-    label = before * n_batches // max(total, 1)
-    edges = np.flatnonzero(np.diff(label)) + 1
-    return np.split(groups, edges)
-
-
-def _ranges(starts: NDArray[np.int64], sizes: NDArray[np.int64]) -> NDArray[np.int64]:
-    # The concatenation of arange(start, start + size) for each pair.
-    offsets = np.cumsum(sizes) - sizes
-    steps = np.arange(int(sizes.sum())) - np.repeat(offsets, sizes)
-    return np.repeat(starts, sizes) + steps
-
-
-def _update_batch(cover: LazyCover, groups: NDArray[np.int64]) -> tuple[int, int]:
-    # Apply the pending centers to the rows of ``groups``, a chunk of
-    # centers at a time; then the groups are up to date.
     starts = cover.partition.starts
     sizes = starts[groups + 1] - starts[groups]
     positions = _ranges(starts[groups], sizes)
     owner = np.repeat(np.arange(len(groups)), sizes)
     n_centers = cover.n_centers
-    per_chunk = max(1, UPDATE_ELEMENTS // len(positions))
-    evaluations = screened = 0
-    for first in range(int(cover.applied[groups].min()), n_centers, per_chunk):
-        pending = slice(first, min(first + per_chunk, n_centers))
-        counts = _apply(cover, groups, positions, owner, pending)
-        evaluations += counts[0]
-        screened += counts[1]
+    first = int(cover.applied[groups].min())
+    parts = _parts(len(positions), n_centers - first, cover.workers, executor)
+
+    def job(rows: slice) -> tuple[int, int]:
+        # The part's groups are a run of ``groups``: owners are sorted.
+        lowest, highest = int(owner[rows.start]), int(owner[rows.stop - 1])
+        return _update_rows(
+            cover,
+            groups[lowest : highest + 1],
+            positions[rows],
+            owner[rows] - lowest,
+            slice(first, n_centers),
+        )
+
+    if executor is None or len(parts) == 1:
+        counts = [job(rows) for rows in parts]
+    else:
+        counts = list(executor.map(job, parts))
     cover.applied[groups] = n_centers
     offsets = np.cumsum(sizes) - sizes
     cover.bound[groups] = np.maximum.reduceat(cover.nearest[positions], offsets)
+    return sum(count[0] for count in counts), sum(count[1] for count in counts)
+
+
+def _parts(
+    n_rows: int, n_pending: int, workers: int, executor: Executor | None
+) -> list[slice]:
+    # Consecutive row ranges of about equal size: at most BATCH_ROWS rows
+    # each, and one per worker at least when the round is large.
+    n_parts = -(-n_rows // BATCH_ROWS)
+    if executor is not None and n_rows * n_pending >= SPLIT_PAIRS:
+        n_parts = max(n_parts, workers)
+    n_parts = max(1, min(n_parts, n_rows))
+    if n_parts == 1:
+        return [slice(0, n_rows)]
+    bounds = [n_rows * part // n_parts for part in range(n_parts + 1)]
+    return [slice(a, b) for a, b in zip(bounds[:-1], bounds[1:])]
+
+
+def _ranges(starts: NDArray[np.int64], sizes: NDArray[np.int64]) -> NDArray[np.int64]:
+    # The concatenation of arange(start, start + size) for each pair.
+    if len(starts) == 1:
+        return np.arange(starts[0], starts[0] + sizes[0])
+    offsets = np.cumsum(sizes) - sizes
+    steps = np.arange(int(sizes.sum())) - np.repeat(offsets, sizes)
+    return np.repeat(starts, sizes) + steps
+
+
+def _update_rows(
+    cover: LazyCover,
+    groups: NDArray[np.int64],
+    positions: NDArray[np.int64],
+    owner: NDArray[np.int64],
+    pending: slice,
+) -> tuple[int, int]:
+    # Apply the ``pending`` centers to the rows ``positions`` (of
+    # ``groups[owner]``), a chunk of centers at a time.
+    per_chunk = max(1, UPDATE_ELEMENTS // len(positions))
+    evaluations = screened = 0
+    for first in range(pending.start, pending.stop, per_chunk):
+        chunk = slice(first, min(first + per_chunk, pending.stop))
+        counts = _apply(cover, groups, positions, owner, chunk)
+        evaluations += counts[0]
+        screened += counts[1]
     return evaluations, screened
 
 
@@ -106,14 +125,15 @@ def _reachable(
     # the triangle inequality about the row's group center m: c can lower x
     # only if d(x, m) >= d(c, m) - d(x, its nearest center). A group's
     # rows see only the centers added since the group was last updated.
-    middles = cover.partition.centers[groups]
-    to_middle = middles @ cover.centers[pending].T
+    to_middle = cover.partition.centers[groups] @ cover.centers[pending].T
     to_middle *= -2.0
     to_middle += cover.center_norms[pending][None, :]
-    to_middle += np.einsum("ij,ij->i", middles, middles)[:, None]
+    to_middle += cover.middle_norms[groups][:, None]
     low = np.sqrt(np.maximum(to_middle - 2.0 * cover.slack, 0.0))
-    indices = np.arange(pending.start, pending.stop)
-    low[indices[None, :] < cover.applied[groups][:, None]] = np.inf
+    applied = cover.applied[groups]
+    if applied.max() > pending.start:
+        indices = np.arange(pending.start, pending.stop)
+        low[indices[None, :] < applied[:, None]] = np.inf
     nearest = cover.nearest[positions]
     # Removed rows (nearest -1) give NaN, and NaN reaches nothing.
     with np.errstate(invalid="ignore"):
@@ -130,19 +150,24 @@ def _apply(
     owner: NDArray[np.int64],
     pending: slice,
 ) -> tuple[int, int]:
-    # Screen the reachable pairs in the screening dtype, then compute
-    # exactly the pairs that might set a row's new nearest distance.
+    # Bound the reachable pairs from below by the projection, screen the
+    # rest in the screening dtype, then compute exactly the pairs that
+    # might set a row's new nearest distance.
     reachable = _reachable(cover, groups, positions, owner, pending)
-    rows = np.flatnonzero(reachable.any(axis=1))
+    rows, columns, reachable = _nonempty(reachable)
     if not len(rows):
         return 0, 0
-    columns = np.flatnonzero(reachable.any(axis=0))
-    reachable = reachable[np.ix_(rows, columns)]
-    where = positions[rows]
-    centers = pending.start + columns
-    approx = cover.screen[where] @ cover.screen_centers[centers].T
+    where, centers = positions[rows], pending.start + columns
+    if cover.lifted is not None:
+        reachable &= _below_nearest(cover, where, centers)
+        rows, columns, reachable = _nonempty(reachable)
+        if not len(rows):
+            return 0, 0
+        where, centers = where[rows], centers[columns]
+    samples = cover.partition.order[where]
+    approx = cover.screen[samples] @ cover.screen_centers[centers].T
     approx *= -2.0
-    approx += cover.screen_norms[where][:, None]
+    approx += cover.screen_norms[samples][:, None]
     approx += cover.screen_center_norms[centers][None, :]
     # Pairs the bounds rule out cannot lower the row's nearest distance.
     approx[~reachable] = np.inf
@@ -154,3 +179,27 @@ def _apply(
     row_hits, center_hits = np.nonzero(approx <= ceiling[:, None])
     cover.exact(where[row_hits], centers[center_hits])
     return len(row_hits), approx.size
+
+
+def _nonempty(
+    reachable: NDArray[np.bool_],
+) -> tuple[NDArray[np.int64], NDArray[np.int64], NDArray[np.bool_]]:
+    # The rows and columns with a reachable pair, and the mask on them.
+    rows = np.flatnonzero(reachable.any(axis=1))
+    columns = np.flatnonzero(reachable.any(axis=0))
+    if len(rows) == reachable.shape[0] and len(columns) == reachable.shape[1]:
+        return rows, columns, reachable
+    return rows, columns, reachable[rows][:, columns]
+
+
+def _below_nearest(
+    cover: LazyCover, where: NDArray[np.int64], centers: NDArray[np.int64]
+) -> NDArray[np.bool_]:
+    # Pairs whose projection bound (``kcenter_basis``), less its rounding,
+    # stays below the row's nearest distance: only they might lower it.
+    low = cover.lifted[where] @ cover.lifted_centers[centers].T
+    low *= -2.0
+    low += cover.sorted_norms[where][:, None]
+    low += cover.center_norms[centers][None, :]
+    limit = cover.nearest[where] + (cover.lift_slack + 2.0 * cover.slack)
+    return low <= limit[:, None]

@@ -93,7 +93,7 @@ def test_same_picks_across_chunk_and_group_boundaries(monkeypatch, seed):
     monkeypatch.setattr(kcenter_stream, "PROJECTED_DIMS", 5)
     monkeypatch.setattr(kcenter_update, "UPDATE_ELEMENTS", 16 * 24)
     monkeypatch.setattr(kcenter_update, "BATCH_ROWS", 20)
-    monkeypatch.setattr(kcenter_update, "SPLIT_ROWS", 30)
+    monkeypatch.setattr(kcenter_update, "SPLIT_PAIRS", 30)
     monkeypatch.setattr(kcenter_cover, "LEAF_SIZE", 7)
     monkeypatch.setattr(kcenter_partition, "CHUNK_ROWS", 13)
     rng = np.random.default_rng(20 + seed)
@@ -180,3 +180,47 @@ def test_projection_to_the_full_width_is_the_exact_greedy():
     projected = kcenter_projected(pool, 40, labeled, 8, np.random.default_rng(0))
     exact = kcenter_greedy(pool, 40, labeled)
     assert projected.ranked_indices.tolist() == exact.ranked_indices.tolist()
+
+
+@pytest.mark.parametrize("n_pool", [1, 2, 5, 40])
+def test_same_picks_on_tiny_pools_in_many_dimensions(n_pool):
+    # Fewer rows than the principal basis has columns.
+    rng = np.random.default_rng(60 + n_pool)
+    pool = rng.normal(size=(n_pool, 64)).astype(np.float32)
+    assert_same_ranking(pool, n_pool)
+    assert_same_ranking(pool, n_pool, rng.normal(size=(3, 64)))
+
+
+def hidden_layer(rng, n_pool, n_features=96):
+    # Non-negative, sparse rows of low intrinsic dimension, as a network's
+    # hidden layer gives.
+    weights = rng.normal(size=(20, n_features))
+    return np.maximum(clustered(rng, n_pool, 20) @ weights, 0.0).astype(np.float32)
+
+
+@pytest.mark.parametrize(
+    ("offset", "dtype", "as_sent"),
+    [(0.0, np.float32, True), (1e3, np.float32, False), (0.0, np.float64, False)],
+)
+def test_a_float32_pool_near_the_origin_is_screened_as_sent(offset, dtype, as_sent):
+    # Far from the origin, the rows as sent would widen the rounding bound
+    # of the screening: a shifted copy is screened instead. Same picks.
+    rng = np.random.default_rng(61)
+    pool = (hidden_layer(rng, 1_500) + np.float32(offset)).astype(dtype)
+    shift = kcenter_cover.pool_shift(pool)
+    cover = kcenter_cover.LazyCover(pool, shift, 10, None, lambda: None)
+    assert cover.raw_screen is as_sent
+    assert (cover.screen is pool) is as_sent
+    assert_same_ranking(pool, 120)
+    assert_same_ranking(pool[50:], 120, pool[:50] + 0.25)
+
+
+def test_the_projection_bound_leaves_fewer_pairs_to_screen(monkeypatch):
+    rng = np.random.default_rng(62)
+    pool = hidden_layer(rng, 3_000, n_features=128)
+    with_bound = kcenter_greedy_counted(pool, 200)
+    monkeypatch.setattr(kcenter_stream, "PROJECTED_DIMS", 128)
+    without = kcenter_greedy_counted(pool, 200)
+    assert with_bound[0].ranked_indices.tolist() == without[0].ranked_indices.tolist()
+    assert with_bound[0].scores.tolist() == without[0].scores.tolist()
+    assert with_bound[2] < 0.5 * without[2]

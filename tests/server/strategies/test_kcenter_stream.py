@@ -36,27 +36,29 @@ def pool_and_shift():
 
 def test_norms_are_the_exact_norms_of_the_shifted_pool(executor):
     pool, shift = pool_and_shift()
-    norms, projected = norms_and_projection(pool, shift, executor, 2)
+    basis = np.linalg.qr(np.random.default_rng(2).normal(size=(40, 6)))[0]
+    norms, projected, raw = norms_and_projection(pool, shift, basis, executor, 2)
     assert norms.tolist() == row_norms(shifted(pool, shift)).tolist()
-    assert projected.shape == (101, kcenter_stream.PROJECTED_DIMS)
+    np.testing.assert_allclose(
+        projected, shifted(pool, shift) @ basis, rtol=1e-12, atol=1e-12
+    )
+    assert raw.dtype == np.float32
+    np.testing.assert_allclose(raw, row_norms(pool.astype(np.float64)), rtol=1e-5)
 
 
-def test_projection_is_seeded_and_keeps_few_dimensions_as_they_are(
-    executor, monkeypatch
-):
+def test_without_a_basis_the_projection_is_the_shifted_pool(executor):
     pool, shift = pool_and_shift()
-    first = norms_and_projection(pool, shift, executor, 2)[1]
-    again = norms_and_projection(pool, shift, None, 1)[1]
-    np.testing.assert_allclose(first, again, rtol=1e-12)
-    monkeypatch.setattr(kcenter_stream, "PROJECTED_DIMS", 40)
-    same = norms_and_projection(pool, shift, executor, 2)[1]
-    assert same.tolist() == shifted(pool, shift).tolist()
+    _, projected, raw = norms_and_projection(
+        pool.astype(np.float64), shift, None, executor, 2
+    )
+    assert projected.tolist() == shifted(pool, shift).tolist()
+    # Only a float32 pool is screened as it is.
+    assert raw is None
 
 
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
-def test_shifted_copy_is_the_pool_in_order_less_the_shift(executor, dtype):
+def test_shifted_copy_is_the_pool_less_the_shift(executor, dtype):
     pool, shift = pool_and_shift()
-    order = np.random.default_rng(1).permutation(len(pool))
-    copy = shifted_copy(pool, shift, dtype, order, executor, 2)
+    copy = shifted_copy(pool, shift, dtype, executor, 2)
     assert copy.dtype == dtype
-    assert copy.tolist() == shifted(pool[order], shift).astype(dtype).tolist()
+    assert copy.tolist() == shifted(pool, shift).astype(dtype).tolist()
