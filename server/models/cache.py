@@ -26,9 +26,13 @@ logger = logging.getLogger("alquery.server.models.cache")
 MIB = 1 << 20
 DEFAULT_CHUNK_ROWS = 4096
 """Rows per run when the memory of a row cannot be estimated."""
-CHUNK_BYTES = 64 * MIB
+CHUNK_BYTES = 8 * MIB
 """Rows per run of a model with a dynamic batch axis are chosen so that the
-tensors of one chunk take about this much memory."""
+tensors of one chunk take about this much memory. Small enough that a
+chunk's tensors stay in the processor's cache between the finite check and
+the run, and between layers: for a 768 -> 256 -> 10 network on 100,000 x
+768 float32 rows, 8 MiB chunks took 0.21 s where 64 MiB took 0.24 s (with
+the check; 0.20 against 0.23 s without), on this 2-core machine."""
 MAX_CHUNK_ROWS = 65536
 _SHA256 = re.compile(r"[0-9a-fA-F]{64}")
 
