@@ -297,7 +297,9 @@ class Handed:
         for field, ref in self._refs.items():
             where = f"{field}.shared_memory"
             if ref.name:
-                raise InvalidRequestError(f"{where}: sets both name and socket; set one")
+                raise InvalidRequestError(
+                    f"{where}: sets both name and socket; set one"
+                )
             if not supported():
                 raise SharedMemoryDisabledError(
                     f"{where}.socket: this server cannot receive memory files "
@@ -341,6 +343,12 @@ class Handed:
         return self._files[ref.socket].map(
             ref.offset, self._sizes[field], f"{field}.shared_memory"
         )
+
+    def descriptor(self, field: str) -> tuple[int, int]:
+        """A new descriptor of ``field``'s memory file (the caller closes
+        it) and the offset of its bytes there."""
+        ref = self._refs[field]
+        return os.dup(self._files[ref.socket].fd), ref.offset
 
     def close(self) -> None:
         """Close every descriptor received."""

@@ -36,6 +36,7 @@ import logging
 import os
 import stat
 import time
+import weakref
 from collections.abc import Callable, Collection
 from typing import Any
 
@@ -257,7 +258,9 @@ class SharedMemoryReads(Arrivals):
         self.request = request
         self._directory = directory
         self._files: dict[str, tuple[query_pb2.SharedMemoryRef, int]] = {}
-        self._mapped: dict[str, NDArray[np.uint8]] = {}
+        # Sealed memory files to copy from: field -> (descriptor, offset).
+        self._sealed: dict[str, tuple[int, int]] = {}
+        self._close_sealed = weakref.finalize(self, _close_all, self._sealed)
         sizes = {}
         for field, tensor in tensors.items():
             sizes[field] = tensor_bytes(tensor, field)
@@ -276,11 +279,13 @@ class SharedMemoryReads(Arrivals):
                 elif field in in_place or handed.frozen(field):
                     slots[field] = Slot.holding(field, handed.map(field))
                 else:
-                    self._mapped[field] = handed.map(field)
+                    # Read, not mapped: a mapping read through would count
+                    # the client's pages in this process's memory too.
+                    self._sealed[field] = handed.descriptor(field)
                     slots[field] = Slot(field, nbytes)
         except BaseException:
-            # Let the mappings go now, not when a traceback is collected.
-            self._mapped.clear()
+            # Let go of the files now, not when a traceback is collected.
+            self._close_sealed()
             slots = {}
             raise
         finally:
@@ -306,9 +311,13 @@ class SharedMemoryReads(Arrivals):
         start = time.perf_counter()
         try:
             for field, (ref, _) in self._files.items():
-                self._read_file(field, ref, self._slots[field], after_chunk)
-            for field, mapped in self._mapped.items():
-                self._copy(self._slots[field], mapped, after_chunk)
+                fd = shared_files.open_checked(ref, field, self._directory)
+                try:
+                    self._read_fd(field, fd, ref.offset, after_chunk, ref.name)
+                finally:
+                    os.close(fd)
+            for field, (fd, offset) in self._sealed.items():
+                self._read_fd(field, fd, offset, after_chunk)
             payloads = {field: slot.finish() for field, slot in self._slots.items()}
         except BaseException:
             self._fail()
@@ -317,7 +326,7 @@ class SharedMemoryReads(Arrivals):
                 slot.buffer = np.empty(0, dtype=np.uint8)
             raise
         finally:
-            self._mapped.clear()
+            self._close_sealed()
         logger.debug(
             "shared memory read tensors=%d bytes=%d seconds=%.3f",
             len(payloads), sum(len(p) for p in payloads.values()),
@@ -325,47 +334,39 @@ class SharedMemoryReads(Arrivals):
         )
         return payloads
 
-    def _copy(
+    def _read_fd(
         self,
-        slot: Slot,
-        mapped: NDArray[np.uint8],
+        field: str,
+        fd: int,
+        offset: int,
         after_chunk: Callable[[], None] | None,
+        name: str | None = None,
     ) -> None:
-        # A sealed memory file cannot shrink: reading its mapping is safe.
-        while slot.filled < len(mapped):
-            slot.write(mapped[slot.filled : slot.filled + READ_BYTES])
+        """Copy ``field``'s bytes from ``fd`` at ``offset`` into its slot;
+        ``name`` is the file's, None for a sealed memory file."""
+        slot = self._slots[field]
+        size = len(slot.buffer)
+        while slot.filled < size:
+            end = min(size, slot.filled + READ_BYTES)
+            got = os.preadv(fd, [slot.buffer[slot.filled : end]], offset + slot.filled)
+            if got == 0:
+                # A sealed memory file cannot shrink: only a file gets here.
+                raise InvalidRequestError(
+                    f"{field}.shared_memory: the file {name!r} ended after "
+                    f"{offset + slot.filled} bytes while being read; it needs "
+                    f"{offset + size} (was it truncated?). Leave it unchanged "
+                    "until the answer comes"
+                )
+            slot.filled += got
             self._landed()
             if after_chunk is not None:
                 after_chunk()
 
-    def _read_file(
-        self,
-        field: str,
-        ref: query_pb2.SharedMemoryRef,
-        slot: Slot,
-        after_chunk: Callable[[], None] | None,
-    ) -> None:
-        fd = shared_files.open_checked(ref, field, self._directory)
-        try:
-            size = len(slot.buffer)
-            while slot.filled < size:
-                end = min(size, slot.filled + READ_BYTES)
-                got = os.preadv(
-                    fd, [slot.buffer[slot.filled : end]], ref.offset + slot.filled
-                )
-                if got == 0:
-                    raise InvalidRequestError(
-                        f"{field}.shared_memory: the file {ref.name!r} ended "
-                        f"after {ref.offset + slot.filled} bytes while being "
-                        f"read; it needs {ref.offset + size} (was it "
-                        "truncated?). Leave it unchanged until the answer comes"
-                    )
-                slot.filled += got
-                self._landed()
-                if after_chunk is not None:
-                    after_chunk()
-        finally:
-            os.close(fd)
+
+def _close_all(descriptors: dict[str, tuple[int, int]]) -> None:
+    for fd, _ in descriptors.values():
+        os.close(fd)
+    descriptors.clear()
 
 
 def _hand_over(

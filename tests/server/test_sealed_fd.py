@@ -178,7 +178,8 @@ def pipe_descriptor():
             f"need {SIZE}",
         ),
         (
-            sends(lambda: memory_file(b"", size=SIZE)),
+            # Frozen, so read in place: a hole would be allocated by the read.
+            sends(lambda: memory_file(b"", SEAL_SIZE | fcntl.F_SEAL_WRITE, SIZE)),
             "has a hole at byte 0, inside the tensor",
         ),
         (sends(write_only_memory_file), "opened write-only"),
@@ -194,6 +195,21 @@ def test_bad_hand_overs_are_refused(shm_stub, shm_dir, send, fragment):
             shm_stub, socket_request(name), grpc.StatusCode.INVALID_ARGUMENT,
             "pool.probabilities.shared_memory", fragment,
         )
+
+
+def test_holes_in_a_file_the_server_copies_read_as_zeros(shm_dir):
+    # Copied by reads, not mapped: a hole costs the server nothing.
+    fd = memory_file(PROBABILITIES[:100].tobytes(), size=SIZE)
+    directory = SharedMemoryDir(str(shm_dir))
+    try:
+        with offered(shm_dir, fd) as name:
+            payloads = SharedMemoryReads(socket_request(name), directory).read()
+    finally:
+        directory.close()
+        os.close(fd)
+    got = np.frombuffer(payloads["pool.probabilities"]).reshape(300, 4)
+    np.testing.assert_array_equal(got[:100], PROBABILITIES[:100])
+    assert not got[100:].any()
 
 
 def test_a_huge_declared_tensor_meets_the_memory_guard_before_any_mapping(
