@@ -22,6 +22,7 @@ from alquery.server.metrics import Metrics
 from alquery.server.models.cache import ModelCache
 from alquery.server.security import TlsFiles, TokenInterceptor, server_credentials
 from alquery.server.servicer import QueryServicer, add_to_server
+from alquery.server.strategies import entropy_screen
 
 logger = logging.getLogger("alquery.server.app")
 
@@ -133,6 +134,9 @@ def start(config: ServerConfig) -> RunningServer:
     # Import every strategy module (scikit-learn among them) now, so the
     # first request does not pay for it and a broken install fails at start.
     registry.all_strategies()
+    # The entropy screen's one check of numpy's float32 log: now, not on a
+    # request (its memory is not in any request's estimate).
+    entropy_screen.log_is_accurate()
     shared_dir = None
     if config.shared_memory_dir is not None:
         shared_dir = shared_memory.SharedMemoryDir(config.shared_memory_dir)

@@ -33,6 +33,7 @@ from alquery.server.strategies.bayesian_joint import (
     DEFAULT_TARGET_SAMPLES,
 )
 from alquery.server.strategies.diversity import CHUNK_ELEMENTS
+from alquery.server.strategies.entropy_screen import PATTERN_CHUNK_SCALE
 from alquery.server.strategies.kcenter_cover import LEAF_SIZE
 from alquery.server.strategies.kcenter_cover import WORKERS as KCENTER_WORKERS
 from alquery.server.strategies.kcenter_stream import PROJECTED_DIMS
@@ -112,13 +113,13 @@ def _kmeans(s: Sizes, n_rows: int, n_clusters: int) -> int:
     return 2 * n_rows * s.n_features * FLOAT + 2 * n_rows * n_clusters * FLOAT
 
 
-def _measure_chunks(s: Sizes) -> int:
-    # Rows per chunk fill MEASURE_CHUNK_BYTES at 4 bytes a value (the most
-    # rows); per row and thread: the chunk, its float64 clamp and terms, a
-    # float64 softmax of the passes for logits, three row vectors; then the
-    # scores and the selection's vectors of n_pool.
+def _measure_chunks(s: Sizes, scale: int = 1) -> int:
+    # Rows per chunk fill scale x MEASURE_CHUNK_BYTES at 4 bytes a value (the
+    # most rows); per row and thread: the chunk, its float64 clamp and
+    # terms, a float64 softmax of the passes for logits, three row vectors;
+    # then the scores and the selection's vectors of n_pool.
     per_row = max(1, s.n_passes * s.n_classes)
-    rows = max(1, min(s.n_pool, MEASURE_CHUNK_BYTES // (4 * per_row)))
+    rows = max(1, min(s.n_pool, scale * MEASURE_CHUNK_BYTES // (4 * per_row)))
     n_chunks = -(-s.n_pool // rows)
     threads = part_count(n_chunks)
     scratch = (
@@ -215,7 +216,9 @@ WORKING_SETS: dict[str, WorkingSet] = {
     "uncertainty.least_confidence": lambda s, _: _measure_chunks(s),
     "uncertainty.margin": lambda s, _: _measure_chunks(s),
     "uncertainty.ratio_of_confidence": lambda s, _: _measure_chunks(s),
-    "uncertainty.entropy": lambda s, _: _measure_chunks(s),
+    # The screened top-k's first pass reads chunks PATTERN_CHUNK_SCALE times
+    # as large, with the same buffers (entropy_screen.screen).
+    "uncertainty.entropy": lambda s, _: _measure_chunks(s, PATTERN_CHUNK_SCALE),
     "uncertainty.consensus_entropy": lambda s, _: _measure_chunks(s),
     "uncertainty.bald": lambda s, _: 3 * _pp(s) + 4 * _n(s),
     "uncertainty.kl_mean": lambda s, _: 3 * _pp(s) + _p(s) + 4 * _n(s),

@@ -18,6 +18,7 @@ import pytest
 from alquery.client.client import build_request
 from alquery.server import edge, footprints, registry
 from alquery.server.ranking import rank
+from alquery.server.strategies import entropy_screen
 
 N_POOL = 6000
 SQUARE_BYTES = N_POOL * N_POOL * 8
@@ -156,3 +157,26 @@ def test_estimate_bounds_the_measured_peak(shape, name, similarity):
     assert estimate <= 4 * peak + SLACK_BYTES, (
         f"{name}: estimate {estimate} is loose for the peak {peak}"
     )
+
+
+@pytest.mark.parametrize("pool", ["peaked", "uniform"])
+def test_estimate_bounds_the_screened_entropy(pool):
+    # float32 probabilities take the screened top-k path (bit patterns, then
+    # a float32 log, then exact scores); uniform rows pass every screen.
+    rng = np.random.default_rng(1)
+    if pool == "peaked":
+        logits = rng.normal(scale=3.0, size=(20_000, 500))
+        probabilities = np.exp(logits - logits.max(axis=1, keepdims=True))
+    else:
+        probabilities = np.ones((20_000, 500))
+    probabilities /= probabilities.sum(axis=1, keepdims=True)
+    request = build_request(
+        "uncertainty.entropy", 10, probabilities=probabilities.astype(np.float32)
+    )
+    query = edge.build_query(request)
+    entropy_screen.log_is_accurate()  # once per process, at the server's start
+    peak = _peak_bytes(query)
+    estimate = footprints.working_set(
+        "uncertainty.entropy", footprints.sizes_of_query(query), query.params
+    )
+    assert peak <= estimate, f"peak {peak} above the estimate {estimate}"
