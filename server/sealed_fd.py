@@ -293,7 +293,8 @@ class Handed:
         }
         self._sizes = sizes
         self._files: dict[str, Received] = {}
-        needed: dict[str, int] = {}
+        # Per socket: the first field naming it, and the bytes all need.
+        needed: dict[str, tuple[str, int]] = {}
         for field, ref in self._refs.items():
             where = f"{field}.shared_memory"
             if ref.name:
@@ -305,12 +306,11 @@ class Handed:
                     f"{where}.socket: this server cannot receive memory files "
                     "(Linux with /proc mounted only); name a file instead"
                 )
-            end = ref.offset + sizes[field]
-            needed[ref.socket] = max(needed.get(ref.socket, 0), end)
+            first, most = needed.get(ref.socket, (field, 0))
+            needed[ref.socket] = first, max(most, ref.offset + sizes[field])
         ends = time.monotonic() + seconds
         try:
-            for name, nbytes in needed.items():
-                field = next(f for f, r in self._refs.items() if r.socket == name)
+            for name, (field, nbytes) in needed.items():
                 left = max(0.0, ends - time.monotonic())
                 try:
                     self._files[name] = receive(

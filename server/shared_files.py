@@ -15,7 +15,6 @@ import stat
 from typing import TYPE_CHECKING
 
 from alquery.server.errors import InvalidRequestError
-from alquery.server.streaming import tensor_bytes
 from alquery.v1 import query_pb2
 
 if TYPE_CHECKING:
@@ -33,23 +32,6 @@ _KINDS = {
     stat.S_IFBLK: "a block device",
     stat.S_IFLNK: "a symbolic link",
 }
-
-
-def checked_ref(
-    tensor: query_pb2.Tensor, field: str, directory: SharedMemoryDir
-) -> tuple[query_pb2.SharedMemoryRef, int]:
-    """Check a reference and return it with the tensor's byte count; the
-    file is opened and closed again (the read opens it anew).
-
-    Raises
-    ------
-    InvalidRequestError
-        As ``open_checked``, or a bad dtype or shape.
-    """
-    ref = tensor.shared_memory
-    nbytes = tensor_bytes(tensor, field)
-    os.close(open_checked(ref, field, directory, nbytes))
-    return ref, nbytes
 
 
 def open_checked(

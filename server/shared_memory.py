@@ -53,6 +53,8 @@ logger = logging.getLogger("alquery.server.shared_memory")
 READ_BYTES = 8 << 20
 """Bytes read per system call; the model runner may start on rows once
 they have been read."""
+
+
 class SharedMemoryConfigError(OSError):
     """``--shared-memory-dir`` names a directory the server refuses to use."""
 
@@ -257,17 +259,18 @@ class SharedMemoryReads(Arrivals):
             directory.check()
         self.request = request
         self._directory = directory
-        self._files: dict[str, tuple[query_pb2.SharedMemoryRef, int]] = {}
+        self._files: dict[str, query_pb2.SharedMemoryRef] = {}
         # Sealed memory files to copy from: field -> (descriptor, offset).
         self._sealed: dict[str, tuple[int, int]] = {}
         self._close_sealed = weakref.finalize(self, _close_all, self._sealed)
         sizes = {}
         for field, tensor in tensors.items():
             sizes[field] = tensor_bytes(tensor, field)
-            if not tensor.shared_memory.socket:
-                self._files[field] = shared_files.checked_ref(
-                    tensor, field, directory
-                )
+            ref = tensor.shared_memory
+            if not ref.socket:
+                # Checked now; read later, through a descriptor opened anew.
+                os.close(shared_files.open_checked(ref, field, directory, sizes[field]))
+                self._files[field] = ref
         handed = _hand_over(tensors, sizes, directory, time_remaining())
         try:
             if admit is not None:
@@ -286,7 +289,6 @@ class SharedMemoryReads(Arrivals):
         except BaseException:
             # Let go of the files now, not when a traceback is collected.
             self._close_sealed()
-            slots = {}
             raise
         finally:
             handed.close()
@@ -310,7 +312,7 @@ class SharedMemoryReads(Arrivals):
         """
         start = time.perf_counter()
         try:
-            for field, (ref, _) in self._files.items():
+            for field, ref in self._files.items():
                 fd = shared_files.open_checked(ref, field, self._directory)
                 try:
                     self._read_fd(field, fd, ref.offset, after_chunk, ref.name)
