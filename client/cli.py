@@ -17,7 +17,7 @@ from typing import Any
 import numpy as np
 
 from alquery.client.client import AlqueryClient, selection_modes, strategy_names
-from alquery.client.environment import apply_environment
+from alquery.client.environment import apply_environment, given_by
 from alquery.client.errors import AlqueryError
 from alquery.client.models import OnnxModel
 from alquery.client.progress import ProgressBar
@@ -358,15 +358,11 @@ def _serve(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
         max_model_mib=args.max_model_mib,
         model_threads=args.model_threads,
         memory_budget_mib=_worker_budget_mib(args.memory_budget_mib, args.workers),
-        shared_memory_dir=args.shared_memory_dir,
+        shared_memory_dir=_shared_memory_dir(args, parser),
     )
     try:
         if args.workers is not None:
-            from alquery.server import shared_memory, workers
-
-            if config.shared_memory_dir is not None:
-                # Refuse a bad directory here, not in every worker.
-                shared_memory.SharedMemoryDir(config.shared_memory_dir).close()
+            from alquery.server import workers
 
             return workers.serve_workers(
                 config, args.workers, args.log_level, args.log_format
@@ -374,6 +370,23 @@ def _serve(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
         return app.serve(config)
     except (OSError, security.SecurityConfigError) as error:
         parser.exit(1, f"alquery serve: {error}\n")
+
+
+def _shared_memory_dir(
+    args: argparse.Namespace, parser: argparse.ArgumentParser
+) -> object:
+    # The directory, opened and checked once here: a bad one is refused
+    # naming what set it (flag or variable), and --workers workers inherit
+    # this descriptor rather than the path.
+    from alquery.server import shared_memory
+
+    if args.shared_memory_dir is None:
+        return None
+    try:
+        return shared_memory.SharedMemoryDir(args.shared_memory_dir)
+    except shared_memory.SharedMemoryConfigError as error:
+        source = given_by(args, "--shared-memory-dir")
+        parser.exit(1, f"alquery serve: {error.named(source)}\n")
 
 
 def _worker_budget_mib(budget_mib: int, workers: int | None) -> int:

@@ -12,6 +12,9 @@ import argparse
 from collections.abc import Iterator, Mapping
 
 PREFIX = "ALQUERY_"
+FROM_ENVIRONMENT = "from_environment"
+"""The parsed namespace's record of the values variables set: a dict of
+dest to (variable, value)."""
 _TRUE = ("1", "true", "yes", "on")
 _FALSE = ("0", "false", "no", "off", "")
 
@@ -37,7 +40,9 @@ def apply_environment(
     """Make each ``ALQUERY_*`` variable in ``environ`` the default of its flag.
 
     Exits through ``parser.error`` (status 2) on a value the flag refuses.
+    The namespace ``parser`` returns records them (``given_by``).
     """
+    taken: dict[str, tuple[str, object]] = {}
     for _, variable, action in settable_flags(parser):
         if variable not in environ:
             continue
@@ -47,6 +52,23 @@ def apply_environment(
         except (argparse.ArgumentTypeError, ValueError, TypeError) as error:
             parser.error(f"{variable}={text!r}: {error}")
         parser.set_defaults(**{action.dest: value})
+        taken[action.dest] = (variable, value)
+    parser.set_defaults(**{FROM_ENVIRONMENT: taken})
+
+
+def given_by(args: argparse.Namespace, flag: str) -> str:
+    """Name what set a string flag's value in ``args``: ``flag``, or the
+    variable whose value it kept, so that a message can name the one the
+    operator wrote.
+
+    A value typed on the command line is a new string object, so a value
+    that is the very object a variable gave came from the variable.
+    """
+    dest = flag.lstrip("-").replace("-", "_")
+    taken = getattr(args, FROM_ENVIRONMENT, {})
+    if dest in taken and getattr(args, dest) is taken[dest][1]:
+        return taken[dest][0]
+    return flag
 
 
 def _convert(action: argparse.Action, text: str) -> object:

@@ -67,9 +67,10 @@ class ServerConfig:
     """One of several ``--workers`` processes (see ``server.workers``): its
     ports are shared with the others (``so_reuseport``) and its start-up
     line says ``worker serving``, as the parent alone logs ``serving``."""
-    shared_memory_dir: str | None = None
+    shared_memory_dir: str | shared_memory.SharedMemoryDir | None = None
     """Read tensors that reference files in this directory (``Rank`` only,
-    clients on the same host; see ``server.shared_memory``); None: off."""
+    clients on the same host; see ``server.shared_memory``), given by path
+    or already open; None: off."""
 
 
 @dataclasses.dataclass
@@ -137,9 +138,9 @@ def start(config: ServerConfig) -> RunningServer:
     # The entropy screen's one check of numpy's float32 log: now, not on a
     # request (its memory is not in any request's estimate).
     entropy_screen.log_is_accurate()
-    shared_dir = None
-    if config.shared_memory_dir is not None:
-        shared_dir = shared_memory.SharedMemoryDir(config.shared_memory_dir)
+    shared_dir = config.shared_memory_dir
+    if isinstance(shared_dir, str):
+        shared_dir = shared_memory.SharedMemoryDir(shared_dir)
     metrics = Metrics(CollectorRegistry())
     interceptor = ObservingInterceptor(metrics)
     # The observing interceptor comes first, so refused calls are counted

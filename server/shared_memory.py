@@ -38,6 +38,7 @@ import stat
 import time
 import weakref
 from collections.abc import Callable, Collection
+from multiprocessing import reduction
 from typing import Any
 
 import numpy as np
@@ -56,7 +57,21 @@ they have been read."""
 
 
 class SharedMemoryConfigError(OSError):
-    """``--shared-memory-dir`` names a directory the server refuses to use."""
+    """``--shared-memory-dir`` names a directory the server refuses to use.
+
+    ``path`` and ``problem`` say which and why; the message names the flag
+    (``named`` names what else set the value, such as its variable).
+    """
+
+    def __init__(self, path: str, problem: str) -> None:
+        super().__init__(f"--shared-memory-dir {path}: {problem}")
+        self.path, self.problem = path, problem
+
+    def named(self, source: str) -> str:
+        """The message with ``source`` (a flag, or a variable: NAME=path)
+        in place of the flag."""
+        separator = " " if source.startswith("-") else "="
+        return f"{source}{separator}{self.path}: {self.problem}"
 
 
 class SharedMemoryDir:
@@ -78,9 +93,10 @@ class SharedMemoryDir:
     Notes
     -----
     The descriptor is opened once: renaming or replacing the path later
-    does not change the directory this process reads from (but a
-    ``--workers`` worker started again opens the path anew). ``check``
-    runs on every request that uses it.
+    does not change the directory this process reads from. A ``--workers``
+    worker receives a duplicate of the parent's descriptor when it is
+    spawned (``__reduce__``), so a worker started again reads the same
+    directory too. ``check`` runs on every request that uses it.
     """
 
     def __init__(self, path: str) -> None:
@@ -142,9 +158,22 @@ class SharedMemoryDir:
         """Close the directory's descriptor."""
         os.close(self.fd)
 
+    def __reduce__(self) -> tuple[Callable[..., SharedMemoryDir], tuple]:
+        # Pickled for a process that multiprocessing spawns (a --workers
+        # worker's config): the child gets a duplicate of this descriptor,
+        # not the path, which may name another directory by then.
+        return _inherited, (self.path, reduction.DupFd(self.fd))
+
+
+def _inherited(path: str, duplicate: reduction.DupFd) -> SharedMemoryDir:
+    # The directory a parent checked and handed down (``__reduce__``).
+    directory = SharedMemoryDir.__new__(SharedMemoryDir)
+    directory.path, directory.fd = path, duplicate.detach()
+    return directory
+
 
 def _refuse(path: str, problem: str) -> SharedMemoryConfigError:
-    return SharedMemoryConfigError(f"--shared-memory-dir {path}: {problem}")
+    return SharedMemoryConfigError(path, problem)
 
 
 def references(request: query_pb2.RankRequest) -> dict[str, query_pb2.Tensor]:

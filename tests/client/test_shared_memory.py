@@ -168,6 +168,23 @@ def test_cli_serve_refuses_a_directory_others_can_read(tmp_path, workers):
     )
 
 
+def test_cli_serve_names_the_variable_that_set_a_refused_directory(tmp_path):
+    path = tmp_path / "open"
+    path.mkdir()
+    path.chmod(0o755)
+    result = subprocess.run(
+        [sys.executable, "-m", "alquery.client.cli", "serve", "--port", "0",
+         "--metrics-port", "-1"],
+        capture_output=True, text=True, timeout=120,
+        env={**os.environ, "ALQUERY_SHARED_MEMORY_DIR": str(path)},
+    )
+    assert result.returncode == 1
+    assert f"alquery serve: ALQUERY_SHARED_MEMORY_DIR={path}: has mode 0755" in (
+        result.stderr
+    )
+    assert "--shared-memory-dir" not in result.stderr
+
+
 def test_calls_from_several_threads_share_one_client(shm_target, shm_dir, client):
     expected = client.rank("uncertainty.entropy", 5, probabilities=PROBABILITIES)
     with AlqueryClient(shm_target, shared_memory_dir=shm_dir) as shared:

@@ -11,6 +11,7 @@ import urllib.request
 from concurrent.futures import ThreadPoolExecutor
 
 import grpc
+import numpy as np
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
@@ -150,6 +151,41 @@ def test_a_killed_worker_is_replaced_and_the_others_keep_serving(workers):
         rank_on_new_channel(workers.target, 1)
     # Counters of the dead worker stay in the sum: nothing is lost.
     assert handled_ok(workers) == 13
+
+
+def test_replaced_workers_read_the_directory_the_server_started_with(tmp_path):
+    # The parent hands its open directory down: a worker started after the
+    # path was given to another directory still reads the first one.
+    started = tmp_path / "shm"
+    started.mkdir(mode=0o700)
+    probabilities = np.array([[0.5, 0.5], [0.9, 0.1], [0.7, 0.3]])
+    (started / "p.bin").write_bytes(probabilities.tobytes())
+    request = query_pb2.RankRequest(
+        pool=query_pb2.Pool(probabilities=query_pb2.Tensor(
+            dtype=query_pb2.D_TYPE_FLOAT64, shape=probabilities.shape,
+            shared_memory=query_pb2.SharedMemoryRef(name="p.bin"),
+        )),
+        uncertainty=U(method=U.METHOD_MARGIN),
+        batch_size=2,
+    )
+    server = LocalServer(
+        ["--workers", "2", "--metrics-port", "-1", "--grace-seconds", "1",
+         "--shared-memory-dir", str(started)]
+    ).start()
+    try:
+        wait_until(lambda: len(worker_pids(server)) == 2)
+        started.rename(tmp_path / "moved")
+        (tmp_path / "shm").mkdir(mode=0o700)
+        for victim in worker_pids(server):
+            os.kill(victim, signal.SIGKILL)
+        wait_until(lambda: len(worker_pids(server)) == 4)
+        for _ in range(6):
+            options = [("grpc.use_local_subchannel_pool", 1)]
+            with grpc.insecure_channel(server.target, options=options) as channel:
+                stub = query_pb2_grpc.QueryServiceStub(channel)
+                assert list(stub.Rank(request, timeout=30).ranked_indices) == [0, 2]
+    finally:
+        server.stop()
 
 
 def test_sigterm_drains_every_worker_and_the_parent_exits_0(workers):
