@@ -13,7 +13,7 @@ import grpc
 from alquery.client.client import MAX_RECEIVE_BYTES, build_request
 from alquery.client.errors import from_rpc_error
 from alquery.client.results import RankResult, rank_result, strategy_dicts
-from alquery.client.retry import RetryPolicy, call_with_retry_async
+from alquery.client.retry import RetryPolicy, call_with_retry_async, checked_timeout
 from alquery.v1 import query_pb2, query_pb2_grpc
 
 
@@ -51,6 +51,7 @@ class AsyncAlqueryClient:
         timeout: float | None = 300.0,
         retry: RetryPolicy = RetryPolicy(),
     ) -> None:
+        timeout = checked_timeout(timeout)
         self._channel = grpc.aio.insecure_channel(
             target, options=[("grpc.max_receive_message_length", MAX_RECEIVE_BYTES)]
         )
@@ -97,6 +98,7 @@ class AsyncAlqueryClient:
         return strategy_dicts(response)
 
     async def _call(self, method: Any, request: Any, timeout: float | None) -> Any:
+        timeout = checked_timeout(timeout)
         try:
             return await call_with_retry_async(
                 method,

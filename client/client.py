@@ -18,7 +18,7 @@ from alquery.client import streaming
 from alquery.client.errors import AlqueryError, from_rpc_error
 from alquery.client.models import ModelSender, OnnxModel, as_models
 from alquery.client.results import RankResult, rank_result, strategy_dicts
-from alquery.client.retry import RetryPolicy, call_with_retry
+from alquery.client.retry import RetryPolicy, call_with_retry, checked_timeout
 from alquery.client.security import ChannelSecurity
 from alquery.client.shared_memory import SharedMemory
 from alquery.client.tensors import fill_tensor
@@ -298,6 +298,7 @@ class AlqueryClient:
         shared_memory_dir: str | os.PathLike[str] | None = None,
         shared_memory_sealed: bool | None = None,
     ) -> None:
+        timeout = checked_timeout(timeout)
         security = security or ChannelSecurity()
         self._shared_memory = (
             None
@@ -377,6 +378,7 @@ class AlqueryClient:
             With the server's status, or INVALID_ARGUMENT for input the client
             refuses before sending (unknown strategy, ragged rows).
         """
+        timeout = checked_timeout(timeout)
         models = as_models(inputs.pop("model", None))
         score_validation = bool(inputs.pop("score_validation", False))
         deferred: dict[str, NDArray] = {}
@@ -539,6 +541,7 @@ class AlqueryClient:
 
         ``timeout`` overrides the client's deadline for this call.
         """
+        timeout = checked_timeout(timeout)
         request = query_pb2.ListStrategiesRequest()
         return strategy_dicts(self._call(self._stub.ListStrategies, request, timeout))
 
