@@ -138,8 +138,9 @@ def _check_fields(model: OnnxModel) -> None:
     if not isinstance(model.source, _SOURCES):
         _refuse("model", model.source, "a path, bytes or OnnxModel, or a list")
     for name in _NAMES:
-        if not isinstance(getattr(model, name), str):
-            _refuse(f"model.{name}", getattr(model, name), "a str")
+        # None leaves the field unset, as protobuf reads it.
+        if not isinstance(getattr(model, name), (str, type(None))):
+            _refuse(f"model.{name}", getattr(model, name), "a str or None")
     passes = model.mc_passes
     in_range = isinstance(passes, (int, np.integer)) and -(2**63) <= passes < 2**63
     if passes is not None and (isinstance(passes, bool) or not in_range):
