@@ -13,7 +13,12 @@ import grpc
 from alquery.client.client import MAX_RECEIVE_BYTES, build_request
 from alquery.client.errors import from_rpc_error
 from alquery.client.results import RankResult, rank_result, strategy_dicts
-from alquery.client.retry import RetryPolicy, call_with_retry_async, checked_timeout
+from alquery.client.retry import (
+    RetryPolicy,
+    call_with_retry_async,
+    checked_policy,
+    checked_timeout,
+)
 from alquery.v1 import query_pb2, query_pb2_grpc
 
 
@@ -52,6 +57,7 @@ class AsyncAlqueryClient:
         retry: RetryPolicy = RetryPolicy(),
     ) -> None:
         timeout = checked_timeout(timeout)
+        retry = checked_policy(retry)
         self._channel = grpc.aio.insecure_channel(
             target, options=[("grpc.max_receive_message_length", MAX_RECEIVE_BYTES)]
         )

@@ -76,6 +76,25 @@ class RetryPolicy:
 NO_RETRY = RetryPolicy(max_attempts=1)
 
 
+def checked_policy(retry: Any) -> RetryPolicy:
+    """``retry`` itself, when it is a ``RetryPolicy``.
+
+    Anything else would be read only on the first UNAVAILABLE, the moment
+    the server is down, and fail there.
+
+    Raises
+    ------
+    TypeError
+        For anything but a ``RetryPolicy``.
+    """
+    if not isinstance(retry, RetryPolicy):
+        raise TypeError(
+            f"retry: got {retry!r}; expected a RetryPolicy "
+            "(RetryPolicy(max_attempts=1) turns retries off)"
+        )
+    return retry
+
+
 def checked_timeout(timeout: Any) -> float | None:
     """``timeout`` as a float number of seconds, or None (no deadline).
 

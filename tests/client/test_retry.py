@@ -201,3 +201,26 @@ def test_a_finite_positive_timeout_or_none_is_taken(target, timeout):
             "uncertainty.margin", 1, probabilities=PROBABILITIES, timeout=timeout
         )
     assert result.indices.tolist() == [0]
+
+
+@pytest.mark.parametrize(
+    "options, error, message",
+    [
+        # Taken, then an AttributeError on the first UNAVAILABLE: when the
+        # server was down, the one case retries are for.
+        ({"retry": None}, TypeError, "retry: got None; expected a RetryPolicy"),
+        ({"retry": 3}, TypeError, "retry: got 3; expected a RetryPolicy"),
+        ({"security": 5}, TypeError, "security: got 5; expected a ChannelSecurity"),
+        ({"stream_threshold_bytes": "1"}, TypeError, "stream_threshold_bytes"),
+        ({"stream_threshold_bytes": -1}, ValueError, "stream_threshold_bytes"),
+    ],
+)
+def test_client_options_of_the_wrong_kind_are_refused_at_once(options, error, message):
+    with pytest.raises(error, match=message):
+        AlqueryClient("127.0.0.1:1", **options)
+
+
+@pytest.mark.parametrize("retry", [None, 3])
+def test_the_asyncio_client_refuses_a_retry_that_is_no_policy(retry):
+    with pytest.raises(TypeError, match="retry: got"):
+        AsyncAlqueryClient("127.0.0.1:1", retry=retry)
