@@ -469,8 +469,9 @@ def _unread_settings(
         if field.name != "method" and field.name not in own
     ]
     if unread:
+        what = "not parameters" if len(unread) > 1 else "not a parameter"
         warnings.append(
-            f"{', '.join(unread)}: not parameters of {strategy.name} "
+            f"{', '.join(unread)}: {what} of {strategy.name} "
             f"({', '.join(sorted(own)) or 'it has none'}); ignored"
         )
     if mode == query_pb2.Selection.MODE_TOP_K and request.selection.HasField(

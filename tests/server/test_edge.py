@@ -79,6 +79,11 @@ def test_a_parameter_the_strategy_does_not_read_is_warned_about(stub):
         "diversity.radius, diversity.angular_distance: not parameters of "
         "diversity.kcenter (kcenter_projection); ignored"
     ]
+    alone = stub.Rank(kcenter_request(radius=0.5), timeout=30)
+    assert list(alone.warnings) == [
+        "diversity.radius: not a parameter of diversity.kcenter "
+        "(kcenter_projection); ignored"
+    ]
     # A parameter it reads, set to its default, draws no warning.
     read = stub.Rank(kcenter_request(kcenter_projection=3), timeout=30)
     assert list(read.warnings) == []
