@@ -458,7 +458,8 @@ def _unread_settings(
 
     A family's message holds the parameters of all its methods; one meant
     for another method (or a mistaken strategy) would otherwise change
-    nothing without a word.
+    nothing without a word. So would a sampling mode for a strategy that
+    picks its batch itself, and a temperature without a sampling mode.
     """
     warnings = []
     family = request.WhichOneof("strategy")
@@ -473,6 +474,12 @@ def _unread_settings(
         warnings.append(
             f"{', '.join(unread)}: {what} of {strategy.name} "
             f"({', '.join(sorted(own)) or 'it has none'}); ignored"
+        )
+    if mode != query_pb2.Selection.MODE_TOP_K and strategy.pick is not None:
+        warnings.append(
+            f"selection.mode: {query_pb2.Selection.Mode.Name(mode)} is ignored; "
+            f"{strategy.name} picks its batch itself, so only scored "
+            "strategies draw a sampled batch"
         )
     if mode == query_pb2.Selection.MODE_TOP_K and request.selection.HasField(
         "temperature"

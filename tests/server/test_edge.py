@@ -98,3 +98,17 @@ def test_a_temperature_without_a_sampling_mode_is_warned_about(stub):
         "selection.temperature: read by the sampling modes only (selection.mode); "
         "ignored by top-k selection"
     ]
+
+
+def test_a_sampling_mode_for_a_strategy_that_picks_its_batch_is_warned_about(stub):
+    # The proto says such strategies ignore the selection; the answer gave
+    # no sign that the stochastic batch asked for was not drawn.
+    request = kcenter_request()
+    request.selection.mode = query_pb2.Selection.MODE_SOFTMAX
+    answer = stub.Rank(request, timeout=30)
+    plain = stub.Rank(kcenter_request(), timeout=30)
+    assert list(answer.ranked_indices) == list(plain.ranked_indices)
+    assert list(answer.warnings) == [
+        "selection.mode: MODE_SOFTMAX is ignored; diversity.kcenter picks its "
+        "batch itself, so only scored strategies draw a sampled batch"
+    ]
