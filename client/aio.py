@@ -21,6 +21,9 @@ from alquery.client.retry import (
 )
 from alquery.v1 import query_pb2, query_pb2_grpc
 
+_BLOCKING_ONLY = frozenset({"model", "score_validation", "progress"})
+"""``AlqueryClient.rank`` options this client does not offer."""
+
 
 class AsyncAlqueryClient:
     """Talk to an alquery server at ``target`` from asyncio code.
@@ -83,14 +86,23 @@ class AsyncAlqueryClient:
         timeout: float | None = None,
         **inputs: Any,
     ) -> RankResult:
-        """Rank the pool; the parameters are those of ``AlqueryClient.rank``.
+        """Rank the pool; the parameters are those of ``AlqueryClient.rank``
+        but ``model``, ``score_validation`` and ``progress``: ONNX models
+        and streamed pools are the blocking client's only.
 
         Raises
         ------
         AlqueryError
             With the server's status, or INVALID_ARGUMENT for input the
             client refuses before sending.
+        TypeError
+            For ``model``, ``score_validation`` or ``progress``.
         """
+        for name in _BLOCKING_ONLY.intersection(inputs):
+            raise TypeError(
+                f"AsyncAlqueryClient.rank: no {name!r}; ONNX models and "
+                "streamed pools are in AlqueryClient only"
+            )
         request = build_request(strategy, batch_size, **inputs)
         response = await self._call(self._stub.Rank, request, timeout)
         return rank_result(response, omit_scores=request.omit_scores)
