@@ -403,6 +403,12 @@ class AlqueryClient:
         timeout = checked_timeout(timeout)
         models = as_models(inputs.pop("model", None))
         score_validation = bool(inputs.pop("score_validation", False))
+        if score_validation and not models:
+            raise AlqueryError(
+                grpc.StatusCode.INVALID_ARGUMENT,
+                "score_validation: set without a model; it runs the models "
+                "on the validation embeddings",
+            )
         deferred: dict[str, NDArray] = {}
         request = build_request(strategy, batch_size, deferred=deferred, **inputs)
         placing = (

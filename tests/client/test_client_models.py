@@ -158,3 +158,14 @@ def test_a_model_argument_of_the_wrong_type_is_invalid_argument(client, model, f
         client.rank("uncertainty.margin", 2, model=model, embeddings=POOL)
     assert raised.value.code == grpc.StatusCode.INVALID_ARGUMENT
     assert raised.value.details.startswith(f"{field}: got ")
+
+
+def test_score_validation_without_a_model_is_refused(client):
+    # It was dropped by the client without a word.
+    with pytest.raises(AlqueryError) as raised:
+        client.rank(
+            "uncertainty.margin", 1, probabilities=[[0.6, 0.4]],
+            score_validation=True,
+        )
+    assert raised.value.code == grpc.StatusCode.INVALID_ARGUMENT
+    assert raised.value.details.startswith("score_validation: set without a model")
