@@ -13,8 +13,16 @@ import grpc
 from alquery.client.client import MAX_RECEIVE_BYTES, build_request
 from alquery.client.errors import from_rpc_error
 from alquery.client.results import RankResult, rank_result, strategy_dicts
-from alquery.client.retry import RetryPolicy, call_with_retry_async
+from alquery.client.retry import (
+    RetryPolicy,
+    call_with_retry_async,
+    checked_policy,
+    checked_timeout,
+)
 from alquery.v1 import query_pb2, query_pb2_grpc
+
+_BLOCKING_ONLY = frozenset({"model", "score_validation", "progress"})
+"""``AlqueryClient.rank`` options this client does not offer."""
 
 
 class AsyncAlqueryClient:
@@ -51,6 +59,8 @@ class AsyncAlqueryClient:
         timeout: float | None = 300.0,
         retry: RetryPolicy = RetryPolicy(),
     ) -> None:
+        timeout = checked_timeout(timeout)
+        retry = checked_policy(retry)
         self._channel = grpc.aio.insecure_channel(
             target, options=[("grpc.max_receive_message_length", MAX_RECEIVE_BYTES)]
         )
@@ -76,14 +86,23 @@ class AsyncAlqueryClient:
         timeout: float | None = None,
         **inputs: Any,
     ) -> RankResult:
-        """Rank the pool; the parameters are those of ``AlqueryClient.rank``.
+        """Rank the pool; the parameters are those of ``AlqueryClient.rank``
+        but ``model``, ``score_validation`` and ``progress``: ONNX models
+        and streamed pools are the blocking client's only.
 
         Raises
         ------
         AlqueryError
             With the server's status, or INVALID_ARGUMENT for input the
             client refuses before sending.
+        TypeError
+            For ``model``, ``score_validation`` or ``progress``.
         """
+        for name in _BLOCKING_ONLY.intersection(inputs):
+            raise TypeError(
+                f"AsyncAlqueryClient.rank: no {name!r}; ONNX models and "
+                "streamed pools are in AlqueryClient only"
+            )
         request = build_request(strategy, batch_size, **inputs)
         response = await self._call(self._stub.Rank, request, timeout)
         return rank_result(response, omit_scores=request.omit_scores)
@@ -97,6 +116,7 @@ class AsyncAlqueryClient:
         return strategy_dicts(response)
 
     async def _call(self, method: Any, request: Any, timeout: float | None) -> Any:
+        timeout = checked_timeout(timeout)
         try:
             return await call_with_retry_async(
                 method,

@@ -443,10 +443,22 @@ def _progress_bar(args: argparse.Namespace) -> ProgressBar | None:
 
 
 def _load(path: str, flag: str, parser: argparse.ArgumentParser) -> np.ndarray:
+    where = f"{flag} {path}: cannot read a .npy array"
     try:
-        return np.load(path, allow_pickle=False)
+        loaded = np.load(path, allow_pickle=False)
+    except EOFError:
+        parser.error(f"{where} (empty file)")
     except (OSError, ValueError) as error:
-        parser.error(f"{flag} {path}: cannot read a .npy array ({error})")
+        parser.error(f"{where} ({error})")
+    if not isinstance(loaded, np.ndarray):
+        # np.load opens an .npz archive too; as an array it would be the
+        # names of its members.
+        names = ", ".join(loaded.files)
+        loaded.close()
+        parser.error(
+            f"{where} (an .npz archive of {names}; save one array with numpy.save)"
+        )
+    return loaded
 
 
 if __name__ == "__main__":

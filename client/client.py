@@ -18,7 +18,12 @@ from alquery.client import streaming
 from alquery.client.errors import AlqueryError, from_rpc_error
 from alquery.client.models import ModelSender, OnnxModel, as_models
 from alquery.client.results import RankResult, rank_result, strategy_dicts
-from alquery.client.retry import RetryPolicy, call_with_retry
+from alquery.client.retry import (
+    RetryPolicy,
+    call_with_retry,
+    checked_policy,
+    checked_timeout,
+)
 from alquery.client.security import ChannelSecurity
 from alquery.client.shared_memory import SharedMemory
 from alquery.client.tensors import fill_tensor
@@ -102,6 +107,17 @@ def build_request(
                 target, values, f"{group}.{name}", integer=integer, deferred=deferred
             )
     return request
+
+
+def _check_threshold(threshold: Any) -> None:
+    if isinstance(threshold, bool) or not isinstance(threshold, (int, np.integer)):
+        raise TypeError(
+            f"stream_threshold_bytes: got {threshold!r}; expected an integer"
+        )
+    if threshold < 0:
+        raise ValueError(
+            f"stream_threshold_bytes: got {threshold}; expected 0 or more"
+        )
 
 
 def _set_scalar(message: Any, field: str, value: Any, expected: str) -> None:
@@ -298,6 +314,13 @@ class AlqueryClient:
         shared_memory_dir: str | os.PathLike[str] | None = None,
         shared_memory_sealed: bool | None = None,
     ) -> None:
+        timeout = checked_timeout(timeout)
+        retry = checked_policy(retry)
+        if security is not None and not isinstance(security, ChannelSecurity):
+            raise TypeError(
+                f"security: got {security!r}; expected a ChannelSecurity or None"
+            )
+        _check_threshold(stream_threshold_bytes)
         security = security or ChannelSecurity()
         self._shared_memory = (
             None
@@ -377,8 +400,15 @@ class AlqueryClient:
             With the server's status, or INVALID_ARGUMENT for input the client
             refuses before sending (unknown strategy, ragged rows).
         """
+        timeout = checked_timeout(timeout)
         models = as_models(inputs.pop("model", None))
         score_validation = bool(inputs.pop("score_validation", False))
+        if score_validation and not models:
+            raise AlqueryError(
+                grpc.StatusCode.INVALID_ARGUMENT,
+                "score_validation: set without a model; it runs the models "
+                "on the validation embeddings",
+            )
         deferred: dict[str, NDArray] = {}
         request = build_request(strategy, batch_size, deferred=deferred, **inputs)
         placing = (
@@ -539,6 +569,7 @@ class AlqueryClient:
 
         ``timeout`` overrides the client's deadline for this call.
         """
+        timeout = checked_timeout(timeout)
         request = query_pb2.ListStrategiesRequest()
         return strategy_dicts(self._call(self._stub.ListStrategies, request, timeout))
 

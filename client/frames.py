@@ -45,5 +45,7 @@ def from_pandas(values: Any, field: str) -> Any:
                 )
         return values.to_numpy()
     if values.dtype == object:
-        return [np.asarray(row) for row in values]
+        # A missing cell (None, NaN) stays a scalar, which the row check
+        # names; as a 0-d array it had no length to compare.
+        return [row if np.ndim(row) == 0 else np.asarray(row) for row in values]
     return values.to_numpy()

@@ -95,9 +95,11 @@ def class_probabilities(
 
     An estimator fitted on few labels may not have seen every class: column
     j of the answer is ``classes[j]``, 0 for the classes it has not seen.
+    ``classes`` must be sorted and distinct (ValueError otherwise).
     Estimators without ``classes_`` must already answer one column per
     class.
     """
+    classes = _sorted_classes(np.asarray(classes))
     probabilities = np.asarray(estimator.predict_proba(features), dtype=np.float64)
     seen = getattr(estimator, "classes_", None)
     if seen is None:
@@ -191,7 +193,12 @@ def run_loop(
     """
     pool = features if embeddings is None else embeddings
     vectors = np.asarray(from_pandas(pool, "embeddings"))
-    labeled = np.fromiter(initial, dtype=np.int64)
+    if rounds < 0:
+        raise ValueError(f"rounds: got {rounds}; expected 0 or more")
+    if classes is not None:
+        # Read once: an iterator would be empty from the second round on.
+        classes = _sorted_classes(np.asarray(list(classes)))
+    labeled = _initial(initial, len(vectors))
     labels = _ask(label, labeled)
     history = []
     for round_ in range(rounds + 1):
@@ -222,11 +229,44 @@ def run_loop(
     return LoopResult(estimator, labeled, labels, history)
 
 
+def _initial(initial: Iterable[int], n_samples: int) -> NDArray[np.int64]:
+    """The seed positions, each a row of the pool once.
+
+    A negative position would label a row counted from the end while that
+    row stayed in the pool, to be ranked and labelled again.
+    """
+    positions = np.fromiter(initial, dtype=np.int64)
+    outside = positions[(positions < 0) | (positions >= n_samples)]
+    if len(outside):
+        raise ValueError(
+            f"initial: position {outside[0]} is not a row of the "
+            f"{n_samples} samples; expected 0 to {n_samples - 1}"
+        )
+    unique, counts = np.unique(positions, return_counts=True)
+    if (counts > 1).any():
+        raise ValueError(
+            f"initial: position {unique[counts > 1][0]} is given twice; "
+            "give each position once"
+        )
+    return positions
+
+
+def _sorted_classes(classes: NDArray[Any]) -> NDArray[Any]:
+    # Columns are placed by binary search (np.searchsorted), which reads
+    # unsorted classes wrongly without a word.
+    if len(classes) > 1 and not (classes[1:] > classes[:-1]).all():
+        raise ValueError(
+            "classes: must be sorted and distinct (as scikit-learn's "
+            f"classes_); got {classes.tolist()[:20]}"
+        )
+    return classes
+
+
 def _classes(
-    classes: Iterable[Any] | None, labels: NDArray[Any], validation: Any
+    classes: NDArray[Any] | None, labels: NDArray[Any], validation: Any
 ) -> NDArray[Any]:
     if classes is not None:
-        return np.asarray(list(classes))
+        return classes
     seen = [labels] + ([np.asarray(validation[1])] if validation is not None else [])
     return np.unique(np.concatenate(seen))
 

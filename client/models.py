@@ -13,10 +13,11 @@ import hashlib
 import os
 import pathlib
 import threading
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from typing import Any
 
 import grpc
+import numpy as np
 
 from alquery.client.errors import AlqueryError
 from alquery.v1 import query_pb2
@@ -98,13 +99,52 @@ class OnnxModel:
         return message
 
 
+_SOURCES = (str, os.PathLike, bytes, bytearray, memoryview)
+_NAMES = ("input_name", "output_name", "embeddings_output")
+
+
 def as_models(model: Any) -> list[OnnxModel]:
-    """Accept one model (path, bytes or ``OnnxModel``) or a sequence of them."""
+    """Accept one model (path, bytes or ``OnnxModel``) or a sequence of them.
+
+    Raises
+    ------
+    AlqueryError
+        INVALID_ARGUMENT naming the argument or ``OnnxModel`` field of the
+        wrong type, before anything is read or sent.
+    """
     if model is None:
         return []
-    single = isinstance(model, (str, os.PathLike, bytes, bytearray, OnnxModel))
-    items = [model] if single else list(model)
-    return [m if isinstance(m, OnnxModel) else OnnxModel(m) for m in items]
+    if isinstance(model, (*_SOURCES, OnnxModel)):
+        items = [model]
+    elif isinstance(model, Iterable):
+        items = list(model)
+    else:
+        items = [model]
+    models = [m if isinstance(m, OnnxModel) else OnnxModel(m) for m in items]
+    for onnx_model in models:
+        _check_fields(onnx_model)
+    return models
+
+
+def _refuse(field: str, value: Any, expected: str) -> None:
+    raise AlqueryError(
+        grpc.StatusCode.INVALID_ARGUMENT,
+        f"{field}: got {value!r} of type {type(value).__name__}; "
+        f"expected {expected}",
+    )
+
+
+def _check_fields(model: OnnxModel) -> None:
+    if not isinstance(model.source, _SOURCES):
+        _refuse("model", model.source, "a path, bytes or OnnxModel, or a list")
+    for name in _NAMES:
+        # None leaves the field unset, as protobuf reads it.
+        if not isinstance(getattr(model, name), (str, type(None))):
+            _refuse(f"model.{name}", getattr(model, name), "a str or None")
+    passes = model.mc_passes
+    in_range = isinstance(passes, (int, np.integer)) and -(2**63) <= passes < 2**63
+    if passes is not None and (isinstance(passes, bool) or not in_range):
+        _refuse("model.mc_passes", passes, "an integer (the server takes 1 to 256)")
 
 
 def chunks(data: bytes, sha256: str) -> Iterator[query_pb2.UploadModelRequest]:

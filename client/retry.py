@@ -10,12 +10,16 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import logging
+import math
+import numbers
 import random
 import time
 from collections.abc import Awaitable, Callable
 from typing import Any, TypeVar
 
 import grpc
+
+from alquery.client.errors import AlqueryError
 
 logger = logging.getLogger("alquery.client.retry")
 
@@ -70,6 +74,51 @@ class RetryPolicy:
 
 
 NO_RETRY = RetryPolicy(max_attempts=1)
+
+
+def checked_policy(retry: Any) -> RetryPolicy:
+    """``retry`` itself, when it is a ``RetryPolicy``.
+
+    Anything else would be read only on the first UNAVAILABLE, the moment
+    the server is down, and fail there.
+
+    Raises
+    ------
+    TypeError
+        For anything but a ``RetryPolicy``.
+    """
+    if not isinstance(retry, RetryPolicy):
+        raise TypeError(
+            f"retry: got {retry!r}; expected a RetryPolicy "
+            "(RetryPolicy(max_attempts=1) turns retries off)"
+        )
+    return retry
+
+
+def checked_timeout(timeout: Any) -> float | None:
+    """``timeout`` as a float number of seconds, or None (no deadline).
+
+    gRPC takes inf and nan, and a numpy scalar, as a deadline already past,
+    so the call ends DEADLINE_EXCEEDED before it is sent; 0 or less would
+    race the clock. They are refused here instead.
+
+    Raises
+    ------
+    AlqueryError
+        INVALID_ARGUMENT naming ``timeout`` for anything but None or a
+        finite real number above 0.
+    """
+    if timeout is None:
+        return None
+    if isinstance(timeout, numbers.Real) and not isinstance(timeout, bool):
+        seconds = float(timeout)
+        if math.isfinite(seconds) and seconds > 0:
+            return seconds
+    raise AlqueryError(
+        grpc.StatusCode.INVALID_ARGUMENT,
+        f"timeout: got {timeout!r}; expected a finite number of seconds above "
+        "0 (None waits without a deadline)",
+    )
 
 
 def _remaining(deadline: float | None) -> float | None:

@@ -210,9 +210,18 @@ def start(config: ServerConfig) -> RunningServer:
 
     metrics_http, metrics_port = None, None
     if config.metrics_port is not None:
-        metrics_http, _ = start_http_server(
-            config.metrics_port, addr=config.host, registry=metrics.registry
-        )
+        try:
+            metrics_http, _ = start_http_server(
+                config.metrics_port, addr=config.host, registry=metrics.registry
+            )
+        except OSError as error:
+            # As with --workers (workers.py): name the flag and the address.
+            if health_server is not None:
+                health_server.stop(None)
+            raise OSError(
+                f"--metrics-port {config.metrics_port}: cannot listen on "
+                f"{config.host}:{config.metrics_port}: {error}"
+            ) from error
         metrics_port = metrics_http.server_port
     server.start()
     if config.worker:

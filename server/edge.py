@@ -159,6 +159,7 @@ def build_query(
             f"returning all {n_pool} pool samples ranked"
         )
         batch_size = n_pool
+    warnings.extend(_unread_settings(request, strategy, mode))
 
     partial = Query(
         strategy=strategy,
@@ -448,6 +449,46 @@ def _resolve_selection(selection: query_pb2.Selection) -> tuple[int, float]:
             "number above 0"
         )
     return mode, temperature
+
+
+def _unread_settings(
+    request: query_pb2.RankRequest, strategy: registry.Strategy, mode: int
+) -> list[str]:
+    """Warnings for fields set in ``request`` that ``strategy`` never reads.
+
+    A family's message holds the parameters of all its methods; one meant
+    for another method (or a mistaken strategy) would otherwise change
+    nothing without a word. So would a sampling mode for a strategy that
+    picks its batch itself, and a temperature without a sampling mode.
+    """
+    warnings = []
+    family = request.WhichOneof("strategy")
+    own = {parameter.name for parameter in strategy.parameters}
+    unread = [
+        f"{family}.{field.name}"
+        for field, _ in getattr(request, family).ListFields()
+        if field.name != "method" and field.name not in own
+    ]
+    if unread:
+        what = "not parameters" if len(unread) > 1 else "not a parameter"
+        warnings.append(
+            f"{', '.join(unread)}: {what} of {strategy.name} "
+            f"({', '.join(sorted(own)) or 'it has none'}); ignored"
+        )
+    if mode != query_pb2.Selection.MODE_TOP_K and strategy.pick is not None:
+        warnings.append(
+            f"selection.mode: {query_pb2.Selection.Mode.Name(mode)} is ignored; "
+            f"{strategy.name} picks its batch itself, so only scored "
+            "strategies draw a sampled batch"
+        )
+    if mode == query_pb2.Selection.MODE_TOP_K and request.selection.HasField(
+        "temperature"
+    ):
+        warnings.append(
+            "selection.temperature: read by the sampling modes only "
+            "(selection.mode); ignored by top-k selection"
+        )
+    return warnings
 
 
 def _resolve_params(message: Any, query: Query) -> dict[str, Any]:

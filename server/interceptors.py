@@ -124,13 +124,12 @@ class _Call:
         level = logging.INFO if service == QUERY_SERVICE else logging.DEBUG
         if not logger.isEnabledFor(level):
             return
+        # JSON keeps each field's type: null where the text line shows "-".
         fields = {
             "method": method,
-            "strategy": self.record.strategy or "-",
-            "n_pool": "-" if self.record.n_pool is None else self.record.n_pool,
-            "batch_size": (
-                "-" if self.record.batch_size is None else self.record.batch_size
-            ),
+            "strategy": self.record.strategy or None,
+            "n_pool": self.record.n_pool,
+            "batch_size": self.record.batch_size,
             "status": code.name,
             "duration_ms": round(seconds * 1000.0, 1),
         }
@@ -138,7 +137,7 @@ class _Call:
             level,
             "request method=%s strategy=%s n_pool=%s batch_size=%s status=%s "
             "duration_ms=%.1f",
-            *fields.values(),
+            *("-" if value is None else value for value in fields.values()),
             extra={"fields": fields},
         )
 

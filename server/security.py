@@ -97,7 +97,8 @@ def load_token(path: str | os.PathLike[str] | None) -> str | None:
     """Return the token from the file ``path``, else from ``ALQUERY_AUTH_TOKEN``.
 
     Surrounding white space (a trailing newline) is dropped. None means no
-    token is configured: every call is let through.
+    token is configured (no file, and the variable unset): every call is
+    let through.
 
     Raises
     ------
@@ -113,7 +114,9 @@ def load_token(path: str | os.PathLike[str] | None) -> str | None:
                 f"--auth-token-file {path}: cannot read ({error})"
             ) from None
         source = f"--auth-token-file {path}"
-    elif os.environ.get(TOKEN_ENV):
+    elif TOKEN_ENV in os.environ:
+        # Set but empty (a secret that resolved to nothing) fails below
+        # rather than starting a server open to every call.
         token, source = os.environ[TOKEN_ENV].strip(), TOKEN_ENV
     else:
         return None

@@ -379,6 +379,13 @@ def _declared_bytes(request: query_pb2.RankRequest, field: str) -> int:
             f"{field}.data: a streamed tensor carries no data in the header; "
             "its bytes come in chunks"
         )
+    if tensor.HasField("shared_memory"):
+        # As for a tensor not streamed: the chunks would be read and the
+        # reference silently dropped.
+        raise InvalidRequestError(
+            f"{field}.shared_memory: only Rank reads shared memory; a "
+            "streamed tensor's bytes come in chunks"
+        )
     return tensor_bytes(tensor, field)
 
 

@@ -187,6 +187,7 @@ class _Collector:
                 f"{what} has shape {list(value.shape)} for {rows} rows; "
                 "expected one row per input row, (rows, n_classes)"
             )
+        _check_columns(value, what)
         value = value[:rows]
         _check_finite(value, what, place.start)
         if self.predicted is None:
@@ -226,6 +227,7 @@ class _Collector:
                 "expected one row per input row"
             )
         value = value[:rows].reshape(rows, -1)
+        _check_columns(value, what)
         _check_finite(value, what, place.start)
         if self.embedded is None:
             self.embedded = np.zeros((self.n, value.shape[1]))
@@ -238,6 +240,17 @@ class _Collector:
         if self.passes == 1:
             return self.embedded.astype(self.embedding_dtype, copy=False)
         return self.embedded / self.passes
+
+
+def _check_columns(value: NDArray, what: str) -> None:
+    # Sent directly, tensors with an axis of size 0 are refused at the edge;
+    # a model's output must not slip past that (softmax over no class fails
+    # inside numpy, and a strategy on width-0 embeddings ranks on nothing).
+    if value.shape[1] == 0:
+        raise InvalidRequestError(
+            f"{what} has shape {list(value.shape)}: no column per row; "
+            "expected at least 1"
+        )
 
 
 def _check_finite(value: NDArray, what: str, offset: int) -> None:

@@ -43,3 +43,20 @@ def test_a_refused_request_raises_alquery_error_naming_the_field(target):
     with pytest.raises(AlqueryError, match="pool.probabilities: row 0") as caught:
         asyncio.run(main())
     assert caught.value.code == grpc.StatusCode.INVALID_ARGUMENT
+
+
+@pytest.mark.parametrize(
+    "option", [{"model": b"onnx"}, {"score_validation": True}, {"progress": print}]
+)
+def test_options_of_the_blocking_client_only_are_refused_by_name(target, option):
+    # They reached build_request: "build_request() got an unexpected keyword
+    # argument 'model'", for a client the README said had the same methods.
+    async def rank() -> None:
+        async with AsyncAlqueryClient(target) as client:
+            await client.rank(
+                "uncertainty.margin", 1, probabilities=[[0.6, 0.4]], **option
+            )
+
+    (name,) = option
+    with pytest.raises(TypeError, match=f"AsyncAlqueryClient.rank: no {name!r}"):
+        asyncio.run(rank())

@@ -120,6 +120,35 @@ def test_unreadable_file_is_a_usage_error(target, tmp_path, capsys):
     assert "--probabilities" in capsys.readouterr().err
 
 
+def save_npz(path):
+    with open(path, "wb") as file:  # a path would get ".npz" appended
+        np.savez(file, a=np.ones((2, 2)))
+
+
+@pytest.mark.parametrize(
+    "write, message",
+    [
+        # An empty file raised EOFError: a traceback and exit status 1.
+        (lambda path: path.write_bytes(b""), "empty file"),
+        # An .npz archive was sent as the array of its member names and
+        # refused by the client as "dtype <U1 is not numeric".
+        (save_npz, "an .npz archive"),
+    ],
+)
+def test_files_that_hold_no_npy_array_are_usage_errors(
+    target, tmp_path, capsys, write, message
+):
+    path = tmp_path / "p.npy"
+    write(path)
+    with pytest.raises(SystemExit) as raised:
+        cli.main(["rank", "--target", target, "--strategy", "uncertainty.margin",
+                  "--batch-size", "1", "--probabilities", str(path)])
+    assert raised.value.code == 2
+    err = capsys.readouterr().err
+    assert f"--probabilities {path}: cannot read a .npy array" in err
+    assert message in err
+
+
 def test_strategies_command_through_the_installed_entry_point(target):
     done = subprocess.run(
         [sys.executable, "-m", "alquery.client.cli", "strategies", "--target", target],

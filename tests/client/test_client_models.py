@@ -136,3 +136,36 @@ def test_cli_ranks_with_a_model_and_describes_it(target, tmp_path, capsys):
     ])
     out, _ = capsys.readouterr()
     assert status == 0 and json.loads(out)["output_name"] == "logits"
+
+
+@pytest.mark.parametrize(
+    "model, field",
+    [
+        (5, "model"),
+        ([mlp(64, 8, 3), 5.0], "model"),
+        (OnnxModel(5), "model"),
+        (OnnxModel(b"x", mc_passes="2"), "model.mc_passes"),
+        (OnnxModel(b"x", mc_passes=2.5), "model.mc_passes"),
+        (OnnxModel(b"x", mc_passes=True), "model.mc_passes"),
+        (OnnxModel(b"x", mc_passes=2**70), "model.mc_passes"),
+        (OnnxModel(b"x", input_name=5), "model.input_name"),
+        (OnnxModel(b"x", output_name=b"logits"), "model.output_name"),
+    ],
+)
+def test_a_model_argument_of_the_wrong_type_is_invalid_argument(client, model, field):
+    # These raised TypeError or ValueError from deep in the client.
+    with pytest.raises(AlqueryError) as raised:
+        client.rank("uncertainty.margin", 2, model=model, embeddings=POOL)
+    assert raised.value.code == grpc.StatusCode.INVALID_ARGUMENT
+    assert raised.value.details.startswith(f"{field}: got ")
+
+
+def test_score_validation_without_a_model_is_refused(client):
+    # It was dropped by the client without a word.
+    with pytest.raises(AlqueryError) as raised:
+        client.rank(
+            "uncertainty.margin", 1, probabilities=[[0.6, 0.4]],
+            score_validation=True,
+        )
+    assert raised.value.code == grpc.StatusCode.INVALID_ARGUMENT
+    assert raised.value.details.startswith("score_validation: set without a model")

@@ -41,6 +41,15 @@ def test_ragged_vectors_in_a_series_are_refused_by_row():
         as_array(series, "embeddings")
 
 
+def test_a_missing_cell_in_a_series_of_vectors_is_refused_by_row():
+    # The cell became a 0-d array, and the row check raised TypeError.
+    series = pd.Series([np.array([0.5, 0.5]), None, np.array([0.9, 0.1])])
+    with pytest.raises(AlqueryError) as raised:
+        as_array(series, "pool.probabilities")
+    assert raised.value.code == grpc.StatusCode.INVALID_ARGUMENT
+    assert "pool.probabilities: row 1 has a scalar" in raised.value.details
+
+
 def test_other_values_pass_through_unchanged():
     values = [[1.0, 2.0]]
     assert from_pandas(values, "embeddings") is values

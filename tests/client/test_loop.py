@@ -91,3 +91,42 @@ def test_loop_refuses_a_label_outside_the_classes(client, digits):
             model(), client, features, lambda rows: labels[rows],
             initial=range(40), classes=range(9),
         )
+
+
+@pytest.mark.parametrize(
+    "arguments, message",
+    [
+        # Row -1 was labelled as the last row while that row stayed in the
+        # pool, to be ranked and labelled again.
+        ({"initial": [0, 1, -1]}, "initial: position -1 is not a row"),
+        # A raw IndexError from numpy.
+        ({"initial": [0, 1, 600]}, "initial: position 600 is not a row"),
+        # Labelled twice, fitted with double weight, counted twice.
+        ({"initial": [0, 1, 1]}, "initial: position 1 is given twice"),
+        # A NotFittedError from scikit-learn.
+        ({"rounds": -1}, "rounds: got -1; expected 0 or more"),
+        # searchsorted on unsorted classes put probabilities in the wrong
+        # columns, or past the last one (IndexError).
+        ({"classes": [0, 2, 1, *range(3, 10)]}, "classes: must be sorted"),
+        ({"classes": [0, 0, *range(1, 10)]}, "classes: must be sorted and distinct"),
+    ],
+)
+def test_loop_refuses_arguments_it_would_misread(client, digits, arguments, message):
+    features, labels, _, _ = digits
+    loop = {"initial": range(20), "classes": range(10), "rounds": 1, **arguments}
+    asked = []
+
+    def label(positions):
+        asked.append(positions)
+        return labels[positions]
+
+    with pytest.raises(ValueError, match=message):
+        run_loop(model(), client, features, label, **loop)
+    assert asked == []  # refused before anyone was asked for a label
+
+
+def test_class_probabilities_refuses_unsorted_classes(digits):
+    features, labels, _, _ = digits
+    fitted = model().fit(features[:50], labels[:50])
+    with pytest.raises(ValueError, match="classes: must be sorted"):
+        class_probabilities(fitted, features[:5], np.array([1, 0, *range(2, 10)]))

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import logging
 import socket
@@ -10,9 +11,10 @@ import time
 from collections.abc import Iterator
 
 import grpc
+import numpy as np
 import pytest
 
-from alquery.client import AlqueryClient, AlqueryError
+from alquery.client import AlqueryClient, AlqueryError, AsyncAlqueryClient
 from alquery.client.retry import RetryPolicy
 from alquery.server import app
 
@@ -151,3 +153,74 @@ def test_backoff_grows_and_is_capped(attempt, low, high):
 def test_bad_policies_are_refused(settings, message):
     with pytest.raises(ValueError, match=message):
         RetryPolicy(**settings)
+
+
+BAD_TIMEOUTS = [0, -1.0, float("nan"), float("inf"), "5", True]
+
+
+@pytest.mark.parametrize("timeout", BAD_TIMEOUTS)
+def test_a_timeout_that_is_no_deadline_is_refused_naming_it(target, timeout):
+    # inf and nan used to become a deadline already past (DEADLINE_EXCEEDED
+    # before anything was sent), 0 a call that sometimes ran anyway.
+    with pytest.raises(AlqueryError) as raised:
+        AlqueryClient(target, timeout=timeout)
+    assert raised.value.code == grpc.StatusCode.INVALID_ARGUMENT
+    assert raised.value.details.startswith(f"timeout: got {timeout!r}")
+    with AlqueryClient(target) as client:
+        for call in (
+            lambda: client.rank("uncertainty.margin", 1, probabilities=PROBABILITIES,
+                                timeout=timeout),
+            lambda: client.strategies(timeout=timeout),
+        ):
+            with pytest.raises(AlqueryError) as raised:
+                call()
+            assert raised.value.code == grpc.StatusCode.INVALID_ARGUMENT
+            assert "None waits without a deadline" in raised.value.details
+
+
+@pytest.mark.parametrize("timeout", BAD_TIMEOUTS)
+def test_the_asyncio_client_refuses_the_same_timeouts(target, timeout):
+    async def rank() -> None:
+        async with AsyncAlqueryClient(target) as client:
+            await client.rank(
+                "uncertainty.margin", 1, probabilities=PROBABILITIES, timeout=timeout
+            )
+
+    with pytest.raises(AlqueryError) as raised:
+        AsyncAlqueryClient(target, timeout=timeout)
+    assert raised.value.code == grpc.StatusCode.INVALID_ARGUMENT
+    with pytest.raises(AlqueryError) as raised:
+        asyncio.run(rank())
+    assert raised.value.details.startswith(f"timeout: got {timeout!r}")
+
+
+@pytest.mark.parametrize("timeout", [None, 30, 2.5, np.float32(30)])
+def test_a_finite_positive_timeout_or_none_is_taken(target, timeout):
+    with AlqueryClient(target, timeout=timeout) as client:
+        result = client.rank(
+            "uncertainty.margin", 1, probabilities=PROBABILITIES, timeout=timeout
+        )
+    assert result.indices.tolist() == [0]
+
+
+@pytest.mark.parametrize(
+    "options, error, message",
+    [
+        # Taken, then an AttributeError on the first UNAVAILABLE: when the
+        # server was down, the one case retries are for.
+        ({"retry": None}, TypeError, "retry: got None; expected a RetryPolicy"),
+        ({"retry": 3}, TypeError, "retry: got 3; expected a RetryPolicy"),
+        ({"security": 5}, TypeError, "security: got 5; expected a ChannelSecurity"),
+        ({"stream_threshold_bytes": "1"}, TypeError, "stream_threshold_bytes"),
+        ({"stream_threshold_bytes": -1}, ValueError, "stream_threshold_bytes"),
+    ],
+)
+def test_client_options_of_the_wrong_kind_are_refused_at_once(options, error, message):
+    with pytest.raises(error, match=message):
+        AlqueryClient("127.0.0.1:1", **options)
+
+
+@pytest.mark.parametrize("retry", [None, 3])
+def test_the_asyncio_client_refuses_a_retry_that_is_no_policy(retry):
+    with pytest.raises(TypeError, match="retry: got"):
+        AsyncAlqueryClient("127.0.0.1:1", retry=retry)

@@ -2,6 +2,8 @@
 
 import logging
 import re
+import subprocess
+import sys
 import threading
 import time
 import urllib.request
@@ -315,3 +317,18 @@ def test_sigterm_cancels_what_outlives_the_grace_period_and_exits():
     log = "".join(server.log)
     assert "batch_size=50000 status=CANCELLED" in log
     assert "stopped" in log
+
+
+def test_a_taken_metrics_port_is_refused_naming_the_flag(server):
+    # Without --workers the message was a bare "[Errno 98] Address already in
+    # use", naming neither the flag nor the port.
+    port = server.metrics_port
+    result = subprocess.run(
+        [sys.executable, "-m", "alquery.client.cli", "serve", "--port", "0",
+         "--metrics-port", str(port)],
+        capture_output=True, text=True, timeout=60,
+    )
+    assert result.returncode == 1
+    assert f"--metrics-port {port}: cannot listen on 127.0.0.1:{port}" in (
+        result.stderr
+    )

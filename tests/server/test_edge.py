@@ -51,3 +51,64 @@ def test_a_bad_row_past_the_first_chunk_is_named():
     probabilities[90_001, 3] = 0.2
     with pytest.raises(edge.InvalidRequestError, match="row 90001 sums to 1.1"):
         edge.build_query(margin_request("probabilities", probabilities))
+
+
+EMBEDDINGS = np.random.default_rng(5).normal(size=(12, 3))
+
+
+def kcenter_request(**fields):
+    return query_pb2.RankRequest(
+        pool=query_pb2.Pool(embeddings=tensor(EMBEDDINGS)),
+        diversity=query_pb2.DiversityStrategy(
+            method=query_pb2.DiversityStrategy.METHOD_KCENTER, **fields
+        ),
+        batch_size=2,
+    )
+
+
+def test_a_parameter_the_strategy_does_not_read_is_warned_about(stub):
+    # radius is probcover's and angular_distance lightweight_coreset's: both
+    # used to be dropped without a word, the answer that of plain k-center.
+    plain = stub.Rank(kcenter_request(), timeout=30)
+    sent = stub.Rank(
+        kcenter_request(radius=0.5, angular_distance=False), timeout=30
+    )
+    assert list(sent.ranked_indices) == list(plain.ranked_indices)
+    assert list(plain.warnings) == []
+    assert list(sent.warnings) == [
+        "diversity.radius, diversity.angular_distance: not parameters of "
+        "diversity.kcenter (kcenter_projection); ignored"
+    ]
+    alone = stub.Rank(kcenter_request(radius=0.5), timeout=30)
+    assert list(alone.warnings) == [
+        "diversity.radius: not a parameter of diversity.kcenter "
+        "(kcenter_projection); ignored"
+    ]
+    # A parameter it reads, set to its default, draws no warning.
+    read = stub.Rank(kcenter_request(kcenter_projection=3), timeout=30)
+    assert list(read.warnings) == []
+
+
+def test_a_temperature_without_a_sampling_mode_is_warned_about(stub):
+    request = kcenter_request()
+    request.diversity.method = query_pb2.DiversityStrategy.METHOD_INFORMATION_DENSITY
+    request.selection.temperature = 0.5
+    answer = stub.Rank(request, timeout=30)
+    assert list(answer.warnings) == [
+        "selection.temperature: read by the sampling modes only (selection.mode); "
+        "ignored by top-k selection"
+    ]
+
+
+def test_a_sampling_mode_for_a_strategy_that_picks_its_batch_is_warned_about(stub):
+    # The proto says such strategies ignore the selection; the answer gave
+    # no sign that the stochastic batch asked for was not drawn.
+    request = kcenter_request()
+    request.selection.mode = query_pb2.Selection.MODE_SOFTMAX
+    answer = stub.Rank(request, timeout=30)
+    plain = stub.Rank(kcenter_request(), timeout=30)
+    assert list(answer.ranked_indices) == list(plain.ranked_indices)
+    assert list(answer.warnings) == [
+        "selection.mode: MODE_SOFTMAX is ignored; diversity.kcenter picks its "
+        "batch itself, so only scored strategies draw a sampled batch"
+    ]

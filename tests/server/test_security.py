@@ -222,6 +222,15 @@ def test_the_token_comes_from_the_environment_when_no_file_is_given(monkeypatch)
     assert security.load_token(None) is None
 
 
+@pytest.mark.parametrize("value", ["", " \n"])
+def test_a_set_but_empty_token_variable_is_refused(monkeypatch, value):
+    # An empty ALQUERY_AUTH_TOKEN (a secret that resolved to nothing) used to
+    # start the server with no token at all: every call let through.
+    monkeypatch.setenv("ALQUERY_AUTH_TOKEN", value)
+    with pytest.raises(SecurityConfigError, match="ALQUERY_AUTH_TOKEN: the token"):
+        security.load_token(None)
+
+
 @pytest.mark.parametrize(
     "content, match",
     [("", "the token is empty"), ("two words", "printable ASCII without spaces")],

@@ -115,6 +115,16 @@ MALFORMED = {
         "pool.probabilities: named in header.streamed_fields but not set",
     ),
     "data in header": ([header(data=GOOD), chunk(GOOD)], "pool.embeddings.data:"),
+    # The reference was ignored and the chunks ranked, where Rank refuses it
+    # (FAILED_PRECONDITION here, no --shared-memory-dir) and a tensor not
+    # streamed gets this same message.
+    "shared memory in header": (
+        [
+            header(shared_memory=query_pb2.SharedMemoryRef(socket="s")),
+            chunk(GOOD),
+        ],
+        "pool.embeddings.shared_memory: only Rank reads shared memory",
+    ),
     "unknown dtype": ([header(dtype=9), chunk(GOOD)], "pool.embeddings.dtype:"),
     "empty axis": ([header(shape=[4, 0])], "pool.embeddings.shape:"),
     "four axes": ([header(shape=[1, 2, 2, 2])], "pool.embeddings.shape:"),
