@@ -10,6 +10,7 @@ reason; ``shard_table.SHARDING`` is the table.
 
 from __future__ import annotations
 
+import numbers
 import threading
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -103,8 +104,12 @@ class ShardedClient:
     ) -> None:
         if isinstance(targets, str) or not targets:
             raise ValueError("targets: give a non-empty list of 'host:port'")
-        if n_shards is not None and n_shards < 1:
-            raise ValueError(f"n_shards={n_shards}; must be at least 1")
+        if n_shards is not None and (
+            isinstance(n_shards, bool)
+            or not isinstance(n_shards, numbers.Integral)
+            or n_shards < 1
+        ):
+            raise ValueError(f"n_shards={n_shards!r}; must be an integer, at least 1")
         if security is None or isinstance(security, ChannelSecurity):
             security = [security] * len(targets)
         if len(security) != len(targets):

@@ -185,6 +185,12 @@ def test_bad_requests_are_refused_before_sending(targets, kwargs, message):
     assert caught.value.code == grpc.StatusCode.INVALID_ARGUMENT
 
 
+@pytest.mark.parametrize("n_shards", [0, 2.5, "2", True])
+def test_a_shard_count_that_is_not_a_positive_integer_is_refused(targets, n_shards):
+    with pytest.raises(ValueError, match="n_shards=.*must be an integer, at least 1"):
+        ShardedClient(targets, n_shards=n_shards)
+
+
 @pytest.mark.parametrize("name", ["selection", "progress", "probabilites"])
 def test_inputs_it_cannot_shard_are_refused_by_name(targets, name):
     with (
