@@ -16,7 +16,15 @@ from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 from prometheus_client import CollectorRegistry, start_http_server
 
-from alquery.server import crash, drain, memory, registry, sealed_fd, shared_memory
+from alquery.server import (
+    balance,
+    crash,
+    drain,
+    memory,
+    registry,
+    sealed_fd,
+    shared_memory,
+)
 from alquery.server.interceptors import QUERY_SERVICE, ObservingInterceptor
 from alquery.server.metrics import Metrics
 from alquery.server.models.cache import ModelCache
@@ -67,6 +75,10 @@ class ServerConfig:
     """One of several ``--workers`` processes (see ``server.workers``): its
     ports are shared with the others (``so_reuseport``) and its start-up
     line says ``worker serving``, as the parent alone logs ``serving``."""
+    workers: int = 1
+    """With ``worker``: how many worker processes share the port; new
+    connections go to them in turn when the kernel allows it
+    (``server.balance``)."""
     shared_memory_dir: str | shared_memory.SharedMemoryDir | None = None
     """Read tensors that reference files in this directory (``Rank`` only,
     clients on the same host; see ``server.shared_memory``), given by path
@@ -225,10 +237,16 @@ def start(config: ServerConfig) -> RunningServer:
         metrics_port = metrics_http.server_port
     server.start()
     if config.worker:
+        # Once the port listens, its reuseport group exists and can take the
+        # round-robin program; every worker attaches it (the last one wins,
+        # so a replaced worker's group keeps it).
+        balancing = balance.attach(port, config.workers)
         # The worker's log format carries its pid already (logs.configure);
         # "serving port=" stays the parent's line alone.
         logger.info(
-            "worker serving shared_port=%d memory_budget_mib=%d", port, budget_mib
+            "worker serving shared_port=%d memory_budget_mib=%d "
+            "connection_balancing=%s",
+            port, budget_mib, balancing,
         )
     else:
         logger.info(

