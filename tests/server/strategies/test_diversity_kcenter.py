@@ -224,3 +224,28 @@ def test_the_projection_bound_leaves_fewer_pairs_to_screen(monkeypatch):
     assert with_bound[0].ranked_indices.tolist() == without[0].ranked_indices.tolist()
     assert with_bound[0].scores.tolist() == without[0].scores.tolist()
     assert with_bound[2] < 0.5 * without[2]
+
+
+@pytest.mark.parametrize("with_labeled", [False, True])
+def test_one_group_rounds_pick_what_the_general_round_picks(
+    monkeypatch, threading_path, with_labeled
+):
+    # One-group rounds take a path of their own (slices, on the calling
+    # thread); with BATCH_ROWS below every group's size, every round takes
+    # the general path instead. Both match the reference.
+    rng = np.random.default_rng(63)
+    pool = hidden_layer(rng, 2_000)
+    labeled = pool[:20] + 0.25 if with_labeled else None
+    calls = []
+    one_group = kcenter_update._update_group
+    monkeypatch.setattr(
+        kcenter_update,
+        "_update_group",
+        lambda *args: calls.append(1) or one_group(*args),
+    )
+    assert_same_ranking(pool[20:], 150, labeled)
+    assert calls
+    calls.clear()
+    monkeypatch.setattr(kcenter_update, "BATCH_ROWS", 1)
+    assert_same_ranking(pool[20:], 150, labeled)
+    assert not calls
