@@ -100,7 +100,10 @@ def _apply_group(
 ) -> tuple[int, int]:
     # ``_apply`` for the rows of one group, every pending center unseen by
     # all of them: the same bounds on the whole (rows, centers) block at
-    # once, then the screen and the exact distances on what is left.
+    # once, then the screen and the exact distances on what is left. Each
+    # bound is rearranged so that most of its arithmetic is on vectors and
+    # two operations on the block decide it; a rearrangement moves the
+    # rounding by an ulp, far inside the margins the bounds carry.
     to_middle = cover.centers[pending] @ cover.partition.centers[group]
     to_middle *= -2.0
     to_middle += cover.center_norms[pending]
@@ -108,17 +111,19 @@ def _apply_group(
     low = np.sqrt(np.maximum(to_middle - 2.0 * cover.slack, 0.0))
     nearest = cover.nearest[rows]
     with np.errstate(invalid="ignore"):
+        # c can lower x only if reach(x) + sqrt(nearest(x)) >= low(c).
         radius = np.sqrt(nearest + 2.0 * cover.slack)
-        threshold = low[None, :] - radius[:, None]
-        reachable = cover.partition.reach[rows][:, None] >= threshold
+        radius += cover.partition.reach[rows]
+        reachable = radius[:, None] >= low[None, :]
     if cover.lifted is not None:
-        # The projection bound (``_below_nearest``) on the whole block.
-        below = cover.lifted[rows] @ cover.lifted_centers[pending].T
-        below *= -2.0
-        below += cover.sorted_norms[rows][:, None]
-        below += cover.center_norms[pending][None, :]
+        # The projection bound (``_below_nearest``): ||x||^2 + ||c||^2 -
+        # 2 p(x).p(c) <= limit(x), as p(x).p(c) >= half the rest.
+        products = cover.lifted[rows] @ cover.lifted_centers[pending].T
         limit = nearest + (cover.lift_slack + 2.0 * cover.slack)
-        reachable &= below <= limit[:, None]
+        row_half = 0.5 * (cover.sorted_norms[rows] - limit)
+        center_half = 0.5 * cover.center_norms[pending]
+        needed = row_half[:, None] + center_half[None, :]
+        reachable &= products >= needed
     hit_rows, hit_columns, reachable = _nonempty(reachable)
     if not len(hit_rows):
         return 0, 0

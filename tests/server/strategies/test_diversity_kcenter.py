@@ -231,21 +231,32 @@ def test_one_group_rounds_pick_what_the_general_round_picks(
     monkeypatch, threading_path, with_labeled
 ):
     # One-group rounds take a path of their own (slices, on the calling
-    # thread); with BATCH_ROWS below every group's size, every round takes
-    # the general path instead. Both match the reference.
+    # thread); with BATCH_ROWS = 1, only groups of one row still do, and
+    # the rest take the general path. Both match the reference.
+    monkeypatch.setattr(kcenter_cover, "LEAF_SIZE", 24)
     rng = np.random.default_rng(63)
-    pool = hidden_layer(rng, 2_000)
+    pool = hidden_layer(rng, 800)
     labeled = pool[:20] + 0.25 if with_labeled else None
-    calls = []
-    one_group = kcenter_update._update_group
+    calls = {"one group": 0, "general": 0}
+
+    def counted(name, function):
+        def run(*args):
+            calls[name] += 1
+            return function(*args)
+
+        return run
+
     monkeypatch.setattr(
         kcenter_update,
         "_update_group",
-        lambda *args: calls.append(1) or one_group(*args),
+        counted("one group", kcenter_update._update_group),
     )
-    assert_same_ranking(pool[20:], 150, labeled)
-    assert calls
-    calls.clear()
+    monkeypatch.setattr(
+        kcenter_update, "_apply", counted("general", kcenter_update._apply)
+    )
+    assert_same_ranking(pool[20:], 100, labeled)
+    assert calls["one group"] > calls["general"]
+    calls.update({"one group": 0, "general": 0})
     monkeypatch.setattr(kcenter_update, "BATCH_ROWS", 1)
-    assert_same_ranking(pool[20:], 150, labeled)
-    assert not calls
+    assert_same_ranking(pool[20:], 100, labeled)
+    assert calls["general"] > calls["one group"]
