@@ -99,15 +99,16 @@ def kcenter_greedy(
     thread (``one_blas_thread``); a pool of fewer than ``THREADED_VALUES``
     values runs on the calling thread alone. Most rounds update one group
     of a few hundred rows, so the greedy steps themselves run mostly on
-    one thread, and their cost is mostly numpy's per-call overhead.
+    one thread; a round costs about 60 numpy calls plus its data work,
+    mostly the exact float64 distances and the gathered float32 screen.
 
-    Measured (bench/kcenter.py, shared 2-core machine under load about 2,
-    one run, best BLAS setting; provisional): 1,000 picks in 1.91 s on
-    100,000 x 768 clustered synthetic embeddings and 1.98 s on 70,000 x
-    768 learned embeddings of Fashion-MNIST (an MLP's hidden layer), where
-    a plain float32 numpy greedy took 12.48 and 8.26 s on an idle machine
-    in an earlier run (6.5x and 4.2x); 17.7x faster than scikit-activeml's
-    ``CoreSet`` in the same run on the learned embeddings.
+    Measured (bench/kcenter.py, shared 2-core machine, load average 1.4,
+    one run, best BLAS setting): 1,000 picks in 2.91 s on 100,000 x 768
+    clustered synthetic embeddings and 2.73 s on 70,000 x 768 learned
+    embeddings of Fashion-MNIST (an MLP's hidden layer), where a plain
+    float32 numpy greedy took 13.44 and 9.10 s (4.6x and 3.3x); the
+    previous code took 3.0 s on the learned embeddings in the same
+    session, this code 2.65 s.
 
     References
     ----------

@@ -40,9 +40,17 @@ def update_groups(
     were screened. The rows are split into parts of at most BATCH_ROWS,
     and over the workers when the round screens at least SPLIT_PAIRS
     pairs; parts hold disjoint rows, so they run side by side on
-    ``executor``.
+    ``executor``. A round of one group that needs neither split, the most
+    common round, reads its rows through slices on the calling thread.
     """
     starts = cover.partition.starts
+    if len(groups) == 1:
+        group = int(groups[0])
+        rows = slice(int(starts[group]), int(starts[group + 1]))
+        n_rows = rows.stop - rows.start
+        n_pairs = n_rows * (cover.n_centers - int(cover.applied[group]))
+        if n_rows <= BATCH_ROWS and (executor is None or n_pairs < SPLIT_PAIRS):
+            return _update_group(cover, group, rows)
     sizes = starts[groups + 1] - starts[groups]
     positions = _ranges(starts[groups], sizes)
     owner = np.repeat(np.arange(len(groups)), sizes)
@@ -69,6 +77,57 @@ def update_groups(
     offsets = np.cumsum(sizes) - sizes
     cover.bound[groups] = np.maximum.reduceat(cover.nearest[positions], offsets)
     return sum(count[0] for count in counts), sum(count[1] for count in counts)
+
+
+def _update_group(cover: LazyCover, group: int, rows: slice) -> tuple[int, int]:
+    # A round of one group on the calling thread: its rows are one run of
+    # the partition, so they are read through slices, not gathered.
+    n_centers = cover.n_centers
+    per_chunk = max(1, UPDATE_ELEMENTS // (rows.stop - rows.start))
+    evaluations = screened = 0
+    for first in range(int(cover.applied[group]), n_centers, per_chunk):
+        pending = slice(first, min(first + per_chunk, n_centers))
+        counts = _apply_group(cover, group, rows, pending)
+        evaluations += counts[0]
+        screened += counts[1]
+    cover.applied[group] = n_centers
+    cover.bound[group] = cover.nearest[rows].max()
+    return evaluations, screened
+
+
+def _apply_group(
+    cover: LazyCover, group: int, rows: slice, pending: slice
+) -> tuple[int, int]:
+    # ``_apply`` for the rows of one group, every pending center unseen by
+    # all of them: the same bounds on the whole (rows, centers) block at
+    # once, then the screen and the exact distances on what is left. Each
+    # bound is rearranged so that most of its arithmetic is on vectors and
+    # two operations on the block decide it; a rearrangement moves the
+    # rounding by an ulp, far inside the margins the bounds carry.
+    to_middle = cover.centers[pending] @ cover.partition.centers[group]
+    to_middle *= -2.0
+    to_middle += cover.center_norms[pending]
+    to_middle += cover.middle_norms[group]
+    low = np.sqrt(np.maximum(to_middle - 2.0 * cover.slack, 0.0))
+    nearest = cover.nearest[rows]
+    with np.errstate(invalid="ignore"):
+        # c can lower x only if reach(x) + sqrt(nearest(x)) >= low(c).
+        radius = np.sqrt(nearest + 2.0 * cover.slack)
+        radius += cover.partition.reach[rows]
+        reachable = radius[:, None] >= low[None, :]
+    if cover.lifted is not None:
+        # The projection bound (``_below_nearest``): ||x||^2 + ||c||^2 -
+        # 2 p(x).p(c) <= limit(x), as p(x).p(c) >= half the rest.
+        products = cover.lifted[rows] @ cover.lifted_centers[pending].T
+        limit = nearest + (cover.lift_slack + 2.0 * cover.slack)
+        row_half = 0.5 * (cover.sorted_norms[rows] - limit)
+        center_half = 0.5 * cover.center_norms[pending]
+        needed = row_half[:, None] + center_half[None, :]
+        reachable &= products >= needed
+    hit_rows, hit_columns, reachable = _nonempty(reachable)
+    if not len(hit_rows):
+        return 0, 0
+    return _screen(cover, rows.start + hit_rows, pending.start + hit_columns, reachable)
 
 
 def _parts(
@@ -164,6 +223,17 @@ def _apply(
         if not len(rows):
             return 0, 0
         where, centers = where[rows], centers[columns]
+    return _screen(cover, where, centers, reachable)
+
+
+def _screen(
+    cover: LazyCover,
+    where: NDArray[np.int64],
+    centers: NDArray[np.int64],
+    reachable: NDArray[np.bool_],
+) -> tuple[int, int]:
+    # Screen the (row, center) block in the screening dtype, then compute
+    # exactly the pairs that might set a row's new nearest distance.
     samples = cover.partition.order[where]
     approx = cover.screen[samples] @ cover.screen_centers[centers].T
     approx *= -2.0

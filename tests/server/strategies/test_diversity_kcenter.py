@@ -224,3 +224,39 @@ def test_the_projection_bound_leaves_fewer_pairs_to_screen(monkeypatch):
     assert with_bound[0].ranked_indices.tolist() == without[0].ranked_indices.tolist()
     assert with_bound[0].scores.tolist() == without[0].scores.tolist()
     assert with_bound[2] < 0.5 * without[2]
+
+
+@pytest.mark.parametrize("with_labeled", [False, True])
+def test_one_group_rounds_pick_what_the_general_round_picks(
+    monkeypatch, threading_path, with_labeled
+):
+    # One-group rounds take a path of their own (slices, on the calling
+    # thread); with BATCH_ROWS = 1, only groups of one row still do, and
+    # the rest take the general path. Both match the reference.
+    monkeypatch.setattr(kcenter_cover, "LEAF_SIZE", 24)
+    rng = np.random.default_rng(63)
+    pool = hidden_layer(rng, 800)
+    labeled = pool[:20] + 0.25 if with_labeled else None
+    calls = {"one group": 0, "general": 0}
+
+    def counted(name, function):
+        def run(*args):
+            calls[name] += 1
+            return function(*args)
+
+        return run
+
+    monkeypatch.setattr(
+        kcenter_update,
+        "_update_group",
+        counted("one group", kcenter_update._update_group),
+    )
+    monkeypatch.setattr(
+        kcenter_update, "_apply", counted("general", kcenter_update._apply)
+    )
+    assert_same_ranking(pool[20:], 100, labeled)
+    assert calls["one group"] > calls["general"]
+    calls.update({"one group": 0, "general": 0})
+    monkeypatch.setattr(kcenter_update, "BATCH_ROWS", 1)
+    assert_same_ranking(pool[20:], 100, labeled)
+    assert calls["general"] > calls["one group"]
