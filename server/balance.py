@@ -27,7 +27,6 @@ missing one falls back to the kernel's hash.
 from __future__ import annotations
 
 import ctypes
-import ctypes.util
 import errno
 import os
 import platform
@@ -42,8 +41,9 @@ _BPF_MAP_CREATE, _BPF_PROG_LOAD = 0, 5
 _BPF_MAP_TYPE_ARRAY = 2
 _BPF_PROG_TYPE_SOCKET_FILTER = 1
 _BPF_PSEUDO_MAP_FD = 1
-_NO_SOCKET = 0xFFFFFFFF
-"""An index past the group's sockets: the kernel then uses its hash."""
+_NO_SOCKET = -1
+"""An index past the group's sockets (as a u32, 0xFFFFFFFF): the kernel
+then uses its hash."""
 
 
 def _insn(code: int, dst: int = 0, src: int = 0, off: int = 0, imm: int = 0) -> bytes:
@@ -74,7 +74,7 @@ def program(map_fd: int, sockets: int) -> bytes:
         _insn(0xBC, dst=0, src=1),  # w0 = w1
         _insn(0x94, dst=0, imm=sockets),  # w0 %= sockets
         _insn(0x95),  # return w0
-        _insn(0xB4, dst=0, imm=-1),  # fallback: w0 = _NO_SOCKET
+        _insn(0xB4, dst=0, imm=_NO_SOCKET),  # fallback: w0 = _NO_SOCKET
         _insn(0x95),  # return w0
     ))
 
@@ -84,7 +84,9 @@ def _bpf(command: int, attr: bytes) -> int:
     number = _BPF_SYSCALL.get(platform.machine())
     if number is None:
         raise OSError(errno.ENOSYS, f"bpf(2) number unknown on {platform.machine()}")
-    libc = ctypes.CDLL(ctypes.util.find_library("c"), use_errno=True)
+    # The process's own symbols hold libc's syscall(); find_library would
+    # run ldconfig in a subprocess on every call.
+    libc = ctypes.CDLL(None, use_errno=True)
     buffer = ctypes.create_string_buffer(attr, 128)
     result = libc.syscall(number, command, buffer, 128)
     if result < 0:
