@@ -7,7 +7,7 @@ STAMP := $(VENV)/.installed
 
 .PHONY: run test proto clean bench bench-data bench-speed node-deps
 
-$(STAMP): pyproject.toml
+$(STAMP): pyproject.toml server/strategies/_kcenter.c
 	@$(PYTHON) -c 'import sys; assert sys.version_info >= (3, 11), "alquery needs Python 3.11 or newer"'
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip

@@ -44,6 +44,8 @@ def update_groups(
     common round, reads its rows through slices on the calling thread.
     """
     starts = cover.partition.starts
+    if cover.native.usable:
+        return _update_compiled(cover, groups, executor)
     if len(groups) == 1:
         group = int(groups[0])
         rows = slice(int(starts[group]), int(starts[group + 1]))
@@ -77,6 +79,40 @@ def update_groups(
     offsets = np.cumsum(sizes) - sizes
     cover.bound[groups] = np.maximum.reduceat(cover.nearest[positions], offsets)
     return sum(count[0] for count in counts), sum(count[1] for count in counts)
+
+
+def _update_compiled(
+    cover: LazyCover, groups: NDArray[np.int64], executor: Executor | None
+) -> tuple[int, int]:
+    # The compiled round (``kcenter_native``), a group at a time; a round
+    # that screens at least SPLIT_PAIRS pairs is split by rows over the
+    # workers (the compiled loops release the GIL).
+    starts = cover.partition.starts
+    n_centers = cover.n_centers
+    pieces = []
+    for group in groups.tolist():
+        first = int(cover.applied[group])
+        start, stop = int(starts[group]), int(starts[group + 1])
+        n_parts = 1
+        if executor is not None:
+            n_pairs = (stop - start) * (n_centers - first)
+            n_parts = min(cover.workers, -(-n_pairs // SPLIT_PAIRS), stop - start)
+        bounds = [start + (stop - start) * k // n_parts for k in range(n_parts + 1)]
+        for low, high in zip(bounds[:-1], bounds[1:]):
+            pieces.append((group, slice(low, high), first))
+
+    def job(piece: tuple[int, slice, int]) -> tuple[float, int, int]:
+        return cover.native.update(*piece)
+
+    if executor is None or len(pieces) == 1:
+        results = [job(piece) for piece in pieces]
+    else:
+        results = list(executor.map(job, pieces))
+    cover.applied[groups] = n_centers
+    cover.bound[groups] = -np.inf
+    for (group, _, _), (largest, _, _) in zip(pieces, results):
+        cover.bound[group] = max(cover.bound[group], largest)
+    return sum(r[1] for r in results), sum(r[2] for r in results)
 
 
 def _update_group(cover: LazyCover, group: int, rows: slice) -> tuple[int, int]:

@@ -6,6 +6,7 @@ import pytest
 from alquery.server.strategies import (
     diversity_kcenter,
     kcenter_cover,
+    kcenter_native,
     kcenter_partition,
     kcenter_stream,
     kcenter_update,
@@ -26,6 +27,18 @@ def threading_path(request, monkeypatch):
     alone unless THREADED_VALUES is lowered to 0."""
     if request.param == "worker threads":
         monkeypatch.setattr(diversity_kcenter, "THREADED_VALUES", 0)
+    return request.param
+
+
+@pytest.fixture(autouse=True, params=["compiled rounds", "numpy rounds"])
+def rounds(request, monkeypatch):
+    """Every test runs both ways: with the compiled loops
+    (``kcenter_native``) and without them, as where no C compiler built
+    them; the reference follows, and both must give the same picks."""
+    if request.param == "numpy rounds":
+        monkeypatch.setattr(kcenter_native, "LIBRARY", None)
+    elif kcenter_native.LIBRARY is None:
+        pytest.skip("the compiled k-center loops were not built (no C compiler)")
     return request.param
 
 
@@ -228,8 +241,10 @@ def test_the_projection_bound_leaves_fewer_pairs_to_screen(monkeypatch):
 
 @pytest.mark.parametrize("with_labeled", [False, True])
 def test_one_group_rounds_pick_what_the_general_round_picks(
-    monkeypatch, threading_path, with_labeled
+    monkeypatch, threading_path, rounds, with_labeled
 ):
+    if rounds == "compiled rounds":
+        pytest.skip("the numpy rounds' own paths")
     # One-group rounds take a path of their own (slices, on the calling
     # thread); with BATCH_ROWS = 1, only groups of one row still do, and
     # the rest take the general path. Both match the reference.
@@ -260,3 +275,28 @@ def test_one_group_rounds_pick_what_the_general_round_picks(
     monkeypatch.setattr(kcenter_update, "BATCH_ROWS", 1)
     assert_same_ranking(pool[20:], 100, labeled)
     assert calls["general"] > calls["one group"]
+
+
+@pytest.mark.parametrize("with_labeled", [False, True])
+def test_compiled_rounds_split_over_workers_pick_what_the_reference_picks(
+    monkeypatch, threading_path, rounds, with_labeled
+):
+    # Rounds of several groups and groups split by rows over the workers:
+    # with LEAF_SIZE 24 and SPLIT_PAIRS 1, every round with threads splits.
+    if rounds == "numpy rounds":
+        pytest.skip("the compiled rounds' own paths")
+    monkeypatch.setattr(kcenter_cover, "LEAF_SIZE", 24)
+    monkeypatch.setattr(kcenter_update, "SPLIT_PAIRS", 1)
+    calls = {"pieces": 0}
+    update = kcenter_native.NativeRounds.update
+
+    def counted(self, *args):
+        calls["pieces"] += 1
+        return update(self, *args)
+
+    monkeypatch.setattr(kcenter_native.NativeRounds, "update", counted)
+    rng = np.random.default_rng(64)
+    pool = hidden_layer(rng, 800)
+    labeled = pool[:20] + 0.25 if with_labeled else None
+    assert_same_ranking(pool[20:], 100, labeled)
+    assert calls["pieces"] > 100
