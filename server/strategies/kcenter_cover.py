@@ -86,7 +86,8 @@ class LazyCover:
     d(x, its nearest center); then the projection bound of
     ``kcenter_basis``, ||x||^2 + ||c||^2 - 2 (z_x.z_c + rho_x rho_c), one
     product in PROJECTED_DIMS + 1 dimensions. The pairs left are screened
-    by one BLAS product per part of a round, in float32, on the pool as
+    in float32 (pair by pair in the compiled rounds of ``kcenter_native``,
+    else by one BLAS product per part of a round), on the pool as
     the client sent it when it is float32 and not far from the origin
     (``RAW_SCREEN_RATIO``), else on a shifted copy. Only pairs whose
     screened distance might reach the row's new nearest distance (within a

@@ -1,9 +1,12 @@
 """Bringing many groups of the k-center cover up to date at once.
 
 ``LazyCover`` (``kcenter_cover``) asks for a set of stale groups to be
-updated; this module applies their pending centers to a part of their rows
-at a time, so the work per round is a handful of numpy calls and a few
-BLAS products per part, however many groups the round touches.
+updated. With the compiled loops (``kcenter_native``), each group is one
+call that applies its pending centers pair by pair; large rounds split by
+rows over the workers. Without them, this module applies the pending
+centers to a part of the rows at a time, so the work per round is a
+handful of numpy calls and a few BLAS products per part, however many
+groups the round touches.
 """
 
 from __future__ import annotations
