@@ -125,6 +125,9 @@ def exact_distances(
     n = len(raw) if rows is None else len(rows)
     if LIBRARY is None or raw.dtype not in (np.float32, np.float64):
         return exact_twin(raw, shift, row_norms, centers, center_norms, rows, which)
+    if rows is not None and not raw.flags.c_contiguous:
+        # Gather the rows rather than copy the whole pool.
+        raw, rows = raw[rows], None
     raw = np.ascontiguousarray(raw)
     if rows is not None:
         rows = np.ascontiguousarray(rows, dtype=np.int64)

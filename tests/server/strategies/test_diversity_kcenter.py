@@ -300,3 +300,21 @@ def test_compiled_rounds_split_over_workers_pick_what_the_reference_picks(
     labeled = pool[:20] + 0.25 if with_labeled else None
     assert_same_ranking(pool[20:], 100, labeled)
     assert calls["pieces"] > 100
+
+
+@pytest.mark.parametrize("layout", ["fortran", "strided"])
+def test_a_pool_not_in_row_order_gets_the_same_picks(layout):
+    # The compiled rounds read rows in place only from a C-ordered pool;
+    # any other layout takes the numpy rounds, with rows gathered.
+    rng = np.random.default_rng(65)
+    pool = hidden_layer(rng, 1_200).astype(np.float32)
+    if layout == "fortran":
+        other = np.asfortranarray(pool)
+    else:
+        other = np.repeat(pool, 2, axis=1)[:, ::2]
+    assert not other.flags.c_contiguous
+    assert_same_ranking(other, 80)
+    fast = kcenter_greedy(other, 80)
+    same = kcenter_greedy(pool, 80)
+    assert fast.ranked_indices.tolist() == same.ranked_indices.tolist()
+    assert fast.scores.tolist() == same.scores.tolist()
