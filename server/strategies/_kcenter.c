@@ -33,6 +33,8 @@
 #else
 #define WIDE
 #endif
+/* Helpers are inlined into each build of the exported loops. */
+#define INLINE static inline __attribute__((always_inline))
 
 typedef struct {
     const void *embeddings;   /* pool order, n_pool x n_features */
@@ -61,7 +63,7 @@ typedef struct {
     double *screened;
 } Cover;
 
-static double dot_shifted_f32(const float *x, const double *shift,
+INLINE double dot_shifted_f32(const float *x, const double *shift,
                               const double *c, int64_t n)
 {
     double s[8] = {0, 0, 0, 0, 0, 0, 0, 0};
@@ -78,7 +80,7 @@ static double dot_shifted_f32(const float *x, const double *shift,
     return t;
 }
 
-static double dot_shifted_f64(const double *x, const double *shift,
+INLINE double dot_shifted_f64(const double *x, const double *shift,
                               const double *c, int64_t n)
 {
     double s[8] = {0, 0, 0, 0, 0, 0, 0, 0};
@@ -95,7 +97,7 @@ static double dot_shifted_f64(const double *x, const double *shift,
     return t;
 }
 
-static double finish(double dot, double row_norm, double center_norm)
+INLINE double finish(double dot, double row_norm, double center_norm)
 {
     double d = -2.0 * dot;
     d += row_norm;
@@ -149,7 +151,7 @@ WIDE void exact_norms(const double *x, int64_t n, int64_t n_features, double *ou
     }
 }
 
-static float dot_f32(const float *a, const float *b, int64_t n)
+INLINE float dot_f32(const float *a, const float *b, int64_t n)
 {
     float s[16] = {0};
     int64_t j = 0;
@@ -168,7 +170,7 @@ static float dot_f32(const float *a, const float *b, int64_t n)
     return t;
 }
 
-static double dot_f64(const double *a, const double *b, int64_t n)
+INLINE double dot_f64(const double *a, const double *b, int64_t n)
 {
     double s[8] = {0, 0, 0, 0, 0, 0, 0, 0};
     int64_t j = 0;
