@@ -288,6 +288,44 @@ WIDE double update_group(const Cover *cv, double *nearest, int64_t group,
     return largest;
 }
 
+/* The rounds of one pick (LazyCover.farthest): while some stale group's
+ * bound reaches the largest bound, update every such group (update_group).
+ * Returns 0 when no stale group can hold the next pick. A round that would
+ * screen at least split_pairs pairs (0: none) is not run: its groups go to
+ * `large` and their number is returned, for the caller to split over its
+ * threads. */
+WIDE int64_t pick_rounds(const Cover *cv, double *nearest, double *bound,
+                         int64_t *applied, const int64_t *starts,
+                         int64_t n_groups, int64_t n_centers,
+                         int64_t split_pairs, int64_t *counts, int64_t *large)
+{
+    for (;;) {
+        double top = -INFINITY;
+        for (int64_t g = 0; g < n_groups; g++) {
+            top = bound[g] > top ? bound[g] : top;
+        }
+        int64_t n_large = 0, pairs = 0;
+        for (int64_t g = 0; g < n_groups; g++) {
+            if (applied[g] < n_centers && bound[g] >= top) {
+                large[n_large++] = g;
+                pairs += (starts[g + 1] - starts[g]) * (n_centers - applied[g]);
+            }
+        }
+        if (n_large == 0) {
+            return 0;
+        }
+        if (split_pairs > 0 && pairs >= split_pairs) {
+            return n_large;
+        }
+        for (int64_t i = 0; i < n_large; i++) {
+            int64_t g = large[i];
+            bound[g] = update_group(cv, nearest, g, starts[g], starts[g + 1],
+                                    applied[g], n_centers, counts);
+            applied[g] = n_centers;
+        }
+    }
+}
+
 static struct PyModuleDef module = {
     PyModuleDef_HEAD_INIT, "_kcenter",
     "Compiled loops of the exact k-center greedy, called through ctypes.",

@@ -24,6 +24,7 @@ from alquery.server.strategies.kcenter_stream import (
     shifted_copy,
     stream,
 )
+from alquery.server.strategies import kcenter_update
 from alquery.server.strategies.kcenter_update import update_groups
 from alquery.server.threads import compute_threads
 
@@ -302,6 +303,18 @@ class LazyCover:
         parts side by side on ``executor``.
         """
         bound = self.bound
+        while self.native.usable:
+            # The rounds run in the compiled loops until one is large
+            # enough to split over the workers, which runs here.
+            split = kcenter_update.SPLIT_PAIRS if executor is not None else 0
+            groups, evaluations, screened = self.native.pick_rounds(split)
+            self.evaluations += evaluations
+            self.screened += screened
+            if not len(groups):
+                break
+            counts = update_groups(self, groups, executor)
+            self.evaluations += counts[0]
+            self.screened += counts[1]
         while True:
             top = bound.max()
             groups = self._stale_groups(top)

@@ -89,6 +89,9 @@ def _load() -> ctypes.CDLL | None:
         ctypes.c_int64,
         ctypes.c_void_p,
     ]
+    library.pick_rounds.restype = ctypes.c_int64
+    library.pick_rounds.argtypes = [ctypes.c_void_p] * 5 + [ctypes.c_int64] * 3
+    library.pick_rounds.argtypes += [ctypes.c_void_p] * 2
     return library
 
 
@@ -238,6 +241,7 @@ class NativeRounds:
         self._local = threading.local()
         self._keep = []
         self.usable = LIBRARY is not None and self._fits(cover)
+        self._starts = np.ascontiguousarray(cover.partition.starts, dtype=np.int64)
 
     @staticmethod
     def _fits(cover) -> bool:
@@ -303,7 +307,33 @@ class NativeRounds:
         )
         self._local.structure = structure
         self._local.counts = np.zeros(2, dtype=np.int64)
+        self._local.large = np.empty(len(cover.bound), dtype=np.int64)
         return structure
+
+    def pick_rounds(self, split_pairs: int) -> tuple[NDArray[np.int64], int, int]:
+        """Run the rounds of a pick (``LazyCover.farthest``) on this
+        thread until no stale group could hold the pick, or until a round
+        would screen at least ``split_pairs`` pairs (0: never stop). Returns
+        that round's groups (empty when done), exact distances computed and
+        pairs screened."""
+        structure = self._structure()
+        cover = self.cover
+        counts = self._local.counts
+        counts[:] = 0
+        large = self._local.large
+        n_large = LIBRARY.pick_rounds(
+            ctypes.addressof(structure),
+            cover.nearest.ctypes.data,
+            cover.bound.ctypes.data,
+            cover.applied.ctypes.data,
+            self._starts.ctypes.data,
+            len(self._starts) - 1,
+            cover.n_centers,
+            split_pairs,
+            counts.ctypes.data,
+            large.ctypes.data,
+        )
+        return large[:n_large].copy(), int(counts[0]), int(counts[1])
 
     def update(self, group: int, rows: slice, first: int) -> tuple[float, int, int]:
         """Apply centers ``first`` onwards to ``rows`` of ``group``: the

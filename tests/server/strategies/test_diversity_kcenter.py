@@ -287,19 +287,30 @@ def test_compiled_rounds_split_over_workers_pick_what_the_reference_picks(
         pytest.skip("the compiled rounds' own paths")
     monkeypatch.setattr(kcenter_cover, "LEAF_SIZE", 24)
     monkeypatch.setattr(kcenter_update, "SPLIT_PAIRS", 1)
-    calls = {"pieces": 0}
-    update = kcenter_native.NativeRounds.update
+    calls = {"update": 0, "pick_rounds": 0}
 
-    def counted(self, *args):
-        calls["pieces"] += 1
-        return update(self, *args)
+    def counted(name):
+        method = getattr(kcenter_native.NativeRounds, name)
 
-    monkeypatch.setattr(kcenter_native.NativeRounds, "update", counted)
+        def run(self, *args):
+            calls[name] += 1
+            return method(self, *args)
+
+        monkeypatch.setattr(kcenter_native.NativeRounds, name, run)
+
+    counted("update")
+    counted("pick_rounds")
     rng = np.random.default_rng(64)
     pool = hidden_layer(rng, 800)
     labeled = pool[:20] + 0.25 if with_labeled else None
     assert_same_ranking(pool[20:], 100, labeled)
-    assert calls["pieces"] > 100
+    # Each pick's rounds start in the compiled loops; with threads, every
+    # round comes back to be split into pieces, one update each.
+    assert calls["pick_rounds"] >= 99
+    if threading_path == "worker threads":
+        assert calls["update"] > 100
+    else:
+        assert calls["update"] == 0
 
 
 @pytest.mark.parametrize("layout", ["fortran", "strided"])
