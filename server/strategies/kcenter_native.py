@@ -175,11 +175,14 @@ def exact_norms(rows: NDArray[np.float64]) -> NDArray[np.float64]:
 
 def _ordered_dots(products: NDArray[np.float64]) -> NDArray[np.float64]:
     # Row sums in the order of the compiled dot (``exact_distances``).
-    n_features = products.shape[1]
+    n_rows, n_features = products.shape
     whole = n_features - n_features % 8
-    sums = np.zeros((len(products), 8))
-    for first in range(0, whole, 8):
-        sums += products[:, first : first + 8]
+    sums = np.zeros((n_rows, 8))
+    if whole:
+        # add.accumulate adds in order, one term after the other, as the
+        # compiled loop does (a plain sum may add pairwise).
+        terms = products[:, :whole].reshape(n_rows, whole // 8, 8)
+        sums = np.add.accumulate(terms, axis=1)[:, -1, :]
     s = sums.T
     dots = ((s[0] + s[1]) + (s[2] + s[3])) + ((s[4] + s[5]) + (s[6] + s[7]))
     for column in range(whole, n_features):
