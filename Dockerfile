@@ -10,6 +10,10 @@
 # Build stage: compilers and pip's caches stay here.
 FROM python:3.11-slim AS build
 ENV PIP_NO_CACHE_DIR=1 PIP_DISABLE_PIP_VERSION_CHECK=1
+# A C compiler for the compiled loops of the exact k-center greedy
+# (server/strategies/_kcenter.c); it stays in this stage.
+RUN apt-get update && apt-get install -y --no-install-recommends gcc libc6-dev \
+    && rm -rf /var/lib/apt/lists/*
 WORKDIR /src
 COPY pyproject.toml README.md ./
 COPY proto ./proto

@@ -7,8 +7,16 @@ STAMP := $(VENV)/.installed
 
 .PHONY: run test proto clean bench bench-data bench-speed node-deps
 
-$(STAMP): pyproject.toml
+$(STAMP): pyproject.toml server/strategies/_kcenter.c
 	@$(PYTHON) -c 'import sys; assert sys.version_info >= (3, 11), "alquery needs Python 3.11 or newer"'
+	@# k-center's compiled loops need a C compiler and Python's headers at
+	@# install; Debian's come when missing and we may install them. Without
+	@# them the install still succeeds and k-center runs its numpy rounds.
+	@if command -v apt-get >/dev/null && [ "$$(id -u)" = 0 ]; then \
+		if ! command -v cc >/dev/null; then \
+			apt-get update -qq && apt-get install -y -qq gcc libc6-dev; fi; \
+		$(PYTHON) -c 'import os, sys, sysconfig; sys.exit(not os.path.exists(sysconfig.get_paths()["include"] + "/Python.h"))' \
+			|| apt-get install -y -qq python3-dev; fi
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
 	$(PY) -m pip install --quiet -e '.[test,peers]'

@@ -57,6 +57,7 @@ import numpy as np
 from threadpoolctl import threadpool_limits
 
 from alquery.server.strategies.diversity import nearest_center_distances
+from alquery.server.strategies import kcenter_native
 from alquery.server.strategies.diversity_kcenter import (
     kcenter_greedy_counted,
     kcenter_projected,
@@ -139,7 +140,19 @@ def same_as_reference(pool, n_picks, ranking):
     )
 
 
-def run_case(name, pool, n_picks, threads, check_reference):
+def numpy_rounds(pool, n_picks):
+    """alquery's greedy without its compiled loops, as where no C compiler
+    built them: seconds and ranking."""
+    saved = kcenter_native.LIBRARY
+    kcenter_native.LIBRARY = None
+    try:
+        seconds, (ranking, _, _) = timed(kcenter_greedy_counted, pool, n_picks)
+    finally:
+        kcenter_native.LIBRARY = saved
+    return seconds, ranking
+
+
+def run_case(name, pool, n_picks, threads, check_reference, compare_rounds):
     plain_s, (_, plain_evals) = timed(plain_kcenter, pool, n_picks)
     ours_s, (ranking, ours_evals, screened) = timed(
         kcenter_greedy_counted, pool, n_picks
@@ -147,10 +160,18 @@ def run_case(name, pool, n_picks, threads, check_reference):
     same = "not run"
     if check_reference:
         same = str(same_as_reference(pool, n_picks, ranking))
+    rounds = "not run"
+    if compare_rounds and kcenter_native.LIBRARY is not None:
+        rounds_s, other = numpy_rounds(pool, n_picks)
+        identical = np.array_equal(
+            other.ranked_indices, ranking.ranked_indices
+        ) and np.array_equal(other.scores, ranking.scores)
+        rounds = f"{rounds_s:.2f} ({'identical' if identical else 'DIFFERENT'})"
     n_pool, n_features = pool.shape
     row = (
         f"| {threads} | {name} | {n_pool:,} x {n_features} | {n_picks:,} "
         f"| {plain_s:.2f} | {ours_s:.2f} | {plain_s / ours_s:.1f}x "
+        f"| {rounds} "
         f"| {screened / plain_evals:.1%} | {ours_evals / plain_evals:.2%} "
         f"| {same} |"
     )
@@ -254,7 +275,12 @@ def main(argv=None):
                 # thread setting.
                 first = position == 0
                 row, ranking, seconds = run_case(
-                    name, pool, n_picks, threads, args.check_reference and first
+                    name,
+                    pool,
+                    n_picks,
+                    threads,
+                    args.check_reference and first,
+                    compare_rounds=first,
                 )
                 speed.append(row)
                 print(row, flush=True)
@@ -272,6 +298,7 @@ def main(argv=None):
 
 
 def write(args, argv, speed, approximate, peer):
+    compiled = "built" if kcenter_native.LIBRARY is not None else "NOT built"
     command = "    .venv/bin/python bench/kcenter.py " + " ".join(
         sys.argv[1:] if argv is None else argv
     )
@@ -290,10 +317,17 @@ def write(args, argv, speed, approximate, peer):
             "network trained on Fashion-MNIST, for all 70,000 images (see the "
             "script).",
             "",
+            f"Compiled loops (server/strategies/_kcenter.c): {compiled}. "
+            "alquery, numpy rounds: the same greedy without them (as where no "
+            "C compiler built them), at the first BLAS setting; its picks and "
+            "scores must be identical. Screened: (row, center) pairs screened "
+            "in float32 (the compiled rounds screen pair by pair; the numpy "
+            "rounds screen whole blocks, several times more).",
+            "",
             "| BLAS threads | data | pool | picks | numpy plain (s) | alquery (s) "
-            "| speed-up | screened (float32) | exact (float64) "
-            "| same picks and scores as reference |",
-            "|---|---|---|---|---|---|---|---|---|---|",
+            "| speed-up | alquery, numpy rounds (s) | screened (float32) "
+            "| exact (float64) | same picks and scores as reference |",
+            "|---|---|---|---|---|---|---|---|---|---|---|",
             *speed,
             "",
             "Approximate mode (``kcenter_projection``): the greedy on a seeded "

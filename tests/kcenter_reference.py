@@ -1,7 +1,7 @@
 """The plain k-center greedy, one distance row per pick: the test reference.
 
 Every pick computes the distance from the new center to every pool sample,
-with the exact distance ``paired_squared_distances`` defines, and keeps a
+with the exact distance ``exact_distances`` defines, and keeps a
 running minimum. The accelerated ``kcenter_greedy`` must pick the same
 samples with the same scores, to the bit.
 """
@@ -10,12 +10,8 @@ from __future__ import annotations
 
 import numpy as np
 from alquery.server.registry import Ranking
-from alquery.server.strategies.kcenter_cover import (
-    paired_squared_distances,
-    pool_shift,
-    row_norms,
-    shifted,
-)
+from alquery.server.strategies.kcenter_cover import pool_shift, shifted
+from alquery.server.strategies.kcenter_native import exact_distances, exact_norms
 from numpy.typing import NDArray
 
 
@@ -27,12 +23,11 @@ def kcenter_greedy_reference(
     """Greedy k-center by a full distance row per pick (see the module)."""
     shift = pool_shift(embeddings)
     x = shifted(embeddings, shift)
-    norms = row_norms(x)
+    norms = exact_norms(x)
 
     def distances_to(center: NDArray[np.float64]) -> NDArray[np.float64]:
-        center_norm = row_norms(center[None, :])
-        every = np.broadcast_to(center, x.shape)
-        return paired_squared_distances(x, norms, every, center_norm)
+        center_norm = exact_norms(center[None, :])
+        return exact_distances(embeddings, shift, norms, center[None, :], center_norm)
 
     picks = np.empty(batch_size, dtype=np.int64)
     scores = np.empty(batch_size)

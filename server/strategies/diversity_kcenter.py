@@ -68,10 +68,13 @@ def kcenter_greedy(
     mean; the greedy steps follow from there.
 
     Distances: every vector is shifted by the pool mean (distances do not
-    change), then ||x||^2 - 2 x.c + ||c||^2 in float64, clipped at 0, with
-    the dot product of each pair summed on its own
-    (``paired_squared_distances``); two vectors closer than about 1e-7
-    times their norm about the mean may be seen at distance 0.
+    change), then (-2 x.c + ||x||^2) + ||c||^2 in float64, clipped at 0,
+    with every dot product and squared norm summed in one fixed order
+    (``kcenter_native.exact_distances``: eight running partial sums, a
+    fixed tree, the tail; no fused multiply-add), so the bits are the same
+    on every machine, compiled or not, and a sample is at distance 0 from
+    itself; two vectors closer than about 1e-7 times their norm about the
+    mean may be seen at distance 0.
 
     The picks and scores are, to the bit, those of the plain greedy that
     computes this distance from the new center to every pool sample at
@@ -98,22 +101,17 @@ def kcenter_greedy(
     the parts of large rounds side by side, while BLAS is held to one
     thread (``one_blas_thread``); a pool of fewer than ``THREADED_VALUES``
     values runs on the calling thread alone. Most rounds update one group
-    of a few hundred rows, so the greedy steps themselves run mostly on
-    one thread; a round costs about 60 numpy calls plus its data work,
-    mostly the exact float64 distances and the gathered float32 screen.
+    of a few hundred rows (3 to 4 rounds per pick on learned embeddings);
+    a round is one call into the compiled loops (``kcenter_native``,
+    built from ``_kcenter.c`` when a C compiler was present at install),
+    which do the bounds, the screen and the exact distances pair by pair
+    and release the GIL, so rounds of many pairs split by rows over the
+    threads. Pools screened in float64 (norms beyond float32's range)
+    take the numpy rounds. Without the compiled loops a round is about 60
+    numpy calls,
+    about twice as slow on learned embeddings; the picks and scores are
+    the same.
 
-    Measured (bench/kcenter.py, shared 2-core machine, load average 1.4,
-    one run, best BLAS setting): 1,000 picks in 2.91 s on 100,000 x 768
-    clustered synthetic embeddings and 2.73 s on 70,000 x 768 learned
-    embeddings of Fashion-MNIST (an MLP's hidden layer), where a plain
-    float32 numpy greedy took 13.44 and 9.10 s (4.6x and 3.3x); the
-    previous code took 3.0 s on the learned embeddings in the same
-    session, this code 2.65 s.
-
-    References
-    ----------
-    Sener & Savarese, "Active Learning for Convolutional Neural Networks: A
-    Core-Set Approach", ICLR 2018.
     """
     return kcenter_greedy_counted(embeddings, batch_size, labeled_embeddings, check)[0]
 

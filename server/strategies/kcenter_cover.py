@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import threading
 from collections.abc import Callable
 from concurrent.futures import Executor
 
@@ -11,16 +10,21 @@ from numpy.typing import NDArray
 
 from alquery.server.strategies import kcenter_stream
 from alquery.server.strategies.kcenter_basis import principal_basis
+from alquery.server.strategies.kcenter_native import (
+    NativeRounds,
+    exact_distances,
+    exact_norms,
+)
 from alquery.server.strategies.kcenter_partition import (
     finish_partition,
     group_rows,
 )
 from alquery.server.strategies.kcenter_stream import (
-    cache_rows,
     norms_and_projection,
     shifted_copy,
     stream,
 )
+from alquery.server.strategies import kcenter_update
 from alquery.server.strategies.kcenter_update import update_groups
 from alquery.server.threads import compute_threads
 
@@ -48,28 +52,6 @@ def pool_shift(embeddings: NDArray) -> NDArray[np.float64]:
 def shifted(rows: NDArray, shift: NDArray[np.float64]) -> NDArray[np.float64]:
     """Return ``rows`` in float64 less ``shift``."""
     return np.asarray(rows, dtype=np.float64) - shift
-
-
-def paired_squared_distances(
-    rows: NDArray[np.float64],
-    row_norms: NDArray[np.float64],
-    centers: NDArray[np.float64],
-    center_norms: NDArray[np.float64],
-) -> NDArray[np.float64]:
-    """Return ||r_i - c_i||^2 for aligned rows and centers, float64.
-
-    Computed as ||r||^2 - 2 r.c + ||c||^2, clipped below at 0. The dot
-    product of a pair depends on that pair alone (einsum, not BLAS), so a
-    distance is the same number whichever rows share the call: this is the
-    definition of the exact distance both the greedy and its test reference
-    use. ``centers`` may be one row broadcast over all.
-    """
-    out = np.einsum("ij,ij->i", rows, centers)
-    out *= -2.0
-    out += row_norms
-    out += center_norms
-    np.maximum(out, 0.0, out=out)
-    return out
 
 
 def _residuals(
@@ -105,12 +87,13 @@ class LazyCover:
     d(x, its nearest center); then the projection bound of
     ``kcenter_basis``, ||x||^2 + ||c||^2 - 2 (z_x.z_c + rho_x rho_c), one
     product in PROJECTED_DIMS + 1 dimensions. The pairs left are screened
-    by one BLAS product per part of a round, in float32, on the pool as
+    in float32 (pair by pair in the compiled rounds of ``kcenter_native``,
+    else by one BLAS product per part of a round), on the pool as
     the client sent it when it is float32 and not far from the origin
     (``RAW_SCREEN_RATIO``), else on a shifted copy. Only pairs whose
     screened distance might reach the row's new nearest distance (within a
     proven rounding bound) get the exact float64 distance
-    (``paired_squared_distances``). Every bound leaves a margin for the
+    (``exact_distances``). Every bound leaves a margin for the
     rounding of the exact expansion (``slack``), of the projection bound
     (``lift_slack``) and of the screening (``screen_slack``), so a row's
     nearest distance is always the minimum of its exact distances to all
@@ -187,7 +170,7 @@ class LazyCover:
         self.screened = 0
         self.workers = WORKERS
         self.executor = executor
-        self._local = threading.local()
+        self.native = NativeRounds(self)
 
     def _choose_screen(
         self,
@@ -260,7 +243,7 @@ class LazyCover:
         them; groups see them when needed."""
         stop = self.n_centers + len(centers)
         self.centers[self.n_centers : stop] = centers
-        self.center_norms[self.n_centers : stop] = row_norms(centers)
+        self.center_norms[self.n_centers : stop] = exact_norms(centers)
         if self.raw_screen:
             screen = np.asarray(raw, dtype=np.float32)
         else:
@@ -288,10 +271,12 @@ class LazyCover:
         distances = np.empty(len(self.nearest))
 
         def job(rows: slice, block: NDArray[np.float64]) -> None:
-            np.subtract(self.embeddings[rows], self.shift, out=block)
-            every = np.broadcast_to(center, block.shape)
-            distances[rows] = paired_squared_distances(
-                block, self.norms[rows], every, center_norm
+            distances[rows] = exact_distances(
+                self.embeddings[rows],
+                self.shift,
+                self.norms[rows],
+                center[None, :],
+                center_norm,
             )
 
         stream(len(distances), len(center), self.executor, self.workers, job)
@@ -318,6 +303,18 @@ class LazyCover:
         parts side by side on ``executor``.
         """
         bound = self.bound
+        while self.native.usable:
+            # The rounds run in the compiled loops until one is large
+            # enough to split over the workers, which runs here.
+            split = kcenter_update.SPLIT_PAIRS if executor is not None else 0
+            groups, evaluations, screened = self.native.pick_rounds(split)
+            self.evaluations += evaluations
+            self.screened += screened
+            if not len(groups):
+                break
+            counts = update_groups(self, groups, executor)
+            self.evaluations += counts[0]
+            self.screened += counts[1]
         while True:
             top = bound.max()
             groups = self._stale_groups(top)
@@ -344,40 +341,16 @@ class LazyCover:
         return np.flatnonzero(stale & (self.bound >= top))
 
     def exact(self, positions: NDArray[np.int64], centers: NDArray[np.int64]) -> None:
-        """Compute the exact distances of the (partition position, center)
-        pairs and keep the minima in ``nearest``. The pairs go center by
-        center, so that a center alone in a chunk is broadcast rather than
-        copied; the blocks are this thread's, reused across calls."""
-        gathered, block = self._blocks()
-        per_chunk = len(block)
-        if len(positions) > per_chunk:
-            by_center = np.argsort(centers, kind="stable")
-            positions, centers = positions[by_center], centers[by_center]
-        for first in range(0, len(positions), per_chunk):
-            where = positions[first : first + per_chunk]
-            which = centers[first : first + per_chunk]
-            rows = block[: len(where)]
-            raw = gathered[: len(where)]
-            np.take(self.embeddings, self.partition.order[where], axis=0, out=raw)
-            np.subtract(raw, self.shift, out=rows)
-            if which[0] == which[-1] and (which == which[0]).all():
-                paired = np.broadcast_to(self.centers[which[0]], rows.shape)
-            else:
-                paired = self.centers[which]
-            distances = paired_squared_distances(
-                rows, self.sorted_norms[where], paired, self.center_norms[which]
-            )
-            np.minimum.at(self.nearest, where, distances)
-
-    def _blocks(self) -> tuple[NDArray, NDArray[np.float64]]:
-        # This thread's blocks for ``exact``: pool rows as sent, and float64.
-        blocks = getattr(self._local, "blocks", None)
-        if blocks is None:
-            n_features = self.embeddings.shape[1]
-            per_chunk = cache_rows(n_features)
-            blocks = (
-                np.empty((per_chunk, n_features), dtype=self.embeddings.dtype),
-                np.empty((per_chunk, n_features)),
-            )
-            self._local.blocks = blocks
-        return blocks
+        """Compute the exact distances (``exact_distances``) of the
+        (partition position, center) pairs and keep the minima in
+        ``nearest``."""
+        distances = exact_distances(
+            self.embeddings,
+            self.shift,
+            self.sorted_norms[positions],
+            self.centers,
+            self.center_norms,
+            self.partition.order[positions],
+            centers,
+        )
+        np.minimum.at(self.nearest, positions, distances)

@@ -14,6 +14,7 @@ import numpy as np
 from numpy.typing import NDArray
 
 from alquery.server.strategies.diversity import CHUNK_ELEMENTS
+from alquery.server.strategies.kcenter_native import exact_norms
 
 CACHE_ELEMENTS = 1 << 16
 """A streaming block holds at most this many float64 values (512 KiB), so
@@ -80,7 +81,7 @@ def norms_and_projection(
     def job(rows: slice, block: NDArray[np.float64]) -> None:
         raw = embeddings[rows]
         np.subtract(raw, shift, out=block)
-        norms[rows] = np.einsum("ij,ij->i", block, block)
+        norms[rows] = exact_norms(block)
         projected[rows] = block if basis is None else block @ basis
         if raw_norms is not None:
             raw_norms[rows] = np.einsum("ij,ij->i", raw, raw)

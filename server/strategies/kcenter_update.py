@@ -1,9 +1,12 @@
 """Bringing many groups of the k-center cover up to date at once.
 
 ``LazyCover`` (``kcenter_cover``) asks for a set of stale groups to be
-updated; this module applies their pending centers to a part of their rows
-at a time, so the work per round is a handful of numpy calls and a few
-BLAS products per part, however many groups the round touches.
+updated. With the compiled loops (``kcenter_native``), each group is one
+call that applies its pending centers pair by pair; large rounds split by
+rows over the workers. Without them, this module applies the pending
+centers to a part of the rows at a time, so the work per round is a
+handful of numpy calls and a few BLAS products per part, however many
+groups the round touches.
 """
 
 from __future__ import annotations
@@ -44,6 +47,8 @@ def update_groups(
     common round, reads its rows through slices on the calling thread.
     """
     starts = cover.partition.starts
+    if cover.native.usable:
+        return _update_compiled(cover, groups, executor)
     if len(groups) == 1:
         group = int(groups[0])
         rows = slice(int(starts[group]), int(starts[group + 1]))
@@ -77,6 +82,40 @@ def update_groups(
     offsets = np.cumsum(sizes) - sizes
     cover.bound[groups] = np.maximum.reduceat(cover.nearest[positions], offsets)
     return sum(count[0] for count in counts), sum(count[1] for count in counts)
+
+
+def _update_compiled(
+    cover: LazyCover, groups: NDArray[np.int64], executor: Executor | None
+) -> tuple[int, int]:
+    # The compiled round (``kcenter_native``), a group at a time; a round
+    # that screens at least SPLIT_PAIRS pairs is split by rows over the
+    # workers (the compiled loops release the GIL).
+    starts = cover.partition.starts
+    n_centers = cover.n_centers
+    pieces = []
+    for group in groups.tolist():
+        first = int(cover.applied[group])
+        start, stop = int(starts[group]), int(starts[group + 1])
+        n_parts = 1
+        if executor is not None:
+            n_pairs = (stop - start) * (n_centers - first)
+            n_parts = min(cover.workers, -(-n_pairs // SPLIT_PAIRS), stop - start)
+        bounds = [start + (stop - start) * k // n_parts for k in range(n_parts + 1)]
+        for low, high in zip(bounds[:-1], bounds[1:]):
+            pieces.append((group, slice(low, high), first))
+
+    def job(piece: tuple[int, slice, int]) -> tuple[float, int, int]:
+        return cover.native.update(*piece)
+
+    if executor is None or len(pieces) == 1:
+        results = [job(piece) for piece in pieces]
+    else:
+        results = list(executor.map(job, pieces))
+    cover.applied[groups] = n_centers
+    cover.bound[groups] = -np.inf
+    for (group, _, _), (largest, _, _) in zip(pieces, results):
+        cover.bound[group] = max(cover.bound[group], largest)
+    return sum(r[1] for r in results), sum(r[2] for r in results)
 
 
 def _update_group(cover: LazyCover, group: int, rows: slice) -> tuple[int, int]:

@@ -6,6 +6,7 @@ import pytest
 from alquery.server.strategies import (
     diversity_kcenter,
     kcenter_cover,
+    kcenter_native,
     kcenter_partition,
     kcenter_stream,
     kcenter_update,
@@ -26,6 +27,18 @@ def threading_path(request, monkeypatch):
     alone unless THREADED_VALUES is lowered to 0."""
     if request.param == "worker threads":
         monkeypatch.setattr(diversity_kcenter, "THREADED_VALUES", 0)
+    return request.param
+
+
+@pytest.fixture(autouse=True, params=["compiled rounds", "numpy rounds"])
+def rounds(request, monkeypatch):
+    """Every test runs both ways: with the compiled loops
+    (``kcenter_native``) and without them, as where no C compiler built
+    them; the reference follows, and both must give the same picks."""
+    if request.param == "numpy rounds":
+        monkeypatch.setattr(kcenter_native, "LIBRARY", None)
+    elif kcenter_native.LIBRARY is None:
+        pytest.skip("the compiled k-center loops were not built (no C compiler)")
     return request.param
 
 
@@ -228,8 +241,10 @@ def test_the_projection_bound_leaves_fewer_pairs_to_screen(monkeypatch):
 
 @pytest.mark.parametrize("with_labeled", [False, True])
 def test_one_group_rounds_pick_what_the_general_round_picks(
-    monkeypatch, threading_path, with_labeled
+    monkeypatch, threading_path, rounds, with_labeled
 ):
+    if rounds == "compiled rounds":
+        pytest.skip("the numpy rounds' own paths")
     # One-group rounds take a path of their own (slices, on the calling
     # thread); with BATCH_ROWS = 1, only groups of one row still do, and
     # the rest take the general path. Both match the reference.
@@ -260,3 +275,57 @@ def test_one_group_rounds_pick_what_the_general_round_picks(
     monkeypatch.setattr(kcenter_update, "BATCH_ROWS", 1)
     assert_same_ranking(pool[20:], 100, labeled)
     assert calls["general"] > calls["one group"]
+
+
+@pytest.mark.parametrize("with_labeled", [False, True])
+def test_compiled_rounds_split_over_workers_pick_what_the_reference_picks(
+    monkeypatch, threading_path, rounds, with_labeled
+):
+    # Rounds of several groups and groups split by rows over the workers:
+    # with LEAF_SIZE 24 and SPLIT_PAIRS 1, every round with threads splits.
+    if rounds == "numpy rounds":
+        pytest.skip("the compiled rounds' own paths")
+    monkeypatch.setattr(kcenter_cover, "LEAF_SIZE", 24)
+    monkeypatch.setattr(kcenter_update, "SPLIT_PAIRS", 1)
+    calls = {"update": 0, "pick_rounds": 0}
+
+    def counted(name):
+        method = getattr(kcenter_native.NativeRounds, name)
+
+        def run(self, *args):
+            calls[name] += 1
+            return method(self, *args)
+
+        monkeypatch.setattr(kcenter_native.NativeRounds, name, run)
+
+    counted("update")
+    counted("pick_rounds")
+    rng = np.random.default_rng(64)
+    pool = hidden_layer(rng, 800)
+    labeled = pool[:20] + 0.25 if with_labeled else None
+    assert_same_ranking(pool[20:], 100, labeled)
+    # Each pick's rounds start in the compiled loops; with threads, every
+    # round comes back to be split into pieces, one update each.
+    assert calls["pick_rounds"] >= 99
+    if threading_path == "worker threads":
+        assert calls["update"] > 100
+    else:
+        assert calls["update"] == 0
+
+
+@pytest.mark.parametrize("layout", ["fortran", "strided"])
+def test_a_pool_not_in_row_order_gets_the_same_picks(layout):
+    # The compiled rounds read rows in place only from a C-ordered pool;
+    # any other layout takes the numpy rounds, with rows gathered.
+    rng = np.random.default_rng(65)
+    pool = hidden_layer(rng, 1_200).astype(np.float32)
+    if layout == "fortran":
+        other = np.asfortranarray(pool)
+    else:
+        other = np.repeat(pool, 2, axis=1)[:, ::2]
+    assert not other.flags.c_contiguous
+    assert_same_ranking(other, 80)
+    fast = kcenter_greedy(other, 80)
+    same = kcenter_greedy(pool, 80)
+    assert fast.ranked_indices.tolist() == same.ranked_indices.tolist()
+    assert fast.scores.tolist() == same.scores.tolist()
