@@ -42,15 +42,17 @@ class Scratch:
 
     ``wide`` has the chunk's shape in the working dtype; ``clamped`` and
     ``terms`` too, in float64. ``first``, ``second`` and ``third`` hold one
-    value per row, ``where`` one index, ``rows`` the row numbers. Each
-    buffer is made on first use and kept for the pass: a small pool's
-    call, one chunk through one kernel, then allocates only the two or
-    three buffers its kernel reads (eight ``np.empty`` calls cost about
-    10 microseconds, a tenth of a 1,000 x 10 margin call).
+    value per row, ``where`` one index, ``rows`` the row numbers. The
+    one-value-per-row buffers are made at once (they are small); the others
+    on first use, then kept for the pass, so a small pool's call (one chunk
+    through one kernel) makes only what its kernel reads, not all eight.
     """
 
     def __init__(self, rows: int, n_classes: int, dtype: np.dtype) -> None:
         self._rows, self._n_classes, self._dtype = rows, n_classes, dtype
+        self.first = np.empty(rows, dtype)
+        self.second = np.empty(rows, dtype)
+        self.third = np.empty(rows, dtype)
 
     @classmethod
     def allocate(cls, rows: int, n_classes: int, dtype: np.dtype) -> Scratch:
@@ -68,18 +70,6 @@ class Scratch:
     @functools.cached_property
     def terms(self) -> NDArray[np.float64]:
         return np.empty((self._rows, self._n_classes))
-
-    @functools.cached_property
-    def first(self) -> NDArray:
-        return np.empty(self._rows, self._dtype)
-
-    @functools.cached_property
-    def second(self) -> NDArray:
-        return np.empty(self._rows, self._dtype)
-
-    @functools.cached_property
-    def third(self) -> NDArray:
-        return np.empty(self._rows, self._dtype)
 
     @functools.cached_property
     def where(self) -> NDArray[np.intp]:
