@@ -3,6 +3,7 @@ process, measured in the same run, with clients in one process or several.
 
 Run: .venv/bin/python bench/workers.py [--calls 16000] [--clients 16]
      [--client-processes 2 4] [--baseline-commit COMMIT] [--repeats 1]
+     [--rate R]
 Writes the section between the workers markers of RESULTS.md.
 
 Each setup is a real ``alquery serve`` child process on 127.0.0.1. The
@@ -15,6 +16,9 @@ per core is how a deployment's clients would run). The clients share the
 machine's cores with the server, so every row also gives the CPU each side
 spends per call. With ``--baseline-commit`` the server code of that commit
 (see ``baseline.py``) is measured beside this worktree's, in the same run.
+With ``--rate R``, extra rows follow the saturation rows: the same servers
+under open-loop clients that together offer R calls a second on a fixed
+schedule, latency counted from each call's due time (``run_paced``).
 """
 
 from __future__ import annotations
@@ -31,6 +35,7 @@ import threading
 import time
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
+from typing import Any
 
 import grpc
 import numpy as np
@@ -122,6 +127,97 @@ def client_process(
     out.put(results)
     if cpu_out is not None:
         cpu_out.put(time.process_time() - start)
+
+
+def paced_thread(
+    target: str,
+    calls: int,
+    barrier: threading.Barrier,
+    request: query_pb2.RankRequest,
+    start: Any,
+    index: int,
+    clients: int,
+    rate: float,
+) -> Timed:
+    """One open-loop client, number ``index`` of ``clients``: call ``j``
+    is due at start + (index + j * clients) / rate, so that all clients
+    together offer ``rate`` calls a second on a fixed schedule, whatever
+    the server does. A call sent late (the previous one had not come back
+    by then) still counts from when it was due: the milliseconds include
+    the wait in the queue. ``start`` is a shared double one client sets
+    once all are warm."""
+    options = [("grpc.use_local_subchannel_pool", 1)]
+    timings = []
+    with grpc.insecure_channel(target, options=options) as channel:
+        stub = query_pb2_grpc.QueryServiceStub(channel)
+        for _ in range(WARM_UP):
+            stub.Rank(request, timeout=120)
+        if barrier.wait() == 0:
+            start.value = time.monotonic() + 0.1
+        barrier.wait()
+        first = start.value
+        for call in range(calls):
+            due = first + (index + call * clients) / rate
+            delay = due - time.monotonic()
+            if delay > 0:
+                time.sleep(delay)
+            stub.Rank(request, timeout=120)
+            timings.append((time.monotonic() - due) * 1000.0)
+    return first, time.monotonic(), timings
+
+
+def paced_process(
+    target: str,
+    indices: list[int],
+    calls: int,
+    clients: int,
+    rate: float,
+    barrier: threading.Barrier,
+    start: Any,
+    out: multiprocessing.Queue,
+    cpu_out: multiprocessing.Queue,
+) -> None:
+    """A paced client program: one ``paced_thread`` per index; puts their
+    ``Timed``, then the CPU seconds the calls took."""
+    request = margin_request()
+    begin = time.process_time()
+    with ThreadPoolExecutor(len(indices)) as pool:
+        results = list(pool.map(
+            lambda index: paced_thread(
+                target, calls, barrier, request, start, index, clients, rate
+            ),
+            indices,
+        ))
+    out.put(results)
+    cpu_out.put(time.process_time() - begin)
+
+
+def run_paced(
+    target: str, calls: int, clients: int, processes: int, rate: float
+) -> tuple[list[Timed], float]:
+    """``run_clients`` for open-loop clients offering ``rate`` calls a
+    second together (``paced_thread``), over ``processes`` processes."""
+    context = multiprocessing.get_context("spawn")
+    barrier, start = context.Barrier(clients), context.Value("d", 0.0)
+    out, cpu_out = context.Queue(), context.Queue()
+    indices = list(range(clients))
+    workers, taken = [], 0
+    for threads in _split(clients, processes):
+        workers.append(context.Process(
+            target=paced_process,
+            args=(
+                target, indices[taken : taken + threads], calls // clients,
+                clients, rate, barrier, start, out, cpu_out,
+            ),
+        ))
+        taken += threads
+    for worker in workers:
+        worker.start()
+    results = [timed for _ in workers for timed in out.get()]
+    cpu = sum(cpu_out.get() for _ in workers)
+    for worker in workers:
+        worker.join()
+    return results, cpu
 
 
 def run_clients(
@@ -295,6 +391,7 @@ def measure(
     clients: int,
     processes: int,
     server_code: pathlib.Path | str | None = None,
+    rate: float | None = None,
 ) -> Measured:
     """Requests per second, latencies and CPU per call for one setup.
 
@@ -303,14 +400,22 @@ def measure(
     per call counts every call made, the warm-up calls included; the
     server's is its processes' (the parent and every worker) from the
     clients' start to their end, the clients' as ``run_clients`` says.
+    With ``rate``, the clients are paced (``run_paced``, at least one
+    process): requests/s is then the rate achieved, and the milliseconds
+    count from each call's due time.
     """
     with _server(workers, server_code) as server:
         server_before = cpu_seconds(server.process.pid)
         port = int(server.target.rpartition(":")[2])
         with ConnectionWatch(server.process.pid, port) as watch:
-            results, client_cpu = run_clients(
-                server.target, calls, clients, processes
-            )
+            if rate is None:
+                results, client_cpu = run_clients(
+                    server.target, calls, clients, processes
+                )
+            else:
+                results, client_cpu = run_paced(
+                    server.target, calls, clients, max(1, processes), rate
+                )
         server_cpu = cpu_seconds(server.process.pid) - server_before
     made = sum(len(r[2]) for r in results) + WARM_UP * len(results)
     rate, p50, p99 = summarise(results)
@@ -330,13 +435,80 @@ def run(
     processes: list[int],
     baseline_commit: str | None = None,
     repeats: int = 1,
+    rate: float | None = None,
 ) -> str:
     with tempfile.TemporaryDirectory() as directory:
         codes: list[tuple[str, pathlib.Path | str | None]] = [("this", None)]
         if baseline_commit is not None:
             exported = baseline.export(baseline_commit, pathlib.Path(directory))
             codes.insert(0, (baseline_commit, exported))
-        return _run(calls, clients, processes, codes, repeats)
+        text = _run(calls, clients, processes, codes, repeats)
+        if rate is not None:
+            text += "\n\n" + _run_paced(
+                calls, clients, processes[0], codes, repeats, rate
+            )
+        return text
+
+
+def _run_paced(
+    calls: int,
+    clients: int,
+    processes: int,
+    codes: list[tuple[str, pathlib.Path | str | None]],
+    repeats: int,
+    rate: float,
+) -> str:
+    """Extra rows: the same servers under open-loop clients offering
+    ``rate`` calls a second (``run_paced``), clients in ``processes``
+    processes; measured after the saturation rows, in rounds as they are."""
+    setups = [(code, workers) for code in codes for workers in (1, 2)]
+    load = os.getloadavg()[0]
+    measured: list[list[Measured]] = [[] for _ in setups]
+    for _ in range(repeats):
+        for index, ((_, path), workers) in enumerate(setups):
+            measured[index].append(
+                measure(workers, calls, clients, processes, path, rate=rate)
+            )
+    lines = [
+        f"Paced (open-loop) rows, extra to the saturation rows above: "
+        f"the same servers and requests, but the {clients} clients "
+        f"(threads of {processes} processes) together send {rate:,.0f} "
+        "calls a second on a fixed schedule (client i's call j is due at "
+        f"(i + {clients} j) / {rate:,.0f} s), each waiting for its answer "
+        "before its next call. A call's milliseconds count from when it "
+        "was due, so time spent queued behind a slow call is included "
+        f"(no coordinated omission). {calls} calls per run, {repeats} "
+        f"run(s) per setup; load average when these rows began: {load:.1f}. "
+        "Achieved requests/s below the offered rate means the server fell "
+        f"behind. Goal: p99 under {GOAL_P99_MS:.0f} ms while achieving at "
+        f"least 99% of the offered {rate:,.0f} requests/s.",
+        "",
+        "| server code | --workers | clients in | offered requests/s | "
+        "achieved requests/s | p50 ms | p99 ms | server CPU ms/call | "
+        "client CPU ms/call | connections | goal met |",
+        "|---|---|---|---|---|---|---|---|---|---|---|",
+    ]
+    for ((label, _), workers), runs in zip(setups, measured):
+        met = sum(r[0] >= 0.99 * rate and r[2] < GOAL_P99_MS for r in runs)
+        lines.append(
+            f"| {label} | {workers} | {processes} processes, paced "
+            f"| {rate:,.0f} | {_spread([r[0] for r in runs], 0)} "
+            f"| {_spread([r[1] for r in runs], 2)} "
+            f"| {_spread([r[2] for r in runs], 2)} "
+            f"| {statistics.median(r[3] for r in runs):.3f} "
+            f"| {statistics.median(r[4] for r in runs):.3f} "
+            f"| {', '.join('/'.join(map(str, r[5])) for r in runs)} "
+            f"| {met}/{len(runs)} |"
+        )
+    return "\n".join(lines)
+
+
+def _spread(values: list[float], digits: int) -> str:
+    """The median and, with several runs, [lowest, highest]."""
+    middle = f"{statistics.median(values):.{digits}f}"
+    if len(values) == 1:
+        return middle
+    return f"{middle} [{min(values):.{digits}f}, {max(values):.{digits}f}]"
 
 
 def _run(
@@ -426,11 +598,7 @@ def _table(rows: list[tuple[str, int, int, list[Measured]]]) -> list[str]:
     def clients_in(count: int) -> str:
         return "1 process" if count == 0 else f"{count} processes"
 
-    def spread(values: list[float], digits: int) -> str:
-        middle = f"{statistics.median(values):.{digits}f}"
-        if len(values) == 1:
-            return middle
-        return f"{middle} [{min(values):.{digits}f}, {max(values):.{digits}f}]"
+    spread = _spread
 
     base: dict[tuple[str, int], float] = {}
     for label, workers, count, runs in rows:
@@ -470,11 +638,16 @@ def main(argv: list[str] | None = None) -> int:
         "--repeats", type=int, default=1,
         help="run every setup this many times; rows give medians and spread",
     )
+    parser.add_argument(
+        "--rate", type=float, metavar="R",
+        help="also run paced (open-loop) clients offering R calls/s together, "
+        "as extra rows",
+    )
     parser.add_argument("--results", type=pathlib.Path, default=HERE / "RESULTS.md")
     args = parser.parse_args(argv)
     text = run(
         args.calls, args.clients, args.client_processes, args.baseline_commit,
-        args.repeats,
+        args.repeats, args.rate,
     )
     print(text)
     write_section(SECTION, text, args.results)

@@ -113,17 +113,22 @@ def _kmeans(s: Sizes, n_rows: int, n_clusters: int) -> int:
     return 2 * n_rows * s.n_features * FLOAT + 2 * n_rows * n_clusters * FLOAT
 
 
-def _measure_chunks(s: Sizes, scale: int = 1) -> int:
+def _measure_chunks(s: Sizes, scale: int = 1, *, logs: bool = True) -> int:
     # Rows per chunk fill scale x MEASURE_CHUNK_BYTES at 4 bytes a value (the
     # most rows); per row and thread: the chunk, its float64 clamp and
-    # terms, a float64 softmax of the passes for logits, three row vectors;
-    # then the scores and the selection's vectors of n_pool.
+    # terms (``logs``: entropy's kernels; the scratch makes them only for
+    # a kernel that reads them), a float64 softmax of the passes for
+    # logits, three row vectors; then the scores and the selection's
+    # vectors of n_pool. (Rows here are the most rows, at 4 bytes a value;
+    # float64 chunks have half as many, and probabilities sent as float32
+    # need no softmax buffer: either leaves room for the argmax route's
+    # two other row vectors.)
     per_row = max(1, s.n_passes * s.n_classes)
     rows = max(1, min(s.n_pool, scale * MEASURE_CHUNK_BYTES // (4 * per_row)))
     n_chunks = -(-s.n_pool // rows)
     threads = part_count(n_chunks)
     scratch = (
-        rows * s.n_classes * (4 + 2 * FLOAT)
+        rows * s.n_classes * (4 + (2 * FLOAT if logs else 0))
         + rows * per_row * FLOAT
         + 3 * rows * FLOAT
     )
@@ -213,9 +218,9 @@ def _clustered(s: Sizes, params: Mapping[str, Any]) -> int:
 WORKING_SETS: dict[str, WorkingSet] = {
     # Uncertainty: a few (n_pool, n_classes) arrays, or (.., n_passes, ..).
     # Scored chunk by chunk (uncertainty_chunks): no pool-sized copy.
-    "uncertainty.least_confidence": lambda s, _: _measure_chunks(s),
-    "uncertainty.margin": lambda s, _: _measure_chunks(s),
-    "uncertainty.ratio_of_confidence": lambda s, _: _measure_chunks(s),
+    "uncertainty.least_confidence": lambda s, _: _measure_chunks(s, logs=False),
+    "uncertainty.margin": lambda s, _: _measure_chunks(s, logs=False),
+    "uncertainty.ratio_of_confidence": lambda s, _: _measure_chunks(s, logs=False),
     # The screened top-k's first pass reads chunks PATTERN_CHUNK_SCALE times
     # as large, with the same buffers (entropy_screen.screen).
     "uncertainty.entropy": lambda s, _: _measure_chunks(s, PATTERN_CHUNK_SCALE),

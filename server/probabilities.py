@@ -82,6 +82,15 @@ def check_probabilities(
     """
     row_bytes = probabilities[0].size * probabilities.itemsize
     rows = max(1, chunk_bytes // row_bytes)
+    if len(probabilities) <= rows:
+        # One chunk (small requests, most calls): the scan below without
+        # its split and closures, the same checks in the same order.
+        low, high = probabilities.min(), probabilities.max()
+        if not (low >= 0 and _sums_surely_fine(probabilities)):
+            _check_sums(probabilities, 0, field)
+        if low < 0 or high > 1:
+            _raise_out_of_range(probabilities, 0, field)
+        return
 
     def scan(start: int, stop: int) -> tuple[InvalidRequestError | None, int | None]:
         # This range's first bad sum, and its first chunk out of range.
@@ -104,16 +113,20 @@ def check_probabilities(
             raise bad_sum
     starts = [start for _, start in found if start is not None]
     if starts:
-        first_out_of_range = starts[0]
-        block = probabilities[first_out_of_range : first_out_of_range + rows]
-        out_of_range = (block < 0) | (block > 1)
-        where = np.argwhere(out_of_range)[0]
-        value = block[tuple(where)]
-        where[0] += first_out_of_range
-        raise InvalidRequestError(
-            f"{field}: {_position(where[:-1])} holds {value:.6g} for class "
-            f"{where[-1]}; probabilities must lie in [0, 1]"
-        )
+        first = starts[0]
+        _raise_out_of_range(probabilities[first : first + rows], first, field)
+
+
+def _raise_out_of_range(block: NDArray, start: int, field: str) -> None:
+    # ``block`` holds a value outside [0, 1]; its first row is row ``start``.
+    out_of_range = (block < 0) | (block > 1)
+    where = np.argwhere(out_of_range)[0]
+    value = block[tuple(where)]
+    where[0] += start
+    raise InvalidRequestError(
+        f"{field}: {_position(where[:-1])} holds {value:.6g} for class "
+        f"{where[-1]}; probabilities must lie in [0, 1]"
+    )
 
 
 FEW_CLASSES = 4

@@ -26,31 +26,37 @@ def top_k(scores: NDArray, batch_size: int, *, higher_first: bool) -> Ranking:
     Tie-break: equal scores go to the lower pool position first, so results
     are deterministic; the answer is exactly that of a full stable sort.
     ``np.argpartition`` finds a set of ``batch_size`` best keys in O(n_pool);
-    if the cut falls inside a run of equal keys, the tied samples it kept are
-    replaced by the lowest tied positions. Only the chosen ``batch_size``
-    are then sorted, stably by key from position order: O(n_pool + k log k)
-    for k = ``batch_size``, whatever the ties.
+    if the cut falls inside a run of equal keys (more keys equal the cut's
+    than it kept), the tied samples it kept are replaced by the lowest tied
+    positions. Only the chosen ``batch_size`` are then sorted, by key and
+    equal keys by position: O(n_pool + k log k) for k = ``batch_size``,
+    whatever the ties.
     """
     keys = -scores if higher_first else scores
-    n_pool = len(keys)
-    if batch_size < n_pool:
-        chosen = _best_positions(keys, batch_size)
+    if batch_size < len(keys):
+        order = _best_in_order(keys, batch_size)
     else:
-        chosen = np.arange(n_pool)
-    order = chosen[np.argsort(keys[chosen], kind="stable")]
+        order = np.argsort(keys, kind="stable")
     return Ranking(ranked_indices=order.astype(np.int64), scores=scores[order])
 
 
-def _best_positions(keys: NDArray, batch_size: int) -> NDArray[np.intp]:
-    # The batch_size smallest keys, equal keys by lower position, in
-    # ascending position order.
+def _best_in_order(keys: NDArray, batch_size: int) -> NDArray[np.intp]:
+    # The positions of the batch_size smallest keys, smallest first, equal
+    # keys by lower position.
     picked = np.argpartition(keys, batch_size - 1)[:batch_size]
-    kth = keys[picked].max()
-    better = picked[keys[picked] < kth]
+    values = keys[picked]
+    kth = values.max()
+    if np.count_nonzero(keys == kth) == np.count_nonzero(values == kth):
+        # No key equal to the cut's was left out (the usual case): order
+        # the picked by key, then by position.
+        return picked[np.lexsort((picked, values))]
+    # The cut fell inside a run of equal keys: keep the lowest tied
+    # positions instead of those argpartition happened to keep.
+    better = picked[values < kth]
     tied = np.flatnonzero(keys == kth)[: batch_size - len(better)]
     chosen = np.concatenate([better, tied])
     chosen.sort()
-    return chosen
+    return chosen[np.argsort(keys[chosen], kind="stable")]
 
 
 def sample(

@@ -134,6 +134,13 @@ def check_finite(
     if len(array) == 0:
         return
     rows = max(1, chunk_bytes // max(1, array[0].nbytes))
+    if len(array) <= rows:
+        # One chunk (small requests): its sum, without the split.
+        with np.errstate(over="ignore", invalid="ignore"):
+            whole = array.sum()
+        if not math.isfinite(whole):
+            _check_by_masks(array, first_row, rows, field)
+        return
 
     def total(start: int, stop: int) -> float:
         with np.errstate(over="ignore", invalid="ignore"):
@@ -144,8 +151,14 @@ def check_finite(
     # An overflowing sum of finite values falls through to the masks,
     # chunk by chunk, so a mask never grows past a chunk.
     sums = map_parts(total, row_parts(len(array), rows))
-    if all(math.isfinite(value) for value in sums):
-        return
+    if not all(math.isfinite(value) for value in sums):
+        _check_by_masks(array, first_row, rows, field)
+
+
+def _check_by_masks(array: NDArray, first_row: int, rows: int, field: str) -> None:
+    # A sum was not finite: raise for the first row holding NaN or an
+    # infinite value, a chunk's mask at a time (finite values whose sum
+    # overflowed pass).
     for start in range(0, len(array), rows):
         block = array[start : start + rows]
         finite = np.isfinite(block)

@@ -20,7 +20,7 @@ that a proven error bound keeps out of the batch.
 
 from __future__ import annotations
 
-import dataclasses
+import functools
 from collections.abc import Callable
 
 import numpy as np
@@ -37,39 +37,47 @@ from alquery.server.rows import FEW_COLUMNS, row_max, row_sum
 from alquery.server.strategies.information import snap_to_grid
 
 
-@dataclasses.dataclass(frozen=True)
 class Scratch:
     """Buffers one scoring pass reuses for every chunk.
 
     ``wide`` has the chunk's shape in the working dtype; ``clamped`` and
     ``terms`` too, in float64. ``first``, ``second`` and ``third`` hold one
-    value per row, ``where`` one index, ``rows`` the row numbers. Pages are
-    only mapped in when written, so a buffer a kernel never touches costs no
-    memory.
+    value per row, ``where`` one index, ``rows`` the row numbers. The
+    one-value-per-row buffers are made at once (they are small); the others
+    on first use, then kept for the pass, so a small pool's call (one chunk
+    through one kernel) makes only what its kernel reads, not all eight.
     """
 
-    wide: NDArray
-    clamped: NDArray[np.float64]
-    terms: NDArray[np.float64]
-    first: NDArray
-    second: NDArray
-    third: NDArray
-    where: NDArray[np.intp]
-    rows: NDArray[np.intp]
+    def __init__(self, rows: int, n_classes: int, dtype: np.dtype) -> None:
+        self._rows, self._n_classes, self._dtype = rows, n_classes, dtype
+        self.first = np.empty(rows, dtype)
+        self.second = np.empty(rows, dtype)
+        self.third = np.empty(rows, dtype)
 
     @classmethod
     def allocate(cls, rows: int, n_classes: int, dtype: np.dtype) -> Scratch:
         """Return buffers for chunks of ``rows`` rows of ``n_classes``."""
-        return cls(
-            wide=np.empty((rows, n_classes), dtype),
-            clamped=np.empty((rows, n_classes)),
-            terms=np.empty((rows, n_classes)),
-            first=np.empty(rows, dtype),
-            second=np.empty(rows, dtype),
-            third=np.empty(rows, dtype),
-            where=np.empty(rows, np.intp),
-            rows=np.arange(rows),
-        )
+        return cls(rows, n_classes, dtype)
+
+    @functools.cached_property
+    def wide(self) -> NDArray:
+        return np.empty((self._rows, self._n_classes), self._dtype)
+
+    @functools.cached_property
+    def clamped(self) -> NDArray[np.float64]:
+        return np.empty((self._rows, self._n_classes))
+
+    @functools.cached_property
+    def terms(self) -> NDArray[np.float64]:
+        return np.empty((self._rows, self._n_classes))
+
+    @functools.cached_property
+    def where(self) -> NDArray[np.intp]:
+        return np.empty(self._rows, np.intp)
+
+    @functools.cached_property
+    def rows(self) -> NDArray[np.intp]:
+        return np.arange(self._rows)
 
 
 Kernel = Callable[[NDArray, NDArray[np.float64], Scratch], None]
@@ -111,6 +119,13 @@ def scores_by_chunk(
     rows = chunk_rows(values, logits=logits, chunk_bytes=chunk_bytes)
     dtype = working_dtype(values, logits=logits)
     scores = np.empty(len(values))
+    one_view = values.ndim == 2 and not logits and values.dtype == dtype
+    if one_view and rows == len(values):
+        # One chunk that ``probability_chunks`` would yield as the array
+        # itself: score it here, without the generator and the split
+        # (small requests, most calls, take this path).
+        kernel(values, scores, Scratch(rows, values.shape[-1], dtype))
+        return scores
 
     def score(start: int, stop: int) -> None:
         scratch = Scratch.allocate(rows, values.shape[-1], dtype)

@@ -53,6 +53,25 @@ def test_top_k_equals_a_full_stable_sort_whatever_the_ties(n_distinct, higher_fi
         np.testing.assert_array_equal(got.scores, scores[full[:batch_size]])
 
 
+
+@pytest.mark.parametrize("higher_first", [True, False])
+def test_ties_inside_the_batch_but_not_at_its_cut_go_to_the_lower_position(
+    higher_first,
+):
+    # The batch's last key is held once, so no tie crosses the cut, but
+    # keys inside the batch repeat: the picked are ordered by key, then
+    # by position, as a full stable sort orders them.
+    rng = np.random.default_rng(5)
+    for _ in range(200):
+        scores = rng.random(1000)
+        scores[rng.integers(0, 1000, size=40)] = scores[rng.integers(0, 1000)]
+        keys = -scores if higher_first else scores
+        full = np.argsort(keys, kind="stable")
+        for batch_size in (1, 10, 50):
+            got = top_k(scores, batch_size, higher_first=higher_first)
+            np.testing.assert_array_equal(got.ranked_indices, full[:batch_size])
+
+
 from alquery.server.selection import sample  # noqa: E402
 from alquery.v1 import query_pb2  # noqa: E402
 

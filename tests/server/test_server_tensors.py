@@ -40,3 +40,23 @@ def test_threaded_check_names_the_first_bad_row(bad_rows, monkeypatch):
         f"^pool.embeddings: row {bad_rows[0]} contains an infinite value"
     )):
         check_finite(values, "pool.embeddings", chunk_bytes=8 * 16)
+
+
+@pytest.mark.parametrize("bad_rows", [[], [0], [999], [3, 640]])
+@pytest.mark.parametrize("bad", [np.nan, np.inf, -np.inf, "overflow"])
+def test_one_chunk_check_reports_what_the_chunked_check_reports(bad_rows, bad):
+    # A tensor that fits one chunk is summed whole; the same tensor in
+    # chunks of 8 rows: the same message (or none), the same first row.
+    values = np.random.default_rng(3).random((1000, 4))
+    for row in bad_rows:
+        values[row, 1] = 1e308 if bad == "overflow" else bad
+
+    def message(chunk_bytes):
+        try:
+            check_finite(values, "pool.embeddings", chunk_bytes=chunk_bytes)
+        except InvalidRequestError as error:
+            return str(error)
+        return None
+
+    assert message(2 * 2**20) == message(8 * 32)
+    assert (message(2 * 2**20) is None) == (bad == "overflow" or not bad_rows)

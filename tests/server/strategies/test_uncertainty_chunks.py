@@ -155,3 +155,23 @@ def test_gathered_rows_score_as_in_the_pool(kernel, threads, chunk_bytes, monkey
     got = scores_at(p, positions, kernel, chunk_bytes=chunk_bytes)
     np.testing.assert_array_equal(got, expected)
     assert len(scores_at(p, positions[:0], kernel)) == 0
+
+
+@pytest.mark.parametrize("kernel", KERNELS)
+@pytest.mark.parametrize("n_classes", [2, 3, 10, 32, 33])
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("values", ["random", "few levels", "equal rows"])
+def test_a_one_chunk_pool_scores_as_chunk_by_chunk(kernel, n_classes, dtype, values):
+    # A pool that fits one chunk is scored straight from the array; the
+    # same pool cut into chunks of 3 rows goes through the general path.
+    # Bit-identical, with many ties ("few levels": values of a few
+    # quarters, unnormalised; "equal rows": every class equal).
+    if values == "random":
+        p = pool(1000, n_classes, dtype)
+    elif values == "few levels":
+        p = (RNG.integers(1, 5, size=(1000, n_classes)) / 4).astype(dtype)
+    else:
+        p = np.full((1000, n_classes), 1.0 / n_classes, dtype)
+    one = scores_by_chunk(p, kernel)
+    chunked = scores_by_chunk(p, kernel, chunk_bytes=3 * n_classes * p.itemsize)
+    np.testing.assert_array_equal(one, chunked)
