@@ -135,7 +135,7 @@ def _greedy(
             # Every row's distance to one center at once, streamed; the rest
             # of the labeled set lazily, as picks are.
             cover.add_first_center(shifted(labeled[0], shift), labeled[0])
-        cover.add_centers(shifted(labeled[1:], shift), labeled[1:])
+        cover.add_raw_centers(labeled[1:])
     else:
         # The pool mean is the origin: the first pick is the smallest norm.
         smallest = np.flatnonzero(cover.norms == cover.norms.min())

@@ -39,6 +39,11 @@ RAW_SCREEN_RATIO = 4.0
 """A float32 pool is screened as it is, without a shifted copy, when its
 largest squared norm is at most this many times that about the pool mean."""
 
+CENTER_BLOCK_ELEMENTS = 1 << 18
+"""A labeled set is measured and added as centers this many values at a
+time (2 MiB of float64), so that its temporary copies stay small however
+many labeled rows there are."""
+
 SCREEN_MAGNITUDES = (1e-20, 1e30)
 """Screening runs in float32 only when the largest squared norm lies
 between these (float32 squares neither overflow nor underflow)."""
@@ -52,6 +57,12 @@ def pool_shift(embeddings: NDArray) -> NDArray[np.float64]:
 def shifted(rows: NDArray, shift: NDArray[np.float64]) -> NDArray[np.float64]:
     """Return ``rows`` in float64 less ``shift``."""
     return np.asarray(rows, dtype=np.float64) - shift
+
+
+def center_blocks(rows: NDArray) -> list[NDArray]:
+    """Split ``rows`` into runs of about CENTER_BLOCK_ELEMENTS values."""
+    step = max(1, CENTER_BLOCK_ELEMENTS // max(1, rows.shape[1]))
+    return [rows[first : first + step] for first in range(0, len(rows), step)]
 
 
 def _residuals(
@@ -125,10 +136,11 @@ class LazyCover:
         if raw_norms is not None:
             raw_magnitude = float(raw_norms.max(initial=0.0))
         if labeled is not None:
-            moved = row_norms(shifted(labeled, shift))
-            magnitude = max(magnitude, float(moved.max(initial=0.0)))
-            raw = row_norms(np.asarray(labeled, dtype=np.float64))
-            raw_magnitude = max(raw_magnitude, float(raw.max(initial=0.0)))
+            for part in center_blocks(labeled):
+                moved = row_norms(shifted(part, shift))
+                magnitude = max(magnitude, float(moved.max(initial=0.0)))
+                raw = row_norms(np.asarray(part, dtype=np.float64))
+                raw_magnitude = max(raw_magnitude, float(raw.max(initial=0.0)))
         eps = float(np.finfo(np.float64).eps)
         # Each of the three terms of the expansion is off by at most about
         # n_features * eps times the largest squared norm; doubled.
@@ -261,6 +273,13 @@ class LazyCover:
                 self.center_norms[self.n_centers : stop], projected
             )
         self.n_centers = stop
+
+    def add_raw_centers(self, raw: NDArray) -> None:
+        """Append the rows of ``raw`` (as the client sent them) as centers,
+        shifted a block at a time (``center_blocks``): only the centers'
+        own arrays grow with their number."""
+        for part in center_blocks(raw):
+            self.add_centers(shifted(part, self.shift), part)
 
     def add_first_center(self, center: NDArray[np.float64], raw: NDArray) -> None:
         """Make ``center`` (shifted, float64; ``raw`` as sent) the only
