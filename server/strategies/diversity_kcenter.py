@@ -7,6 +7,8 @@ from concurrent.futures import ThreadPoolExecutor
 from typing import TYPE_CHECKING
 
 import numpy as np
+from numpy.typing import NDArray
+
 from alquery.server.blas_threads import one_blas_thread
 from alquery.server.registry import Parameter, Ranking, Strategy, register
 from alquery.server.strategies.diversity import CHUNK_ELEMENTS, never_cancelled
@@ -17,7 +19,6 @@ from alquery.server.strategies.kcenter_cover import (
     shifted,
 )
 from alquery.server.strategies.parameters import int_at_least
-from numpy.typing import NDArray
 
 if TYPE_CHECKING:
     from alquery.server.edge import Query

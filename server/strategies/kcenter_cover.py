@@ -8,7 +8,7 @@ from concurrent.futures import Executor
 import numpy as np
 from numpy.typing import NDArray
 
-from alquery.server.strategies import kcenter_stream
+from alquery.server.strategies import kcenter_stream, kcenter_update
 from alquery.server.strategies.kcenter_basis import principal_basis
 from alquery.server.strategies.kcenter_native import (
     NativeRounds,
@@ -24,7 +24,6 @@ from alquery.server.strategies.kcenter_stream import (
     shifted_copy,
     stream,
 )
-from alquery.server.strategies import kcenter_update
 from alquery.server.strategies.kcenter_update import update_groups
 from alquery.server.threads import compute_threads
 
