@@ -323,8 +323,10 @@ class LazyCover:
         bound = self.bound
         while self.native.usable:
             # The rounds run in the compiled loops until one is large
-            # enough to split over the workers, which runs here.
-            split = kcenter_update.SPLIT_PAIRS if executor is not None else 0
+            # enough to split over the workers, or to hold many pending
+            # centers (``update_groups`` screens those with BLAS), which
+            # runs here.
+            split = kcenter_update.SPLIT_PAIRS
             groups, evaluations, screened = self.native.pick_rounds(split)
             self.evaluations += evaluations
             self.screened += screened
