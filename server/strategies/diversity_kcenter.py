@@ -108,9 +108,9 @@ def kcenter_greedy(
     which do the bounds, the screen and the exact distances pair by pair
     and release the GIL, so rounds of many pairs split by rows over the
     threads. Pools screened in float64 (norms beyond float32's range)
-    take the numpy rounds, and so do rounds with ``COMPILED_PENDING`` or
-    more pending centers (a large labeled set), which BLAS products
-    screen faster. Without the compiled loops a round is about 60
+    take the numpy rounds, and so do rounds with
+    ``kcenter_update.COMPILED_PENDING`` or more labeled centers pending,
+    which BLAS products screen faster. Without the compiled loops a round is about 60
     numpy calls,
     about twice as slow on learned embeddings; the picks and scores are
     the same.

@@ -177,6 +177,7 @@ class LazyCover:
             width = self.lifted.shape[1]
             self.lifted_centers = np.empty((capacity, width), self.lifted.dtype)
         self.n_centers = 0
+        self.n_labeled = 0 if labeled is None else len(labeled)
         self.evaluations = 0
         self.screened = 0
         self.workers = WORKERS
@@ -323,10 +324,15 @@ class LazyCover:
         bound = self.bound
         while self.native.usable:
             # The rounds run in the compiled loops until one is large
-            # enough to split over the workers, or to hold many pending
-            # centers (``update_groups`` screens those with BLAS), which
-            # runs here.
-            split = kcenter_update.SPLIT_PAIRS
+            # enough to split over the workers, which runs here.
+            split = kcenter_update.SPLIT_PAIRS if executor is not None else 0
+            pending = kcenter_update.COMPILED_PENDING
+            if self.n_labeled - int(self.applied.min()) >= pending:
+                # Some group has many labeled centers pending:
+                # rounds that may hold it come back too, for
+                # ``update_groups`` to screen with BLAS products.
+                many = pending * LEAF_SIZE
+                split = min(split, many) if split else many
             groups, evaluations, screened = self.native.pick_rounds(split)
             self.evaluations += evaluations
             self.screened += screened
