@@ -34,6 +34,9 @@ from alquery.server.strategies.bayesian_joint import (
 )
 from alquery.server.strategies.diversity import CHUNK_ELEMENTS
 from alquery.server.strategies.entropy_screen import PATTERN_CHUNK_SCALE
+from alquery.server.strategies.kcenter_cover import (
+    CENTER_BLOCK_ELEMENTS as KCENTER_BLOCK,
+)
 from alquery.server.strategies.kcenter_cover import LEAF_SIZE
 from alquery.server.strategies.kcenter_cover import WORKERS as KCENTER_WORKERS
 from alquery.server.strategies.kcenter_stream import PROJECTED_DIMS
@@ -142,14 +145,29 @@ def _kcenter(s: Sizes, _: Mapping[str, Any]) -> int:
     # are put in group order), vectors of n_pool, and per worker thread
     # one part of a round screened against its pending centers: about ten
     # bytes per (row, center) pair, and the part's rows in float32.
+    # Every center (labeled row or pick) is kept in float64 and float32,
+    # with two norms and its projection bound's row; each thread of the
+    # compiled rounds (the workers and the calling one) has four scratch
+    # values per center. The labeled set is prepared a block at a time:
+    # about 40 bytes per value of one block.
     rows = min(s.n_pool, KCENTER_BATCH_ROWS + LEAF_SIZE)
-    pairs = min(KCENTER_PAIRS, rows * (s.n_labeled + s.batch_size))
+    n_centers = s.n_labeled + s.batch_size
+    pairs = min(KCENTER_PAIRS, rows * n_centers)
     per_worker = 10 * pairs + rows * s.n_features * 4
+    per_center = (
+        s.n_features * (FLOAT + 4)
+        + 2 * FLOAT
+        + (PROJECTED_DIMS + 1) * 4
+        + (KCENTER_WORKERS + 1) * 4 * FLOAT
+    )
+    block = min(KCENTER_BLOCK, s.n_labeled * s.n_features)
     return (
         _e(s) // 2
         + (PROJECTED_DIMS + 16) * _n(s)
         + (PROJECTED_DIMS + 1) * _n(s)
         + KCENTER_WORKERS * per_worker
+        + n_centers * per_center
+        + 40 * block
     )
 
 

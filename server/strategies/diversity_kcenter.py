@@ -7,6 +7,8 @@ from concurrent.futures import ThreadPoolExecutor
 from typing import TYPE_CHECKING
 
 import numpy as np
+from numpy.typing import NDArray
+
 from alquery.server.blas_threads import one_blas_thread
 from alquery.server.registry import Parameter, Ranking, Strategy, register
 from alquery.server.strategies.diversity import CHUNK_ELEMENTS, never_cancelled
@@ -17,7 +19,6 @@ from alquery.server.strategies.kcenter_cover import (
     shifted,
 )
 from alquery.server.strategies.parameters import int_at_least
-from numpy.typing import NDArray
 
 if TYPE_CHECKING:
     from alquery.server.edge import Query
@@ -107,7 +108,9 @@ def kcenter_greedy(
     which do the bounds, the screen and the exact distances pair by pair
     and release the GIL, so rounds of many pairs split by rows over the
     threads. Pools screened in float64 (norms beyond float32's range)
-    take the numpy rounds. Without the compiled loops a round is about 60
+    take the numpy rounds, and so do rounds with
+    ``kcenter_update.COMPILED_PENDING`` or more labeled centers pending,
+    which BLAS products screen faster. Without the compiled loops a round is about 60
     numpy calls,
     about twice as slow on learned embeddings; the picks and scores are
     the same.
@@ -135,7 +138,7 @@ def _greedy(
             # Every row's distance to one center at once, streamed; the rest
             # of the labeled set lazily, as picks are.
             cover.add_first_center(shifted(labeled[0], shift), labeled[0])
-        cover.add_centers(shifted(labeled[1:], shift), labeled[1:])
+        cover.add_raw_centers(labeled[1:])
     else:
         # The pool mean is the origin: the first pick is the smallest norm.
         smallest = np.flatnonzero(cover.norms == cover.norms.min())

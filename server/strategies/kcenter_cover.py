@@ -8,7 +8,7 @@ from concurrent.futures import Executor
 import numpy as np
 from numpy.typing import NDArray
 
-from alquery.server.strategies import kcenter_stream
+from alquery.server.strategies import kcenter_stream, kcenter_update
 from alquery.server.strategies.kcenter_basis import principal_basis
 from alquery.server.strategies.kcenter_native import (
     NativeRounds,
@@ -24,7 +24,6 @@ from alquery.server.strategies.kcenter_stream import (
     shifted_copy,
     stream,
 )
-from alquery.server.strategies import kcenter_update
 from alquery.server.strategies.kcenter_update import update_groups
 from alquery.server.threads import compute_threads
 
@@ -39,6 +38,11 @@ RAW_SCREEN_RATIO = 4.0
 """A float32 pool is screened as it is, without a shifted copy, when its
 largest squared norm is at most this many times that about the pool mean."""
 
+CENTER_BLOCK_ELEMENTS = 1 << 18
+"""A labeled set is measured and added as centers this many values at a
+time (2 MiB of float64), so that its temporary copies stay small however
+many labeled rows there are."""
+
 SCREEN_MAGNITUDES = (1e-20, 1e30)
 """Screening runs in float32 only when the largest squared norm lies
 between these (float32 squares neither overflow nor underflow)."""
@@ -52,6 +56,12 @@ def pool_shift(embeddings: NDArray) -> NDArray[np.float64]:
 def shifted(rows: NDArray, shift: NDArray[np.float64]) -> NDArray[np.float64]:
     """Return ``rows`` in float64 less ``shift``."""
     return np.asarray(rows, dtype=np.float64) - shift
+
+
+def center_blocks(rows: NDArray) -> list[NDArray]:
+    """Split ``rows`` into runs of about CENTER_BLOCK_ELEMENTS values."""
+    step = max(1, CENTER_BLOCK_ELEMENTS // max(1, rows.shape[1]))
+    return [rows[first : first + step] for first in range(0, len(rows), step)]
 
 
 def _residuals(
@@ -125,10 +135,11 @@ class LazyCover:
         if raw_norms is not None:
             raw_magnitude = float(raw_norms.max(initial=0.0))
         if labeled is not None:
-            moved = row_norms(shifted(labeled, shift))
-            magnitude = max(magnitude, float(moved.max(initial=0.0)))
-            raw = row_norms(np.asarray(labeled, dtype=np.float64))
-            raw_magnitude = max(raw_magnitude, float(raw.max(initial=0.0)))
+            for part in center_blocks(labeled):
+                moved = row_norms(shifted(part, shift))
+                magnitude = max(magnitude, float(moved.max(initial=0.0)))
+                raw = row_norms(np.asarray(part, dtype=np.float64))
+                raw_magnitude = max(raw_magnitude, float(raw.max(initial=0.0)))
         eps = float(np.finfo(np.float64).eps)
         # Each of the three terms of the expansion is off by at most about
         # n_features * eps times the largest squared norm; doubled.
@@ -166,6 +177,7 @@ class LazyCover:
             width = self.lifted.shape[1]
             self.lifted_centers = np.empty((capacity, width), self.lifted.dtype)
         self.n_centers = 0
+        self.n_labeled = 0 if labeled is None else len(labeled)
         self.evaluations = 0
         self.screened = 0
         self.workers = WORKERS
@@ -262,6 +274,13 @@ class LazyCover:
             )
         self.n_centers = stop
 
+    def add_raw_centers(self, raw: NDArray) -> None:
+        """Append the rows of ``raw`` (as the client sent them) as centers,
+        shifted a block at a time (``center_blocks``): only the centers'
+        own arrays grow with their number."""
+        for part in center_blocks(raw):
+            self.add_centers(shifted(part, self.shift), part)
+
     def add_first_center(self, center: NDArray[np.float64], raw: NDArray) -> None:
         """Make ``center`` (shifted, float64; ``raw`` as sent) the only
         center, every exact distance computed at once, a cache-sized block
@@ -307,6 +326,13 @@ class LazyCover:
             # The rounds run in the compiled loops until one is large
             # enough to split over the workers, which runs here.
             split = kcenter_update.SPLIT_PAIRS if executor is not None else 0
+            pending = kcenter_update.COMPILED_PENDING
+            if self.n_labeled - int(self.applied.min()) >= pending:
+                # Some group has many labeled centers pending:
+                # rounds that may hold it come back too, for
+                # ``update_groups`` to screen with BLAS products.
+                many = pending * LEAF_SIZE
+                split = min(split, many) if split else many
             groups, evaluations, screened = self.native.pick_rounds(split)
             self.evaluations += evaluations
             self.screened += screened

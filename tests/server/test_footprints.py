@@ -180,3 +180,23 @@ def test_estimate_bounds_the_screened_entropy(pool):
         "uncertainty.entropy", footprints.sizes_of_query(query), query.params
     )
     assert peak <= estimate, f"peak {peak} above the estimate {estimate}"
+
+
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+def test_kcenter_estimate_bounds_a_labeled_set_larger_than_the_pool(dtype):
+    # k-center keeps every center (labeled rows and picks) in float64 and
+    # float32 and prepares them in bulk: with far more labeled rows than
+    # pool rows that, not the pool, sets the peak.
+    rng = np.random.default_rng(2)
+    request = build_request(
+        "diversity.kcenter",
+        50,
+        embeddings=rng.normal(size=(2000, 64)).astype(dtype),
+        labeled_embeddings=rng.normal(size=(60_000, 64)).astype(dtype),
+    )
+    query = edge.build_query(request)
+    peak = _peak_bytes(query)
+    sizes = footprints.sizes_of_query(query)
+    estimate = footprints.working_set("diversity.kcenter", sizes, query.params)
+    assert peak <= estimate, f"peak {peak} above the estimate {estimate}"
+    assert estimate <= 4 * peak + SLACK_BYTES, f"estimate {estimate}, peak {peak}"

@@ -329,3 +329,27 @@ def test_a_pool_not_in_row_order_gets_the_same_picks(layout):
     same = kcenter_greedy(pool, 80)
     assert fast.ranked_indices.tolist() == same.ranked_indices.tolist()
     assert fast.scores.tolist() == same.scores.tolist()
+
+
+def test_rounds_with_many_pending_centers_screen_with_blas(monkeypatch, rounds):
+    # A large labeled set reaches each group as one round of thousands of
+    # pending centers: BLAS products screen those faster than the compiled
+    # round's pair-by-pair dots, so they take the numpy round either way;
+    # the rounds of later picks (one pending center) stay compiled.
+    calls = {"numpy": 0}
+
+    def counted(kind, function):
+        def wrapper(*args, **kwargs):
+            calls[kind] += 1
+            return function(*args, **kwargs)
+
+        return wrapper
+
+    for name in ("_update_rows", "_update_group"):
+        function = counted("numpy", getattr(kcenter_update, name))
+        monkeypatch.setattr(kcenter_update, name, function)
+    rng = np.random.default_rng(34)
+    pool = rng.normal(size=(1500, 24))
+    labeled = rng.normal(size=(3000, 24))
+    assert_same_ranking(pool, 30, labeled)
+    assert calls["numpy"] > 0
