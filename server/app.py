@@ -30,7 +30,7 @@ from alquery.server.metrics import Metrics
 from alquery.server.models.cache import ModelCache
 from alquery.server.security import TlsFiles, TokenInterceptor, server_credentials
 from alquery.server.servicer import QueryServicer, add_to_server
-from alquery.server.strategies import entropy_screen
+from alquery.server.strategies import entropy_screen, kcenter_native
 
 logger = logging.getLogger("alquery.server.app")
 
@@ -251,10 +251,11 @@ def start(config: ServerConfig) -> RunningServer:
     else:
         logger.info(
             "serving port=%d metrics_port=%s max_message_mib=%d threads=%d "
-            "transport=%s auth=%s health_port=%s memory_budget_mib=%d",
+            "transport=%s auth=%s health_port=%s memory_budget_mib=%d "
+            "kcenter_loops=%s",
             port, metrics_port, config.max_message_mib, config.threads,
             _transport(config), "off" if config.auth_token is None else "token",
-            health_port, budget_mib,
+            health_port, budget_mib, kcenter_native.STATUS,
         )
     if shared_dir is not None:
         logger.info(

@@ -152,14 +152,18 @@ class _Supervisor:
             raise OSError(
                 f"workers did not start on {config.host}:{config.port}"
             )
+        # What the workers' k-center runs: they load the same files.
+        from alquery.server.strategies import kcenter_native
+
         logger.info(
             "serving port=%d metrics_port=%s max_message_mib=%d threads=%d "
             "transport=%s auth=%s health_port=%s workers=%d "
-            "native_threads_per_worker=%s model_threads=%d",
+            "native_threads_per_worker=%s model_threads=%d kcenter_loops=%s",
             config.port, metrics_port, config.max_message_mib, config.threads,
             transport(config), "off" if config.auth_token is None else "token",
             config.health_port, self._count,
             os.environ.get("OPENBLAS_NUM_THREADS"), config.model_threads,
+            kcenter_native.STATUS,
         )
         code = self._supervise()
         if metrics_http is not None:

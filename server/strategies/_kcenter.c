@@ -36,6 +36,12 @@
 /* Helpers are inlined into each build of the exported loops. */
 #define INLINE static inline __attribute__((always_inline))
 
+/* Raised whenever Cover or an exported signature changes: kcenter_native
+ * refuses a library built from other source (a stale editable build). */
+#define LAYOUT 1
+
+int64_t layout_version(void) { return LAYOUT; }
+
 typedef struct {
     const void *embeddings;   /* pool order, n_pool x n_features */
     int64_t embeddings_f64;   /* 1: float64, 0: float32 */

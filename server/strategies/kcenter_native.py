@@ -51,12 +51,32 @@ class _Cover(ctypes.Structure):
     ]
 
 
+LAYOUT = 1
+"""``LAYOUT`` of _kcenter.c this module speaks to (``_Cover``, signatures)."""
+
+STATUS = "numpy"
+"""What k-center runs, for the server's start-up line: ``compiled``,
+``numpy`` (not built) or ``numpy_stale_build`` (reinstall to rebuild)."""
+
+
 def _load() -> ctypes.CDLL | None:
+    global STATUS
     try:
         from alquery.server.strategies import _kcenter
     except ImportError:
         return None
     library = ctypes.CDLL(_kcenter.__file__)
+    version = getattr(library, "layout_version", None)
+    if version is not None:
+        version.restype = ctypes.c_int64
+        version.argtypes = []
+    if version is None or version() != LAYOUT:
+        # A library built from other source (an editable install not
+        # rebuilt after _kcenter.c changed): its layout may differ, and
+        # calling it could crash. The numpy rounds give the same picks.
+        STATUS = "numpy_stale_build"
+        return None
+    STATUS = "compiled"
     library.exact_distances.restype = None
     library.exact_distances.argtypes = [
         ctypes.c_void_p,

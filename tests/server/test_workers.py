@@ -16,6 +16,7 @@ import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
 from alquery.client.local import LocalServer
+from alquery.server.strategies import kcenter_native
 from alquery.v1 import query_pb2, query_pb2_grpc
 from conftest import tensor
 
@@ -84,6 +85,9 @@ def test_two_workers_share_the_port_and_the_parent_logs_serving_once(workers):
     log = "".join(workers.log)
     assert len(re.findall(r"serving port=\d+", log)) == 1
     assert "workers=2" in log
+    # What k-center runs in the workers: compiled loops where they loaded.
+    loops = "compiled" if kcenter_native.LIBRARY is not None else "numpy"
+    assert f"kcenter_loops={loops}" in log
     ports = {int(m.group(2)) for m in WORKER_LINE.finditer(log)}
     assert ports == {workers.port}
     assert workers.process.pid not in worker_pids(workers)

@@ -98,3 +98,17 @@ def test_a_row_is_at_distance_zero_from_itself():
     norms = exact_norms(shifted)
     got = exact_distances(raw, shift, norms, shifted, norms, which=np.arange(50))
     assert not got.any()
+
+
+@needs_library
+def test_a_library_built_from_other_source_is_refused(monkeypatch):
+    # An editable install keeps the library it built until it is rebuilt;
+    # if _kcenter.c's layout changed since, calling it could crash, so a
+    # layout other than the one this module speaks to leaves the numpy
+    # rounds in charge, and says so.
+    monkeypatch.setattr(kcenter_native, "STATUS", kcenter_native.STATUS)
+    assert kcenter_native._load() is not None
+    assert kcenter_native.STATUS == "compiled"
+    monkeypatch.setattr(kcenter_native, "LAYOUT", kcenter_native.LAYOUT + 1)
+    assert kcenter_native._load() is None
+    assert kcenter_native.STATUS == "numpy_stale_build"
