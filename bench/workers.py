@@ -444,6 +444,9 @@ def run(
             codes.insert(0, (baseline_commit, exported))
         text = _run(calls, clients, processes, codes, repeats)
         if rate is not None:
+            # The header quotes the command line up to its closing "`:".
+            head, tail = text.split("`:", 1)
+            text = f"{head} --rate {rate:g}`:{tail}"
             text += "\n\n" + _run_paced(
                 calls, clients, processes[0], codes, repeats, rate
             )
