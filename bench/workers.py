@@ -211,13 +211,7 @@ def run_paced(
             ),
         ))
         taken += threads
-    for worker in workers:
-        worker.start()
-    results = [timed for _ in workers for timed in out.get()]
-    cpu = sum(cpu_out.get() for _ in workers)
-    for worker in workers:
-        worker.join()
-    return results, cpu
+    return _gather(workers, out, cpu_out)
 
 
 def run_clients(
@@ -250,6 +244,12 @@ def run_clients(
         )
         for threads in _split(clients, processes)
     ]
+    return _gather(workers, out, cpu_out)
+
+
+def _gather(workers: list, out, cpu_out) -> tuple[list[Timed], float]:
+    # Start the client processes; return every client's ``Timed`` and the
+    # CPU seconds the processes spent.
     for worker in workers:
         worker.start()
     results = [timed for _ in workers for timed in out.get()]
