@@ -86,7 +86,7 @@ def kcenter_greedy(
     directions plus the norm of the rest (``kcenter_basis``), then a
     float32 screen. How much is skipped depends on the data: on clustered
     embeddings and on learned ones (a network's hidden layer, whose spread
-    lies mostly in a few directions) about 6% of the plain greedy's
+    lies mostly in a few directions) 1% to 6% of the plain greedy's
     distances are still screened; on isotropic noise in many dimensions
     most are. Worst case O((n_labeled + batch_size) * n_pool * n_features)
     operations, as the plain greedy, plus O(n_pool * n_features * 32) for
@@ -110,11 +110,22 @@ def kcenter_greedy(
     threads. Pools screened in float64 (norms beyond float32's range)
     take the numpy rounds, and so do rounds with
     ``kcenter_update.COMPILED_PENDING`` or more labeled centers pending,
-    which BLAS products screen faster. Without the compiled loops a round is about 60
-    numpy calls,
-    about twice as slow on learned embeddings; the picks and scores are
+    which BLAS products screen faster. Without the compiled loops a round
+    is about 60 numpy calls, 2 to 3 times slower; the picks and scores are
     the same.
 
+    Measured (bench/kcenter.py, 2-core machine, 2026-12-05, one run, best
+    BLAS setting): 1,000 picks in 1.61 s on 100,000 x 768 clustered
+    synthetic embeddings and 1.18 s on 70,000 x 768 learned embeddings of
+    Fashion-MNIST (an MLP's hidden layer), where a plain float32 numpy
+    greedy took 11.85 and 7.82 s (7.3x and 6.6x); 54.4x faster than
+    scikit-activeml's ``CoreSet`` in the same run on the learned
+    embeddings.
+
+    References
+    ----------
+    Sener & Savarese, "Active Learning for Convolutional Neural Networks: A
+    Core-Set Approach", ICLR 2018.
     """
     return kcenter_greedy_counted(embeddings, batch_size, labeled_embeddings, check)[0]
 
